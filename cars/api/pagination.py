@@ -1,0 +1,150 @@
+"""Array-body pagination: `?limit=` with `?offset=` or an opaque keyset `?cursor=`.
+
+The page stays a plain JSON array; navigation is in the `Link` header (rel="next",
+rel="prev") and the total in `X-Total-Count`. Without `offset`, links carry a keyset
+cursor, so deep pages cost what the first page costs.
+"""
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.http import QueryDict
+from rest_framework.exceptions import APIException
+
+from cars.selectors import Ordering
+
+
+class BadRequest(APIException):
+    status_code = 400
+    default_detail = "Bad request."
+    default_code = "bad_request"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    value: object  # the ordering field's value of the item the page starts after
+    pk: int
+    reverse: bool = False  # True: the page ends before that item (a "prev" page)
+
+    def encode(self) -> str:
+        value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        raw = json.dumps([value, self.pk, int(self.reverse)], separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str, ordering: Ordering) -> "Cursor":
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            value, pk, reverse = json.loads(raw)
+            if ordering.field == "updated_at":
+                value = datetime.fromisoformat(value)
+            elif ordering.field == "id":
+                value = int(value)
+            elif not isinstance(value, str):
+                raise TypeError
+            return cls(value, int(pk), bool(reverse))
+        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            raise BadRequest("cursor is not valid") from exc
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    offset: int | None
+    cursor: str | None
+
+
+def _non_negative_int(params: QueryDict, name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer") from None
+    if value < 0:
+        raise BadRequest(f"{name} must not be negative")
+    return value
+
+
+def parse_page_request(params: QueryDict) -> PageRequest:
+    limit = _non_negative_int(params, "limit")
+    maximum = settings.CARS_MAX_PAGE_SIZE
+    if limit is None:
+        limit = settings.CARS_PAGE_SIZE
+    elif not 1 <= limit <= maximum:
+        raise BadRequest(f"limit must be between 1 and {maximum}")
+    offset = _non_negative_int(params, "offset")
+    cursor = params.get("cursor")
+    if offset is not None and cursor is not None:
+        raise BadRequest("use either offset or cursor, not both")
+    return PageRequest(limit, offset, cursor)
+
+
+@dataclass
+class Page:
+    items: list[dict]
+    next_params: dict[str, str] | None
+    prev_params: dict[str, str] | None
+
+
+def paginate(
+    rows: QuerySet, request: PageRequest, *, ordering: Ordering | None, total: int
+) -> Page:
+    """Slice `rows`; keyset when possible, offset for searches ranked by relevance."""
+    if request.cursor is not None or (request.offset is None and ordering is not None):
+        return _keyset_page(rows, request, ordering)
+    return _offset_page(rows, request, total)
+
+
+def _offset_page(rows: QuerySet, request: PageRequest, total: int) -> Page:
+    offset, limit = request.offset or 0, request.limit
+    items = list(rows[offset : offset + limit])
+    next_params = {"offset": str(offset + limit)} if offset + limit < total else None
+    prev_params = {"offset": str(max(0, offset - limit))} if offset > 0 else None
+    return Page(items, next_params, prev_params)
+
+
+def _keyset_page(rows: QuerySet, request: PageRequest, ordering: Ordering | None) -> Page:
+    if ordering is None:
+        raise BadRequest("cursor cannot be combined with a search ranked by relevance")
+    limit = request.limit
+    cursor = Cursor.decode(request.cursor, ordering) if request.cursor else None
+    if cursor is not None:
+        rows = rows.filter(_after(ordering, cursor))
+        if cursor.reverse:
+            rows = rows.reverse()
+    items = list(rows[: limit + 1])
+    more = len(items) > limit
+    items = items[:limit]
+    if cursor is not None and cursor.reverse:
+        items.reverse()
+        has_prev, has_next = more, True
+    else:
+        has_prev, has_next = cursor is not None, more
+    next_params = prev_params = None
+    if items and has_next:
+        next_params = {"cursor": _cursor_at(items[-1], ordering, reverse=False).encode()}
+    if items and has_prev:
+        prev_params = {"cursor": _cursor_at(items[0], ordering, reverse=True).encode()}
+    return Page(items, next_params, prev_params)
+
+
+def _cursor_at(item: dict, ordering: Ordering, *, reverse: bool) -> Cursor:
+    return Cursor(item[ordering.field], item["id"], reverse)
+
+
+def _after(ordering: Ordering, cursor: Cursor) -> Q:
+    """Rows strictly after the cursor in the page direction."""
+    forward = ordering.descending == cursor.reverse
+    op = "gt" if forward else "lt"
+    if ordering.field == "id":
+        return Q(**{f"id__{op}": cursor.pk})
+    return Q(**{f"{ordering.field}__{op}": cursor.value}) | Q(
+        **{ordering.field: cursor.value, f"id__{op}": cursor.pk}
+    )

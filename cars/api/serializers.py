@@ -1,0 +1,57 @@
+"""Output shapes of the cars API (SPEC §6). Input is never accepted: cars are read-only."""
+
+from django.core.files.storage import default_storage
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from cars.platforms import get_platforms
+
+
+class RenditionUrls:
+    """Absolute URLs of stored renditions, built from stored names with no storage call."""
+
+    def __init__(self, request):
+        self._absolute = request.build_absolute_uri
+
+    def url(self, name: str) -> str:
+        url = default_storage.url(name)
+        return url if url.startswith(("http://", "https://")) else self._absolute(url)
+
+    def rendition(self, renditions: dict, platform: str) -> dict | None:
+        entry = (renditions or {}).get(platform)
+        if not entry:
+            return None
+        return {"url": self.url(entry["name"]), "width": entry["width"], "height": entry["height"]}
+
+
+class RenditionSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class CarSerializer(serializers.Serializer):
+    """A car in a list. `image` is the URL of the requested platform's rendition."""
+
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    description = serializers.CharField()
+    image = serializers.SerializerMethodField()
+
+    @extend_schema_field(serializers.URLField(allow_null=True))
+    def get_image(self, row: dict) -> str | None:
+        entry = self.context["urls"].rendition(row["renditions"], self.context["platform"])
+        return entry["url"] if entry else None
+
+
+class CarDetailSerializer(CarSerializer):
+    images = serializers.SerializerMethodField()
+    source_image_url = serializers.CharField()
+    image_error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.DictField(child=RenditionSerializer(allow_null=True)))
+    def get_images(self, row: dict) -> dict[str, dict | None]:
+        urls = self.context["urls"]
+        return {name: urls.rendition(row["renditions"], name) for name in get_platforms()}

@@ -1,0 +1,132 @@
+"""Cars API views: parse the request, call a selector, serialize. Nothing else."""
+
+import hashlib
+
+from django.conf import settings
+from django.utils.cache import patch_cache_control
+from django.utils.decorators import method_decorator
+from django.views.decorators.http import condition
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cars.catalog import catalog_version
+from cars.platforms import DEFAULT_PLATFORM, get_platforms
+from cars.selectors import Ordering, car_detail, car_rows, count_cars
+
+from .pagination import BadRequest, paginate, parse_page_request
+from .serializers import CarDetailSerializer, CarSerializer, RenditionUrls
+
+
+def _etag(request, *args, **kwargs) -> str:
+    """Same catalogue version + same URL (host included: bodies hold absolute URLs)."""
+    key = f"{catalog_version()}|{request.build_absolute_uri()}"
+    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+
+
+def _platform(name: str) -> str:
+    if name not in get_platforms():
+        raise NotFound(f"unknown platform {name!r}; known: {', '.join(get_platforms())}")
+    return name
+
+
+def _link_header(request, page) -> str:
+    links = []
+    for rel, params in (("next", page.next_params), ("prev", page.prev_params)):
+        if params is not None:
+            query = request.GET.copy()
+            for name in ("offset", "cursor"):
+                query.pop(name, None)
+            query.update(params)
+            links.append(f'<{request.build_absolute_uri("?" + query.urlencode())}>; rel="{rel}"')
+    return ", ".join(links)
+
+
+class ReadOnlyCarView(APIView):
+    """Public, read-only: any write answers 405, whoever asks."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code < 400:
+            patch_cache_control(response, public=True, max_age=settings.CARS_API_MAX_AGE)
+            if settings.CARS_API_MAX_AGE == 0:
+                patch_cache_control(response, must_revalidate=True)
+        return response
+
+
+LIST_PARAMETERS = [
+    OpenApiParameter("limit", OpenApiTypes.INT, description="page size (1 to CARS_MAX_PAGE_SIZE)"),
+    OpenApiParameter("offset", OpenApiTypes.INT, description="rows to skip"),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque token from a Link header"),
+    OpenApiParameter("search", OpenApiTypes.STR, description="full-text search, best match first"),
+    OpenApiParameter(
+        "ordering",
+        OpenApiTypes.STR,
+        enum=["id", "-id", "title", "-title", "updated_at", "-updated_at"],
+    ),
+]
+
+
+@method_decorator(condition(etag_func=_etag), name="get")
+class CarListView(ReadOnlyCarView):
+    @extend_schema(
+        parameters=LIST_PARAMETERS,
+        responses=CarSerializer(many=True),
+        summary="List cars with the rendition for a platform",
+    )
+    def get(self, request, platform: str = DEFAULT_PLATFORM):
+        platform = _platform(platform)
+        page_request = parse_page_request(request.GET)
+        search = request.GET.get("search", "").strip()
+        ordering = _ordering(request.GET.get("ordering"), search)
+        version = catalog_version()
+        total = count_cars(search=search, version=version)
+        page = paginate(
+            car_rows(search=search, ordering=ordering),
+            page_request,
+            ordering=ordering,
+            total=total,
+        )
+        context = {"urls": RenditionUrls(request), "platform": platform}
+        response = Response(CarSerializer(page.items, many=True, context=context).data)
+        response["X-Total-Count"] = str(total)
+        if link := _link_header(request, page):
+            response["Link"] = link
+        return response
+
+
+@extend_schema_view(get=extend_schema(operation_id="cars_platform_list"))
+class CarPlatformListView(CarListView):
+    """The same list, with `image` rendered for the platform in the path."""
+
+
+def _ordering(raw: str | None, search: str) -> Ordering | None:
+    if raw is None or raw == "":
+        return None if search else Ordering("id")
+    try:
+        return Ordering.parse(raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+@method_decorator(condition(etag_func=_etag), name="get")
+class CarDetailView(ReadOnlyCarView):
+    @extend_schema(responses=CarDetailSerializer, summary="One car with every rendition")
+    def get(self, request, pk: int, platform: str = DEFAULT_PLATFORM):
+        platform = _platform(platform)
+        row = car_detail(pk)
+        if row is None:
+            raise NotFound("no such car")
+        context = {"urls": RenditionUrls(request), "platform": platform}
+        return Response(CarDetailSerializer(row, context=context).data)
+
+
+@extend_schema_view(get=extend_schema(operation_id="cars_platform_retrieve"))
+class CarPlatformDetailView(CarDetailView):
+    """The same car, with `image` rendered for the platform in the path."""

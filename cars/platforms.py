@@ -1,0 +1,76 @@
+"""Client platforms (web, mobile, …) are configuration: `settings.CARS_PLATFORMS`.
+
+Each entry maps a platform name to a spec::
+
+    {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85}
+
+A processor is `["fit", w, h]`, `["fill", w, h]`, or `["dotted.path.Processor", {kwargs}]`
+for any pilkit-style processor. Adding a platform is a settings change only: the model
+grows one ImageSpecField per platform when it is loaded.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from . import processors
+
+DEFAULT_PLATFORM = "default"
+_BUILTIN = {"fit": processors.Fit, "fill": processors.Fill}
+
+
+@dataclass(frozen=True)
+class Platform:
+    name: str
+    processors: tuple[Any, ...]
+    format: str
+    quality: int
+
+    @property
+    def attname(self) -> str:
+        """Name of the Car attribute holding this platform's ImageSpecField."""
+        return f"image_{self.name}"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        if self.format.upper() in ("JPEG", "JPG"):
+            return {"quality": self.quality, "progressive": True, "optimize": True}
+        return {"quality": self.quality}
+
+
+def _build_processor(entry: Any) -> Any:
+    if not isinstance(entry, list | tuple) or not entry:
+        raise ImproperlyConfigured(f"CARS_PLATFORMS: bad processor {entry!r}")
+    kind, *args = entry
+    if kind in _BUILTIN:
+        return _BUILTIN[kind](*args)
+    kwargs = args[0] if args and isinstance(args[0], dict) else {}
+    return import_string(kind)(**kwargs)
+
+
+def _build_platform(name: str, spec: dict[str, Any]) -> Platform:
+    if not name.isidentifier():
+        raise ImproperlyConfigured(f"CARS_PLATFORMS: {name!r} is not a valid platform name")
+    chain = tuple(_build_processor(entry) for entry in spec.get("processors", []))
+    if not any(isinstance(p, processors.Fit | processors.Fill) for p in chain):
+        # Foreign processors expect a decoded RGB image with EXIF rotation applied.
+        chain = (processors.Normalize(), *chain)
+    return Platform(
+        name=name,
+        processors=chain,
+        format=spec.get("format", "JPEG").upper(),
+        quality=int(spec.get("quality", 85)),
+    )
+
+
+@cache
+def get_platforms() -> dict[str, Platform]:
+    """All platforms, `default` always included."""
+    config = settings.CARS_PLATFORMS
+    if DEFAULT_PLATFORM not in config:
+        raise ImproperlyConfigured("CARS_PLATFORMS must define a 'default' platform")
+    return {name: _build_platform(name, spec) for name, spec in config.items()}

@@ -1,0 +1,71 @@
+"""Reading the catalogue: the queries behind the API, the admin and the gallery."""
+
+import hashlib
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db.models import QuerySet
+
+from .models import Car
+from .search import apply_search
+
+LIST_FIELDS = ("id", "title", "description", "renditions")
+DETAIL_FIELDS = (
+    *LIST_FIELDS,
+    "source_image_url",
+    "image_error",
+    "created_at",
+    "updated_at",
+)
+ORDERING_FIELDS = ("id", "title", "updated_at")
+COUNT_CACHE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Ordering:
+    field: str
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, value: str) -> "Ordering":
+        """`title`, `-updated_at`, …; raises ValueError for anything else."""
+        descending = value.startswith("-")
+        field = value.removeprefix("-")
+        if field not in ORDERING_FIELDS:
+            raise ValueError(f"ordering must be one of {', '.join(ORDERING_FIELDS)} (or -field)")
+        return cls(field, descending)
+
+    def order_by(self) -> list[str]:
+        sign = "-" if self.descending else ""
+        keys = [f"{sign}{self.field}"]
+        if self.field != "id":
+            keys.append(f"{sign}id")  # a unique tie-breaker keeps pages stable
+        return keys
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.field
+
+
+def car_rows(*, search: str = "", ordering: Ordering | None = None) -> QuerySet:
+    """Cars as dicts of LIST_FIELDS; best match first when searching without ordering."""
+    queryset = Car.objects.all()
+    if search:
+        queryset = apply_search(queryset, search)
+        if ordering is None:
+            return queryset.values(*LIST_FIELDS).order_by("-search_rank", "id")
+    return queryset.values(*LIST_FIELDS).order_by(*(ordering or Ordering("id")).order_by())
+
+
+def count_cars(*, search: str, version: int) -> int:
+    """Total for X-Total-Count, cached per catalogue version (every change bumps it)."""
+    key = f"cars:count:{version}:{hashlib.md5(search.encode()).hexdigest()}"
+    total = cache.get(key)
+    if total is None:
+        queryset = apply_search(Car.objects.all(), search) if search else Car.objects.all()
+        total = queryset.count()
+        cache.set(key, total, COUNT_CACHE_SECONDS)
+    return total
+
+
+def car_detail(pk: int) -> dict | None:
+    return Car.objects.filter(pk=pk).values(*DETAIL_FIELDS).first()

@@ -1,0 +1,168 @@
+"""Settings shared by every environment.
+
+Every deployment value is read here, once, from the environment or a `.env` file at the
+repository root (django-environ). Environment modules only override defaults.
+"""
+
+import json
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+# --- Core -------------------------------------------------------------------------------
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env("SECRET_KEY", default="")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "imagekit",
+    "core",
+    "cars",
+    "imports",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the API read while an import writes; IMMEDIATE avoids lock upgrades failing.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ------------------------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "image-backend",
+    }
+}
+
+# --- Internationalisation ---------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media -------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
+MEDIA_URL = env("MEDIA_URL", default="/media/")
+# Serve MEDIA_URL from Django itself (development only; production uses S3 or a proxy).
+SERVE_MEDIA = False
+
+# --- CORS (django-cors-headers): only the API is shared with other origins -----------------
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count"]
+
+# --- Django REST framework --------------------------------------------------------------
+CARS_ANON_RATE = env("CARS_ANON_RATE", default="")
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": (
+        ["rest_framework.throttling.AnonRateThrottle"] if CARS_ANON_RATE else []
+    ),
+    "DEFAULT_THROTTLE_RATES": {"anon": CARS_ANON_RATE or None},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "image_backend API",
+    "DESCRIPTION": "Cars imported from CSV, with images rendered per client platform.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the sidecar package: the docs page works with no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+# --- django-imagekit --------------------------------------------------------------------
+# Renditions are made by the import pipeline, never on access (see cars.renditions).
+IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.renditions.GeneratedByImport"
+IMAGEKIT_CACHEFILE_DIR = "CACHE/images"
+
+# --- The catalogue ----------------------------------------------------------------------
+CARS_CSV_SOURCE = env("CARS_CSV_SOURCE", default=str(BASE_DIR / "sample" / "cars.csv"))
+CARS_SYNC_INTERVAL = env.int("CARS_SYNC_INTERVAL", default=0)
+CARS_ALLOW_PRIVATE_URLS = env.bool("CARS_ALLOW_PRIVATE_URLS", default=False)
+CARS_PAGE_SIZE = env.int("CARS_PAGE_SIZE", default=100)
+CARS_MAX_PAGE_SIZE = env.int("CARS_MAX_PAGE_SIZE", default=1000)
+CARS_IMPORT_WORKERS = env.int("CARS_IMPORT_WORKERS", default=16)
+CARS_FETCH_TIMEOUT = env.float("CARS_FETCH_TIMEOUT", default=30.0)
+CARS_FETCH_RETRIES = env.int("CARS_FETCH_RETRIES", default=2)
+CARS_FETCH_BACKOFF = env.float("CARS_FETCH_BACKOFF", default=0.5)
+CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
+CARS_IMAGE_MAX_PIXELS = env.int("CARS_IMAGE_MAX_PIXELS", default=50_000_000)
+CARS_CSV_MAX_BYTES = env.int("CARS_CSV_MAX_BYTES", default=200_000_000)
+CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
+
+DEFAULT_PLATFORMS = {
+    "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
+    "web": {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85},
+    "mobile": {"processors": [["fit", 640, 480]], "format": "JPEG", "quality": 80},
+}
+_platforms_json = env("CARS_PLATFORMS", default="")
+CARS_PLATFORMS = json.loads(_platforms_json) if _platforms_json else DEFAULT_PLATFORMS
+
+# --- Logging ----------------------------------------------------------------------------
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"human": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "human"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}

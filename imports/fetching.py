@@ -1,0 +1,549 @@
+"""Safe HTTP fetching for CSV sources and images (SPEC §4).
+
+Everything a CSV names is untrusted, so every fetch is bounded in time and size, follows
+redirects itself (each hop is checked again), and refuses to talk to private or local
+networks unless told otherwise.
+
+How the SSRF guard works: httpx's connection pool asks a *network backend* to open each
+TCP connection. Ours (`_GuardedBackend`) resolves the host once, checks every address it
+got, and connects to one of those checked addresses, so a DNS answer that changes between
+a check and the connect (DNS rebinding) cannot slip through. The URL keeps its hostname,
+which means the `Host` header, TLS SNI and certificate verification all use the real name,
+and the pool keys connections by hostname, so a TLS connection made for one name is never
+reused for another name that happens to share an IP address. Every redirect hop that
+needs a new connection goes through the same backend; a reused connection was checked
+when it was opened.
+
+No Django here: callers turn settings into a `FetchPolicy`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpcore
+import httpx
+
+from imports.reasons import FetchError, ImageReason
+
+T = TypeVar("T")
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""(host, port) -> IP address strings; raises OSError (socket.gaierror) when unresolvable."""
+AddressPolicy = Callable[[IPAddress], bool]
+"""Says whether an address may be connected to when private addresses are not allowed."""
+
+ALLOWED_SCHEMES = frozenset({"http", "https"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# A redirect or error body is read (and dropped) up to this size so that the connection
+# can go back to the pool; anything bigger is cheaper to abandon with its connection.
+_DRAIN_LIMIT = 64 * 1024
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """Limits for one kind of fetch; built from settings by the caller."""
+
+    timeout: float = 30.0
+    """Connect and read timeouts, and a hard deadline for each whole HTTP request."""
+    max_bytes: int = 20_000_000
+    allow_private: bool = False
+    max_redirects: int = 5
+    retries: int = 2
+    """Extra attempts after connect errors, timeouts, 429 and 5xx answers."""
+    backoff: float = 0.5
+    """Seconds before the first retry, doubled for each further one."""
+    user_agent: str = "image_backend/0.1"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str
+    """The final URL, after redirects."""
+    status: int
+    """A 2xx status, or 304 when a conditional request found the resource unchanged."""
+    content: bytes
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+
+
+# --- addresses -----------------------------------------------------------------------------
+
+_NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True when `ip` is a globally routable unicast address, safe to fetch from.
+
+    `is_global` already excludes loopback, RFC 1918, link-local, 100.64/10, 0.0.0.0/8,
+    documentation and reserved ranges; multicast, site-local and the reserved IPv6 blocks
+    are refused on top. IPv6 forms that carry an IPv4 address (`::ffff:a.b.c.d`, NAT64
+    `64:ff9b::a.b.c.d`) are judged by that IPv4 address, and 6to4 must be public both ways.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return is_public_address(ip.ipv4_mapped)
+        if ip in _NAT64_PREFIX:
+            return is_public_address(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+        if ip.sixtofour is not None and not is_public_address(ip.sixtofour):
+            return False
+        if ip.is_site_local:
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Resolve with the operating system, as a plain connect would; IP spellings such as
+    `2130706433` or `0x7f.1` come back normalised, so the checks see the real address."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+# --- the guarded network backend -----------------------------------------------------------
+
+
+class _DeadlineExceeded(Exception):
+    """The request's total time ran out (a server trickling bytes slowly)."""
+
+
+class _Deadline:
+    """A per-request time budget, started on first network use rather than when the request
+    is made, so that waiting for a free pooled connection does not eat into it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.answering = False
+        """Set once the server has sent anything back."""
+        self._ends_at: float | None = None
+
+    def remaining(self) -> float:
+        now = time.monotonic()
+        if self._ends_at is None:
+            self._ends_at = now + self.seconds
+        return self._ends_at - now
+
+
+# Set around each request by Fetcher. httpx's sync client does all I/O on the calling
+# thread, so a context variable reaches the sockets of exactly that request.
+_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+    "fetch_deadline", default=None
+)
+
+
+def _within_deadline(operation: Callable[[float | None], T], timeout: float | None) -> T:
+    """Run a socket operation with its `timeout` cut to what is left of the request's budget.
+
+    When that cut makes it time out after the server has started answering, it is reported
+    as `_DeadlineExceeded`: a server that trickles bytes is not asked again, whereas one
+    that never answered (an ordinary timeout) is retried like a connect error.
+    """
+    deadline = _current_deadline.get()
+    if deadline is None:
+        return operation(timeout)
+    remaining = deadline.remaining()
+    if timeout is not None and timeout < remaining:
+        return operation(timeout)
+    try:
+        if remaining <= 0:
+            raise httpcore.TimeoutException("the request's time is up")
+        return operation(remaining)
+    except httpcore.TimeoutException:
+        if not deadline.answering:
+            raise
+        raise _DeadlineExceeded(f"no complete answer within {deadline.seconds:g} s") from None
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """Applies the current request's deadline to every socket operation."""
+
+    def __init__(self, inner: httpcore.NetworkStream):
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        data = _within_deadline(lambda t: self._inner.read(max_bytes, t), timeout)
+        deadline = _current_deadline.get()
+        if data and deadline is not None:
+            deadline.answering = True
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _within_deadline(lambda t: self._inner.write(buffer, t), timeout)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        tls = _within_deadline(
+            lambda t: self._inner.start_tls(ssl_context, server_hostname, t), timeout
+        )
+        return _DeadlineStream(tls)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _GuardedBackend(httpcore.NetworkBackend):
+    """Opens TCP connections only to addresses that passed the SSRF check."""
+
+    def __init__(self, *, allow_private: bool, resolver: Resolver, address_policy: AddressPolicy):
+        self._inner = httpcore.SyncBackend()
+        self._allow_private = allow_private
+        self._resolver = resolver
+        self._address_policy = address_policy
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        addresses = self._checked_addresses(host, port)
+        last_error: Exception | None = None
+        for address in addresses:  # the first that accepts wins, like a plain connect
+            try:
+                stream = _within_deadline(
+                    lambda t, a=address: self._inner.connect_tcp(
+                        a, port, t, local_address, socket_options
+                    ),
+                    timeout,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+                continue
+            return _DeadlineStream(stream)
+        assert last_error is not None  # _checked_addresses never returns an empty list
+        raise last_error
+
+    def _checked_addresses(self, host: str, port: int) -> list[str]:
+        try:
+            addresses = list(self._resolver(host, port))
+        except OSError as exc:
+            raise FetchError(
+                ImageReason.UNREACHABLE, f"could not resolve host {host!r}: {exc}"
+            ) from exc
+        if not addresses:
+            raise FetchError(ImageReason.UNREACHABLE, f"host {host!r} has no address")
+        if not self._allow_private:
+            for address in addresses:
+                if not self._address_policy(ipaddress.ip_address(address)):
+                    raise FetchError(
+                        ImageReason.BLOCKED_ADDRESS,
+                        f"host {host!r} resolves to {address}, a private or local address",
+                    )
+        return addresses
+
+
+class _GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport, with its connection pool built on `_GuardedBackend`.
+
+    httpx 0.28 has no public parameter for the network backend (encode/httpx#3749), so
+    the pool httpx built is replaced by an equivalent one that uses ours. The SSRF tests
+    fail loudly should a future httpx stop using `_pool`.
+    """
+
+    def __init__(self, backend: httpcore.NetworkBackend, limits: httpx.Limits):
+        super().__init__(limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),  # certifi, or SSL_CERT_FILE if set
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=backend,
+        )
+
+
+# --- the fetcher -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    location: str
+
+
+class _Transient(Exception):
+    """A failure worth retrying; carries the error to raise when retries run out."""
+
+    def __init__(self, error: FetchError, retry_after: float | None = None):
+        super().__init__(error.message)
+        self.error = error
+        self.retry_after = retry_after
+
+
+class Fetcher:
+    """One httpx.Client shared by many threads, so connections to a host are reused.
+
+    Use as a context manager, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        max_connections: int = 16,
+        resolver: Resolver = resolve_host,
+        address_policy: AddressPolicy = is_public_address,
+    ):
+        self.policy = policy
+        backend = _GuardedBackend(
+            allow_private=policy.allow_private, resolver=resolver, address_policy=address_policy
+        )
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        self._client = httpx.Client(
+            transport=_GuardedTransport(backend, limits),
+            # No pool timeout: a thread waiting for a free connection is not the server's
+            # fault, and every request holding one is bounded by its own deadline.
+            timeout=httpx.Timeout(policy.timeout, pool=None),
+            follow_redirects=False,  # each hop is checked by fetch()
+            trust_env=False,  # a proxy from the environment would bypass the guard
+            headers={"User-Agent": policy.user_agent},
+        )
+
+    def __enter__(self) -> Fetcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def fetch(self, url: str, *, headers: Mapping[str, str] | None = None) -> FetchResult:
+        """GET `url`, following at most `policy.max_redirects` redirects.
+
+        Raises FetchError with the reason a caller can record; `headers` (for example
+        If-None-Match) are sent on every hop.
+        """
+        current = _parse_http_url(url)
+        seen = {str(current)}
+        for redirects in range(self.policy.max_redirects + 1):
+            outcome = self._get_with_retries(current, headers or {})
+            if isinstance(outcome, FetchResult):
+                return outcome
+            if redirects == self.policy.max_redirects:
+                break
+            current = _parse_http_url(str(current.join(outcome.location)))
+            if str(current) in seen:
+                raise FetchError(
+                    ImageReason.TOO_MANY_REDIRECTS, f"{url} redirects in a loop via {current}"
+                )
+            seen.add(str(current))
+        raise FetchError(
+            ImageReason.TOO_MANY_REDIRECTS,
+            f"{url} redirects more than {self.policy.max_redirects} times",
+        )
+
+    def _get_with_retries(
+        self, url: httpx.URL, headers: Mapping[str, str]
+    ) -> FetchResult | _Redirect:
+        """One hop, retried with exponential backoff on transient failures."""
+        for attempt in range(self.policy.retries + 1):
+            try:
+                return self._get_once(url, headers)
+            except _Transient as transient:
+                if attempt == self.policy.retries:
+                    raise transient.error from None
+                time.sleep(self._retry_delay(attempt, transient.retry_after))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
+        """Backoff doubles per attempt; a server's Retry-After is honoured, but capped so a
+        hostile or confused server cannot stall an import."""
+        if retry_after is not None:
+            return min(retry_after, 4 * self.policy.backoff)
+        return self.policy.backoff * 2**attempt
+
+    def _get_once(self, url: httpx.URL, headers: Mapping[str, str]) -> FetchResult | _Redirect:
+        """A single HTTP request under a hard deadline, with errors mapped to reasons."""
+        token = _current_deadline.set(_Deadline(self.policy.timeout))
+        try:
+            with self._client.stream("GET", url, headers=headers) as response:
+                return self._handle_response(url, response)
+        except _DeadlineExceeded as exc:
+            raise FetchError(ImageReason.UNREACHABLE, f"{url}: {exc}") from None
+        except httpx.TimeoutException as exc:
+            error = FetchError(
+                ImageReason.UNREACHABLE, f"{url}: timed out after {self.policy.timeout:g} s"
+            )
+            raise _Transient(error) from exc
+        except httpx.ConnectError as exc:
+            error = FetchError(ImageReason.UNREACHABLE, f"{url}: cannot connect ({exc})")
+            raise _Transient(error) from exc
+        except httpx.TransportError as exc:  # the connection broke mid-answer
+            error = FetchError(ImageReason.UNREACHABLE, f"{url}: {type(exc).__name__} ({exc})")
+            raise _Transient(error) from exc
+        finally:
+            _current_deadline.reset(token)
+
+    def _handle_response(self, url: httpx.URL, response: httpx.Response) -> FetchResult | _Redirect:
+        status = response.status_code
+        if status in REDIRECT_STATUSES:
+            location = response.headers.get("Location")
+            if not location:
+                raise FetchError(ImageReason.HTTP_ERROR, f"{url}: HTTP {status} without Location")
+            _drain(response)
+            return _Redirect(location)
+        if status == 429 or status >= 500:
+            _drain(response)
+            error = FetchError(ImageReason.HTTP_ERROR, f"{url}: HTTP {status}")
+            raise _Transient(error, _retry_after_seconds(response))
+        if status == 304:
+            return _result(url, response, b"")
+        if not 200 <= status < 300:
+            _drain(response)
+            raise FetchError(ImageReason.HTTP_ERROR, f"{url}: HTTP {status}")
+        return _result(url, response, self._read_capped(url, response))
+
+    def _read_capped(self, url: httpx.URL, response: httpx.Response) -> bytes:
+        """The body, refused as soon as it is known to exceed max_bytes: from Content-Length
+        when the server sends one, else by counting what arrives."""
+        limit = self.policy.max_bytes
+        declared = _content_length(response)
+        if declared is not None and declared > limit:
+            raise FetchError(
+                ImageReason.TOO_LARGE, f"{url}: Content-Length {declared} is over {limit} bytes"
+            )
+        chunks: list[bytes] = []
+        received = 0
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+            if received > limit:
+                raise FetchError(ImageReason.TOO_LARGE, f"{url}: body is over {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _parse_http_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise FetchError(ImageReason.UNSUPPORTED_SCHEME, f"{url!r} is not a valid URL") from exc
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        raise FetchError(
+            ImageReason.UNSUPPORTED_SCHEME, f"{url!r}: only http and https URLs are fetched"
+        )
+    if not parsed.host:
+        raise FetchError(ImageReason.UNSUPPORTED_SCHEME, f"{url!r} has no host")
+    return parsed
+
+
+def _result(url: httpx.URL, response: httpx.Response, content: bytes) -> FetchResult:
+    return FetchResult(
+        url=str(url),
+        status=response.status_code,
+        content=content,
+        content_type=response.headers.get("Content-Type"),
+        etag=response.headers.get("ETag"),
+        last_modified=response.headers.get("Last-Modified"),
+    )
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    """Retry-After in its seconds form; the HTTP-date form is ignored (plain backoff)."""
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _drain(response: httpx.Response) -> None:
+    """Read a small unwanted body so the connection can be reused; give up on big ones."""
+    received = 0
+    for chunk in response.iter_bytes():
+        received += len(chunk)
+        if received > _DRAIN_LIMIT:
+            return
+
+
+# --- CSV image references --------------------------------------------------------------------
+
+
+def fetch_reference(fetcher: Fetcher, ref: str, *, base_dir: Path | None) -> bytes:
+    """The bytes an image reference from a CSV names.
+
+    `ref` is an http(s) URL, or, only when the CSV is a local file (`base_dir` is its
+    folder), a relative path that must stay inside `base_dir` once resolved. A remote CSV
+    never gets to read local files.
+    """
+    ref = ref.strip()
+    if _SCHEME_RE.match(ref):
+        return fetcher.fetch(ref).content  # non-http schemes are refused by fetch()
+    if base_dir is None:
+        raise FetchError(
+            ImageReason.BLOCKED_PATH, f"{ref!r}: a remote CSV may not name local files"
+        )
+    return _read_local(ref, base_dir, max_bytes=fetcher.policy.max_bytes)
+
+
+def _read_local(ref: str, base_dir: Path, *, max_bytes: int) -> bytes:
+    path = _resolve_inside(ref, base_dir)
+    with _local_errors(ref):
+        if not path.is_file():
+            raise FetchError(ImageReason.UNREACHABLE, f"{ref!r}: file not found")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise FetchError(ImageReason.TOO_LARGE, f"{ref!r}: {size} bytes is over {max_bytes}")
+        with path.open("rb") as file:
+            content = file.read(max_bytes + 1)  # the file may have grown since stat()
+    if len(content) > max_bytes:
+        raise FetchError(ImageReason.TOO_LARGE, f"{ref!r}: file is over {max_bytes} bytes")
+    return content
+
+
+def _resolve_inside(ref: str, base_dir: Path) -> Path:
+    """The real path `ref` names, refused unless it lies inside `base_dir`.
+
+    Both sides are fully resolved, so `..` and symlinks are judged by where they really
+    lead: `a/../b.jpg` is fine, `../b.jpg` or a link out of the folder is not.
+    """
+    if Path(ref).is_absolute():
+        raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r}: absolute paths are not allowed")
+    try:
+        root = base_dir.resolve()
+        path = (root / ref).resolve()
+    except (OSError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r}: not a usable path ({exc})") from exc
+    if not path.is_relative_to(root):
+        raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r} is outside the CSV's folder")
+    return path
+
+
+@contextlib.contextmanager
+def _local_errors(ref: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise FetchError(ImageReason.UNREACHABLE, f"{ref!r}: cannot read ({exc})") from exc

@@ -1,0 +1,84 @@
+"""`python manage.py import_csv [SOURCE]`: a thin CLI over imports.services.run_import."""
+
+import json
+import sys
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from imports.services import run_import
+from imports.sources import SourceError
+
+
+class Command(BaseCommand):
+    help = "Import cars from a CSV file or http(s) URL, then fetch and render their images."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("source", nargs="?", help="CSV path or URL (default CARS_CSV_SOURCE)")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="validate and report, change nothing"
+        )
+        parser.add_argument(
+            "--prune", action="store_true", help="delete cars whose key is not in the source"
+        )
+        parser.add_argument(
+            "--workers", type=int, help="concurrent image downloads (default CARS_IMPORT_WORKERS)"
+        )
+        parser.add_argument("--report", type=Path, metavar="FILE", help="write a JSON report")
+        parser.add_argument(
+            "--refresh-images", action="store_true", help="re-download unchanged image URLs"
+        )
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def handle(self, *args, **options) -> None:
+        workers = options["workers"]
+        if workers is not None and workers < 1:
+            raise CommandError("--workers must be at least 1", returncode=2)
+        with _progress_bar(enabled=not options["no_progress"] and sys.stderr.isatty()) as bar:
+            try:
+                report = run_import(
+                    source=options["source"],
+                    prune=options["prune"],
+                    dry_run=options["dry_run"],
+                    workers=workers,
+                    refresh_images=options["refresh_images"],
+                    progress=bar,
+                )
+            except SourceError as exc:
+                raise CommandError(str(exc), returncode=1) from None
+        for warning in report.warnings:
+            self.stderr.write(f"warning: {warning}")
+        for row in report.rejected_rows:
+            self.stderr.write(f"line {row.line}: rejected ({row.reason}): {row.message}")
+        for failure in report.image_failures:
+            self.stderr.write(
+                f"line {failure.line}: image failed ({failure.reason}): {failure.message}"
+            )
+        if options["report"]:
+            options["report"].write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        self.stdout.write(report.summary())
+
+
+class _progress_bar:
+    """tqdm bars on stderr for the rows and images stages; a no-op when disabled."""
+
+    def __init__(self, *, enabled: bool):
+        self.enabled = enabled
+        self.bars: dict = {}
+
+    def __enter__(self):
+        return self if self.enabled else None
+
+    def __exit__(self, *exc) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(
+                total=total, desc=stage, unit=" " + stage, file=sys.stderr
+            )
+        bar.update(done - bar.n)

@@ -1,0 +1,191 @@
+"""The image phase of an import: fetch, check, store, render — concurrently, per URL.
+
+Runs after the row transaction has committed. Worker threads never touch the database:
+they fetch, validate, store the original and render the renditions; the calling thread
+writes the outcomes in batches. Each distinct reference is fetched once per import, even
+when several cars share it.
+"""
+
+import errno
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from cars.catalog import bump_catalog_version
+from cars.models import Car, ImageStatus
+from cars.renditions import delete_files, render_all
+
+from .fetching import Fetcher, FetchPolicy, fetch_reference
+from .images import ImageInfo, inspect_image
+from .reasons import FetchError, ImageReason
+from .rows import ImageJob
+
+logger = logging.getLogger(__name__)
+
+WRITE_BATCH = 200
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    job: ImageJob
+    image_name: str = ""
+    renditions: dict = field(default_factory=dict)
+    error: FetchError | None = None
+
+
+def image_fetch_policy() -> FetchPolicy:
+    return FetchPolicy(
+        timeout=settings.CARS_FETCH_TIMEOUT,
+        max_bytes=settings.CARS_IMAGE_MAX_BYTES,
+        allow_private=settings.CARS_ALLOW_PRIVATE_URLS,
+        retries=settings.CARS_FETCH_RETRIES,
+        backoff=settings.CARS_FETCH_BACKOFF,
+    )
+
+
+def original_filename(ref: str, info: ImageInfo) -> str:
+    """A safe file name from the reference's last path segment, with the real extension."""
+    stem = PurePosixPath(unquote(urlsplit(ref).path)).stem
+    stem = get_valid_filename(stem)[:80] if stem else ""
+    return f"{stem or 'image'}{info.extension}"
+
+
+def run_image_jobs(
+    jobs: Iterable[ImageJob],
+    *,
+    base_dir: Path | None,
+    workers: int,
+    store: bool = True,
+    on_outcome: Callable[[ImageOutcome], None] | None = None,
+) -> None:
+    """Fetch every job's image; with `store`, save originals and renditions on the cars."""
+    by_ref: dict[str, list[ImageJob]] = defaultdict(list)
+    for job in jobs:
+        by_ref[job.ref].append(job)
+    if not by_ref:
+        return
+    writer = _OutcomeWriter() if store else None
+    with (
+        Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool,
+    ):
+        futures = [
+            pool.submit(_process_ref, fetcher, ref, group, base_dir, store)
+            for ref, group in by_ref.items()
+        ]
+        for future in as_completed(futures):
+            for outcome in future.result():
+                if writer:
+                    writer.add(outcome)
+                if on_outcome:
+                    on_outcome(outcome)
+    if writer:
+        writer.flush()
+
+
+def _process_ref(
+    fetcher: Fetcher, ref: str, jobs: list[ImageJob], base_dir: Path | None, store: bool
+) -> list[ImageOutcome]:
+    try:
+        data = fetch_reference(fetcher, ref, base_dir=base_dir)
+        info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
+    except FetchError as exc:
+        if store:
+            for job in jobs:
+                delete_files(list(job.old_files))
+        return [ImageOutcome(job, error=exc) for job in jobs]
+    if not store:
+        return [ImageOutcome(job) for job in jobs]
+    return [_store(job, data, info) for job in jobs]
+
+
+def _store(job: ImageJob, data: bytes, info: ImageInfo) -> ImageOutcome:
+    """Replace the car's original and renditions with `data`."""
+    try:
+        delete_files(list(job.old_files))
+        car = Car(pk=job.car_id)
+        car.image.save(original_filename(job.ref, info), ContentFile(data), save=False)
+        car.image.file = ContentFile(data)  # render from memory, not from the storage
+    except OSError as exc:
+        logger.warning("storing the image of car %s failed: %s", job.car_id, exc)
+        return ImageOutcome(job, error=FetchError(ImageReason.STORAGE_ERROR, str(exc)))
+    try:
+        renditions = render_all(car)
+    except Exception as exc:
+        # Filesystem/storage errors carry an errno; anything else is the image's fault.
+        reason = ImageReason.STORAGE_ERROR if _is_storage_error(exc) else ImageReason.INVALID_IMAGE
+        logger.warning("rendering the image of car %s failed: %s", job.car_id, exc)
+        delete_files([car.image.name])
+        return ImageOutcome(job, error=FetchError(reason, f"cannot render the image: {exc}"))
+    return ImageOutcome(job, image_name=car.image.name, renditions=renditions)
+
+
+def _is_storage_error(exc: Exception) -> bool:
+    return isinstance(exc, OSError) and exc.errno in set(errno.errorcode)
+
+
+class _OutcomeWriter:
+    """Writes outcomes to the cars in batches, each batch visible at once (version bump)."""
+
+    def __init__(self) -> None:
+        self._pending: list[ImageOutcome] = []
+
+    def add(self, outcome: ImageOutcome) -> None:
+        self._pending.append(outcome)
+        if len(self._pending) >= WRITE_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        now = timezone.now()
+        cars = [_car_from_outcome(o, now) for o in pending]
+        with transaction.atomic():
+            Car.objects.bulk_update(
+                cars,
+                [
+                    "image",
+                    "image_fetched_from",
+                    "image_status",
+                    "image_error",
+                    "image_error_message",
+                    "renditions",
+                    "updated_at",
+                ],
+            )
+            bump_catalog_version()
+
+
+def _car_from_outcome(outcome: ImageOutcome, now) -> Car:
+    if outcome.error:
+        return Car(
+            pk=outcome.job.car_id,
+            image="",
+            renditions={},
+            image_fetched_from="",
+            image_status=ImageStatus.FAILED,
+            image_error=outcome.error.reason,
+            image_error_message=outcome.error.message,
+            updated_at=now,
+        )
+    return Car(
+        pk=outcome.job.car_id,
+        image=outcome.image_name,
+        renditions=outcome.renditions,
+        image_fetched_from=outcome.job.ref,
+        image_status=ImageStatus.READY,
+        image_error=None,
+        image_error_message="",
+        updated_at=now,
+    )

@@ -1,0 +1,58 @@
+"""What an import did: counts, rejected rows and image failures (SPEC §4 `--report`)."""
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Counts:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    images_ok: int = 0
+    images_failed: int = 0
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ImageProblem:
+    line: int
+    key: str
+    url: str
+    reason: str
+    message: str
+
+
+@dataclass
+class ImportReport:
+    source: str
+    dry_run: bool = False
+    counts: Counts = field(default_factory=Counts)
+    rejected_rows: list[RowProblem] = field(default_factory=list)
+    image_failures: list[ImageProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "dry_run": self.dry_run,
+            "counts": asdict(self.counts),
+            "rejected_rows": [asdict(r) for r in self.rejected_rows],
+            "image_failures": [asdict(f) for f in self.image_failures],
+            "warnings": list(self.warnings),
+        }
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"created {c.created}, updated {c.updated}, unchanged {c.unchanged}, "
+            f"deleted {c.deleted}, rejected {c.rejected} rows; "
+            f"images: {c.images_ok} ok, {c.images_failed} failed"
+        )

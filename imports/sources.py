@@ -1,0 +1,65 @@
+"""Opening an import source: a local CSV path or an http(s) URL."""
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from .fetching import Fetcher, FetchPolicy
+from .reasons import FetchError
+
+
+class SourceError(Exception):
+    """Fatal: the source cannot be read. The message is one clear line."""
+
+
+@dataclass
+class OpenedSource:
+    stream: BinaryIO
+    base_dir: Path | None  # folder that relative image paths resolve in; None for URLs
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def is_url(source: str) -> bool:
+    return urlsplit(source).scheme.lower() in ("http", "https")
+
+
+def open_source(source: str, *, policy: FetchPolicy) -> OpenedSource:
+    """Open `source` for reading, enforcing `policy.max_bytes` (the CSV size cap)."""
+    if is_url(source):
+        return _open_url(source, policy)
+    scheme = urlsplit(source).scheme
+    if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        raise SourceError(f"unsupported source {source!r}: use a file path or an http(s) URL")
+    return _open_path(Path(source), policy.max_bytes)
+
+
+def _open_path(path: Path, max_bytes: int) -> OpenedSource:
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise SourceError(f"{path} is not a file")
+        if size > max_bytes:
+            raise SourceError(f"{path} is {size} bytes, over CARS_CSV_MAX_BYTES ({max_bytes})")
+        stream = path.open("rb")
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SourceError(f"{path}: permission denied") from None
+    return OpenedSource(stream=stream, base_dir=path.resolve().parent)
+
+
+def _open_url(url: str, policy: FetchPolicy) -> OpenedSource:
+    try:
+        with Fetcher(policy, max_connections=1) as fetcher:
+            result = fetcher.fetch(url)
+    except FetchError as exc:
+        raise SourceError(f"cannot read {url}: {exc.message} ({exc.reason})") from None
+    return OpenedSource(
+        stream=io.BytesIO(result.content),
+        base_dir=None,
+        etag=result.etag,
+        last_modified=result.last_modified,
+    )

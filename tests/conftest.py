@@ -1,0 +1,23 @@
+"""Shared fixtures: every test gets its own media folder and an empty cache."""
+
+import pytest
+from django.core.cache import cache
+
+pytest_plugins = ["tests.support.fixtures"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_media(request, tmp_path):
+    """Real files on disk, in a folder of the test's own (only for Django-backed tests)."""
+    if "django_db_setup" not in request.fixturenames and not _uses_django(request):
+        yield None
+        return
+    settings = request.getfixturevalue("settings")
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    cache.clear()
+    yield tmp_path / "media"
+    cache.clear()
+
+
+def _uses_django(request) -> bool:
+    return any(name in request.fixturenames for name in ("db", "transactional_db", "client"))

@@ -1,0 +1,555 @@
+"""The import_csv command and the import service, end to end.
+
+Real CSV files and images on disk, a real local HTTP server, the real database, real
+renditions written to a per-test MEDIA_ROOT.
+"""
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from cars.models import Car, ImageStatus
+from imports.services import run_import
+from imports.sources import SourceError
+from tests.support.images import jpeg_bytes, photo_like, png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def write_csv(path: Path, rows: list[list[str]], header=("id", "title", "description", "image")):
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def import_csv(*args: str) -> tuple[str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_csv", *args, "--no-progress", stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def summary(out: str) -> str:
+    return out.strip().splitlines()[-1]
+
+
+def media_files(media: Path) -> set[str]:
+    return {str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def catalog(tmp_path) -> Path:
+    """A folder with three images and a CSV naming them by relative path."""
+    folder = tmp_path / "catalog"
+    (folder / "img").mkdir(parents=True)
+    (folder / "img" / "a.jpg").write_bytes(photo_like(1600, 1200, seed=1))
+    (folder / "img" / "b.png").write_bytes(png_bytes(300, 200, mode="RGBA"))
+    (folder / "img" / "c.jpg").write_bytes(jpeg_bytes(800, 600))
+    write_csv(
+        folder / "cars.csv",
+        [
+            ["1", "Alpha", "First car", "img/a.jpg"],
+            ["2", "Beta", "Second car", "img/b.png"],
+            ["3", "Gamma", "Third car", "img/c.jpg"],
+            ["4", "Delta", "No image", ""],
+        ],
+    )
+    return folder
+
+
+def test_import_creates_cars_with_originals_and_every_rendition(catalog, settings):
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert summary(out) == (
+        "created 4, updated 0, unchanged 0, deleted 0, rejected 0 rows; images: 3 ok, 0 failed"
+    )
+    alpha = Car.objects.get(external_key="1")
+    assert alpha.image.name == f"images/image_{alpha.pk}/a.jpg"
+    assert alpha.image_status == ImageStatus.READY
+    assert set(alpha.renditions) == {"default", "web", "mobile"}
+    media = Path(settings.MEDIA_ROOT)
+    for platform, box in {
+        "default": (1920, 1920),
+        "web": (1280, 960),
+        "mobile": (640, 480),
+    }.items():
+        entry = alpha.renditions[platform]
+        assert entry["name"].startswith("CACHE/images/")
+        with Image.open(media / entry["name"]) as img:
+            assert img.format == "JPEG"
+            assert img.size == (entry["width"], entry["height"])
+            assert img.width <= box[0] and img.height <= box[1]
+            assert img.info.get("progressive") == 1
+            assert "exif" not in img.info
+    assert (alpha.renditions["web"]["width"], alpha.renditions["web"]["height"]) == (1280, 960)
+    assert (alpha.renditions["default"]["width"], alpha.renditions["default"]["height"]) == (
+        1600,
+        1200,
+    )  # fit never upscales
+    delta = Car.objects.get(external_key="4")
+    assert delta.image_status == ImageStatus.NONE and not delta.image and delta.renditions == {}
+
+
+def test_reimport_of_the_same_source_changes_nothing(catalog, settings):
+    import_csv(str(catalog / "cars.csv"))
+    before = {c.pk: (c.updated_at, c.image.name, c.renditions) for c in Car.objects.all()}
+    files_before = media_files(Path(settings.MEDIA_ROOT))
+
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert summary(out) == (
+        "created 0, updated 0, unchanged 4, deleted 0, rejected 0 rows; images: 0 ok, 0 failed"
+    )
+    after = {c.pk: (c.updated_at, c.image.name, c.renditions) for c in Car.objects.all()}
+    assert after == before
+    assert media_files(Path(settings.MEDIA_ROOT)) == files_before
+
+
+def test_changed_rows_are_updated_and_a_new_image_replaces_the_old_files(catalog, settings):
+    import_csv(str(catalog / "cars.csv"))
+    alpha = Car.objects.get(external_key="1")
+    old_files = {alpha.image.name, *(r["name"] for r in alpha.renditions.values())}
+    (catalog / "img" / "a2.jpg").write_bytes(jpeg_bytes(640, 480))
+    write_csv(
+        catalog / "cars.csv",
+        [
+            ["1", "Alpha", "First car", "img/a2.jpg"],  # new image
+            ["2", "Beta v2", "Second car", "img/b.png"],  # new title, same image
+            ["3", "Gamma", "Third car", "img/c.jpg"],
+            ["4", "Delta", "No image", ""],
+        ],
+    )
+
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert summary(out) == (
+        "created 0, updated 2, unchanged 2, deleted 0, rejected 0 rows; images: 1 ok, 0 failed"
+    )
+    alpha.refresh_from_db()
+    assert alpha.image.name.endswith("/a2.jpg")
+    assert alpha.renditions["web"]["width"] == 640  # the new picture, not upscaled
+    files = media_files(Path(settings.MEDIA_ROOT))
+    assert not old_files & files, "the replaced original and renditions are deleted"
+    assert Car.objects.get(external_key="2").title == "Beta v2"
+
+
+def test_removing_an_image_reference_deletes_the_stored_files(catalog, settings):
+    import_csv(str(catalog / "cars.csv"))
+    gamma = Car.objects.get(external_key="3")
+    owned = {gamma.image.name, *(r["name"] for r in gamma.renditions.values())}
+    write_csv(
+        catalog / "cars.csv",
+        [
+            ["1", "Alpha", "First car", "img/a.jpg"],
+            ["2", "Beta", "Second car", "img/b.png"],
+            ["3", "Gamma", "Third car", ""],
+            ["4", "Delta", "No image", ""],
+        ],
+    )
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert "updated 1" in summary(out)
+    gamma.refresh_from_db()
+    assert not gamma.image and gamma.renditions == {} and gamma.image_status == ImageStatus.NONE
+    assert not owned & media_files(Path(settings.MEDIA_ROOT))
+
+
+def test_rejected_rows_are_reported_with_line_numbers_and_the_rest_imports(tmp_path):
+    source = tmp_path / "cars.csv"
+    source.write_text(
+        "id,title,description,image\n"
+        '1,Good,"two\nlines",\n'  # lines 2-3
+        "2,,no title,\n"  # line 4
+        f"3,{'x' * 256},too long,\n"  # line 5
+        "1,Again,duplicate id,\n"  # line 6
+        "4,Too,many,fields,here\n"  # line 7
+        "5,Fine,last,\n",  # line 8
+        encoding="utf-8",
+    )
+    report_file = tmp_path / "report.json"
+
+    out, err = import_csv(str(source), "--report", str(report_file))
+
+    assert summary(out) == (
+        "created 2, updated 0, unchanged 0, deleted 0, rejected 4 rows; images: 0 ok, 0 failed"
+    )
+    report = json.loads(report_file.read_text())
+    assert [(r["line"], r["reason"]) for r in report["rejected_rows"]] == [
+        (4, "missing_title"),
+        (5, "title_too_long"),
+        (6, "duplicate_key"),
+        (7, "field_count"),
+    ]
+    assert "line 6: rejected (duplicate_key)" in err
+    assert sorted(Car.objects.values_list("external_key", flat=True)) == ["1", "5"]
+    assert Car.objects.get(external_key="1").title == "Good"  # the first one is kept
+
+
+def test_report_file_has_the_documented_shape(catalog, tmp_path):
+    write_csv(
+        catalog / "cars.csv",
+        [["1", "Alpha", "", "img/a.jpg"], ["2", "Broken", "", "img/missing.jpg"], ["", "", "", ""]],
+    )
+    report_file = tmp_path / "r.json"
+    import_csv(str(catalog / "cars.csv"), "--report", str(report_file))
+
+    report = json.loads(report_file.read_text())
+    assert report["source"] == str(catalog / "cars.csv")
+    assert report["counts"] == {
+        "created": 2,
+        "updated": 0,
+        "unchanged": 0,
+        "deleted": 0,
+        "rejected": 0,
+        "images_ok": 1,
+        "images_failed": 1,
+    }
+    assert report["rejected_rows"] == []
+    assert report["image_failures"] == [
+        {
+            "line": 3,
+            "key": "2",
+            "url": "img/missing.jpg",
+            "reason": "unreachable",
+            "message": report["image_failures"][0]["message"],
+        }
+    ]
+    assert "missing.jpg" in report["image_failures"][0]["message"]
+
+
+def test_unknown_columns_are_named_once_in_a_warning(tmp_path):
+    source = tmp_path / "cars.csv"
+    source.write_text("Title,Colour,IMAGE_URL,Price\nA,red,,10\nB,blue,,20\n", encoding="utf-8")
+    _, err = import_csv(str(source))
+    assert err.count("warning: unknown columns ignored: Colour, Price") == 1
+
+
+def test_cars_without_an_id_column_are_keyed_by_content_and_not_duplicated(tmp_path):
+    source = tmp_path / "cars.csv"
+    source.write_text("title;description\nA;one\nB;two\n", encoding="utf-8")
+    import_csv(str(source))
+    out, _ = import_csv(str(source))
+    assert "created 0, updated 0, unchanged 2" in summary(out)
+    assert Car.objects.count() == 2
+
+
+def test_prune_deletes_cars_missing_from_the_source_with_their_files(catalog, settings):
+    import_csv(str(catalog / "cars.csv"))
+    beta = Car.objects.get(external_key="2")
+    owned = {beta.image.name, *(r["name"] for r in beta.renditions.values())}
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "First car", "img/a.jpg"]])
+
+    out, _ = import_csv(str(catalog / "cars.csv"))
+    assert Car.objects.count() == 4, "without --prune nothing is deleted"
+    out, _ = import_csv(str(catalog / "cars.csv"), "--prune")
+
+    assert "deleted 3" in summary(out)
+    assert list(Car.objects.values_list("external_key", flat=True)) == ["1"]
+    assert not owned & media_files(Path(settings.MEDIA_ROOT))
+
+
+def test_dry_run_reports_what_would_happen_and_changes_nothing(catalog, settings):
+    out, _ = import_csv(str(catalog / "cars.csv"), "--dry-run")
+
+    assert summary(out) == (
+        "created 4, updated 0, unchanged 0, deleted 0, rejected 0 rows; images: 3 ok, 0 failed"
+    )
+    assert Car.objects.count() == 0
+    assert media_files(Path(settings.MEDIA_ROOT)) == set()
+
+
+def test_dry_run_with_prune_counts_deletions_without_deleting(catalog):
+    import_csv(str(catalog / "cars.csv"))
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "First car", "img/a.jpg"]])
+    out, _ = import_csv(str(catalog / "cars.csv"), "--prune", "--dry-run")
+    assert "deleted 3" in summary(out)
+    assert Car.objects.count() == 4
+
+
+# --- images over HTTP -------------------------------------------------------------------
+
+
+def test_images_over_http_are_fetched_once_per_url_and_not_again_on_reimport(http_server, tmp_path):
+    http_server.add("/a.jpg", photo_like(1200, 900), headers={"Content-Type": "image/jpeg"})
+    http_server.add("/b", png_bytes(100, 80), headers={"Content-Type": "text/plain"})
+    rows = [
+        ["1", "One", "", http_server.url("/a.jpg")],
+        ["2", "Two", "", http_server.url("/a.jpg")],  # same URL: fetched once
+        ["3", "Three", "", http_server.url("/b")],  # a PNG labelled text/plain
+    ]
+    source = write_csv(tmp_path / "cars.csv", rows)
+
+    out, _ = import_csv(str(source))
+    assert summary(out).endswith("images: 3 ok, 0 failed")
+    assert http_server.hits["/a.jpg"] == 1
+    assert http_server.hits["/b"] == 1
+    one, two = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
+    assert one.image.name != two.image.name, "each car keeps its own original"
+    assert one.image.name == f"images/image_{one.pk}/a.jpg"
+    assert Car.objects.get(external_key="3").image.name.endswith(".png")
+
+    out, _ = import_csv(str(source))
+    assert summary(out).endswith("images: 0 ok, 0 failed")
+    assert http_server.hits["/a.jpg"] == 1, "an unchanged URL is not fetched again"
+
+    out, _ = import_csv(str(source), "--refresh-images")
+    assert summary(out).endswith("images: 3 ok, 0 failed")
+    assert http_server.hits["/a.jpg"] == 2
+
+
+def test_a_csv_served_over_http_imports_with_absolute_image_urls(http_server):
+    http_server.add("/img.jpg", jpeg_bytes(400, 300))
+    body = f"title,image\nRemote,{http_server.url('/img.jpg')}\nLocal,img.jpg\n".encode()
+    http_server.add("/cars.csv", body, headers={"Content-Type": "text/csv"})
+
+    out, _ = import_csv(http_server.url("/cars.csv"))
+
+    assert summary(out).endswith("images: 1 ok, 1 failed")
+    local = Car.objects.get(title="Local")
+    assert local.image_error == "blocked_path", "a remote CSV may not name local files"
+    assert Car.objects.get(title="Remote").image_status == ImageStatus.READY
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        ({"body": b"<html>not an image</html>"}, "invalid_image"),
+        ({"body": b"<svg xmlns='http://www.w3.org/2000/svg'/>"}, "invalid_image"),
+        ({"status": 404}, "http_error"),
+        ({"status": 503, "body": b"down"}, "http_error"),
+        ({"redirect_to": "/loop"}, "too_many_redirects"),
+    ],
+)
+def test_each_failed_image_is_recorded_with_its_reason_and_the_car_kept(
+    http_server, tmp_path, route, reason
+):
+    http_server.add("/loop", **route)
+    http_server.add("/ok.jpg", jpeg_bytes(64, 48))
+    source = write_csv(
+        tmp_path / "cars.csv",
+        [["1", "Bad", "", http_server.url("/loop")], ["2", "Good", "", http_server.url("/ok.jpg")]],
+    )
+
+    out, err = import_csv(str(source))
+
+    assert summary(out).endswith("images: 1 ok, 1 failed")
+    bad = Car.objects.get(external_key="1")
+    assert bad.image_status == ImageStatus.FAILED
+    assert bad.image_error == reason
+    assert not bad.image and bad.renditions == {}
+    assert f"line 2: image failed ({reason})" in err
+    assert Car.objects.get(external_key="2").image_status == ImageStatus.READY
+
+
+def test_image_limits_refuse_large_and_huge_images(http_server, tmp_path, settings):
+    from tests.support.images import bomb_png
+
+    settings.CARS_IMAGE_MAX_BYTES = 50_000
+    settings.CARS_IMAGE_MAX_PIXELS = 1_000_000
+    http_server.add("/big.jpg", photo_like(2000, 1500, quality=95))
+    http_server.add("/bomb.png", bomb_png(20000, 20000))
+    source = write_csv(
+        tmp_path / "cars.csv",
+        [
+            ["1", "Big", "", http_server.url("/big.jpg")],
+            ["2", "Bomb", "", http_server.url("/bomb.png")],
+        ],
+    )
+    import_csv(str(source))
+    assert Car.objects.get(external_key="1").image_error == "too_large"
+    assert Car.objects.get(external_key="2").image_error == "too_many_pixels"
+
+
+def test_a_failed_image_is_retried_by_the_next_import(http_server, tmp_path):
+    http_server.add("/flaky.jpg", status=404)
+    source = write_csv(tmp_path / "cars.csv", [["1", "Flaky", "", http_server.url("/flaky.jpg")]])
+    import_csv(str(source))
+    assert Car.objects.get().image_error == "http_error"
+
+    http_server.add("/flaky.jpg", jpeg_bytes(50, 50))
+    out, _ = import_csv(str(source))
+
+    assert summary(out).endswith("images: 1 ok, 0 failed")
+    car = Car.objects.get()
+    assert car.image_status == ImageStatus.READY and car.image_error is None
+
+
+def test_transient_server_errors_are_retried_within_one_import(http_server, tmp_path):
+    http_server.add("/busy.jpg", jpeg_bytes(50, 50), fail_times=2, fail_status=503)
+    source = write_csv(tmp_path / "cars.csv", [["1", "Busy", "", http_server.url("/busy.jpg")]])
+    out, _ = import_csv(str(source))
+    assert summary(out).endswith("images: 1 ok, 0 failed")
+    assert http_server.hits["/busy.jpg"] == 3
+
+
+def test_private_addresses_are_refused_when_not_allowed(http_server, tmp_path, settings):
+    settings.CARS_ALLOW_PRIVATE_URLS = False
+    http_server.add("/a.jpg", jpeg_bytes(50, 50))
+    source = write_csv(tmp_path / "cars.csv", [["1", "Private", "", http_server.url("/a.jpg")]])
+    import_csv(str(source))
+    assert Car.objects.get().image_error == "blocked_address"
+    assert http_server.hits["/a.jpg"] == 0
+
+
+def test_local_paths_may_not_escape_the_csv_folder(catalog, tmp_path):
+    (tmp_path / "secret.jpg").write_bytes(jpeg_bytes(10, 10))
+    (catalog / "img" / "link.jpg").symlink_to(tmp_path / "secret.jpg")
+    write_csv(
+        catalog / "cars.csv",
+        [
+            ["1", "Dots", "", "../secret.jpg"],
+            ["2", "Absolute", "", str(tmp_path / "secret.jpg")],
+            ["3", "Symlink", "", "img/link.jpg"],
+            ["4", "Scheme", "", "file:///etc/passwd"],
+        ],
+    )
+    import_csv(str(catalog / "cars.csv"))
+    errors = dict(Car.objects.values_list("external_key", "image_error"))
+    assert errors == {
+        "1": "blocked_path",
+        "2": "blocked_path",
+        "3": "blocked_path",
+        "4": "unsupported_scheme",
+    }
+
+
+# --- renditions of awkward inputs ---------------------------------------------------------
+
+
+def test_renditions_apply_exif_rotation_and_convert_every_mode(tmp_path, settings):
+    from tests.support.images import gif_bytes
+
+    folder = tmp_path
+    (folder / "rotated.jpg").write_bytes(jpeg_bytes(400, 200, exif_orientation=6))
+    (folder / "cmyk.jpg").write_bytes(jpeg_bytes(300, 200, cmyk=True))
+    (folder / "palette.png").write_bytes(png_bytes(300, 200, mode="P", transparent=True))
+    (folder / "deep.png").write_bytes(png_bytes(300, 200, mode="I;16"))
+    (folder / "anim.gif").write_bytes(gif_bytes(120, 90, frames=3))
+    names = ["rotated.jpg", "cmyk.jpg", "palette.png", "deep.png", "anim.gif"]
+    write_csv(folder / "cars.csv", [[str(i), n, "", n] for i, n in enumerate(names)])
+
+    out, _ = import_csv(str(folder / "cars.csv"))
+
+    assert summary(out).endswith("images: 5 ok, 0 failed")
+    media = Path(settings.MEDIA_ROOT)
+    sizes = {}
+    for car in Car.objects.all():
+        with Image.open(media / car.renditions["web"]["name"]) as img:
+            assert img.mode == "RGB"
+            sizes[car.title] = img.size
+    with Image.open(folder / "rotated.jpg") as stored:
+        assert stored.size == (200, 400), "pixels stored sideways, EXIF says turn them"
+    assert sizes["rotated.jpg"] == (400, 200), "the rendition is upright"
+    assert sizes["anim.gif"] == (120, 90)
+
+
+# --- fatal source errors ------------------------------------------------------------------
+
+
+@pytest.fixture
+def existing_car(catalog):
+    import_csv(str(catalog / "cars.csv"))
+    return {c.pk: (c.title, c.updated_at, c.image.name) for c in Car.objects.all()}
+
+
+def _assert_unchanged(existing, settings, files):
+    assert {c.pk: (c.title, c.updated_at, c.image.name) for c in Car.objects.all()} == existing
+    assert media_files(Path(settings.MEDIA_ROOT)) == files
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\xef\xbb\xbf", "empty"),
+        (b"name,image\nA,x\n", "no 'title' column"),
+        (b"title\n\xff\xfe bad bytes\n", "UTF-8"),
+    ],
+)
+def test_fatal_csv_errors_exit_1_and_leave_the_database_unchanged(
+    existing_car, tmp_path, settings, content, message
+):
+    files = media_files(Path(settings.MEDIA_ROOT))
+    source = tmp_path / "bad.csv"
+    source.write_bytes(content)
+
+    with pytest.raises(CommandError) as excinfo:
+        import_csv(str(source), "--prune")
+
+    assert excinfo.value.returncode == 1
+    assert message in str(excinfo.value)
+    _assert_unchanged(existing_car, settings, files)
+
+
+def test_invalid_utf8_after_many_rows_rolls_back_every_batch(existing_car, tmp_path, settings):
+    files = media_files(Path(settings.MEDIA_ROOT))
+    rows = "".join(f"{i},Car {i},,\n" for i in range(100, 3100))  # several write batches
+    source = tmp_path / "late.csv"
+    source.write_bytes(
+        b"id,title,description,image\n1,Renamed,," + b"\n" + rows.encode() + b"\xff\n"
+    )
+
+    with pytest.raises(CommandError) as excinfo:
+        import_csv(str(source))
+
+    assert excinfo.value.returncode == 1
+    assert "line 3003" in str(excinfo.value)  # header 1, rows 2-3002
+    _assert_unchanged(existing_car, settings, files)
+
+
+def test_missing_unreachable_and_oversized_sources_are_fatal(
+    existing_car, http_server, tmp_path, settings
+):
+    files = media_files(Path(settings.MEDIA_ROOT))
+    http_server.add("/gone.csv", status=404)
+    http_server.add("/big.csv", b"title\n" + b"x\n" * 600)
+    settings.CARS_CSV_MAX_BYTES = 1000
+    (tmp_path / "big.csv").write_bytes(b"title\n" + b"x\n" * 600)
+
+    for source, message in [
+        (str(tmp_path / "nope.csv"), "no such file"),
+        (http_server.url("/gone.csv"), "http_error"),
+        ("http://127.0.0.1:9/cars.csv", "unreachable"),
+        (http_server.url("/big.csv"), "too_large"),
+        (str(tmp_path / "big.csv"), "CARS_CSV_MAX_BYTES"),
+        ("ftp://example.com/cars.csv", "unsupported source"),
+    ]:
+        with pytest.raises(CommandError) as excinfo:
+            import_csv(source)
+        assert excinfo.value.returncode == 1, source
+        assert message in str(excinfo.value), (source, str(excinfo.value))
+    _assert_unchanged(existing_car, settings, files)
+
+
+def test_the_service_raises_a_domain_error_for_fatal_sources(tmp_path):
+    with pytest.raises(SourceError):
+        run_import(source=str(tmp_path / "absent.csv"))
+
+
+def test_bad_usage_exits_2():
+    with pytest.raises(CommandError) as excinfo:
+        import_csv("--workers", "0")
+    assert excinfo.value.returncode == 2
+
+
+def test_the_bundled_sample_imports_with_its_deliberate_failures(settings):
+    out, err = import_csv()  # default source: CARS_CSV_SOURCE, the bundled sample
+
+    assert summary(out) == (
+        "created 25, updated 0, unchanged 0, deleted 0, rejected 3 rows; images: 20 ok, 4 failed"
+    )
+    reasons = dict(Car.objects.exclude(image_error=None).values_list("title", "image_error"))
+    assert reasons == {
+        "Text Pretending": "invalid_image",
+        "Missing File": "unreachable",
+        "Escaping Path": "blocked_path",
+        "FTP Image": "unsupported_scheme",
+    }
+    assert "warning: unknown columns ignored: colour" in err
