@@ -1,0 +1,114 @@
+"""Behaviour only a real process shows: exit statuses, settings modules, environment.
+
+Each test runs `manage.py` (or Python) in a subprocess with its own SQLite file and media
+folder, exactly as a user or a deployment would.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], env: dict[str, str], *, timeout: float = 120):
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def dev_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.development",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@pytest.fixture
+def migrated_env(dev_env) -> dict[str, str]:
+    result = run(["manage.py", "migrate", "--noinput", "-v0"], dev_env)
+    assert result.returncode == 0, result.stderr
+    return dev_env
+
+
+def test_import_csv_exit_statuses_and_summary_line(migrated_env, tmp_path):
+    ok = run(["manage.py", "import_csv", "--no-progress"], migrated_env)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.strip().splitlines()[-1] == (
+        "created 25, updated 0, unchanged 0, deleted 0, rejected 3 rows; images: 20 ok, 4 failed"
+    )
+
+    missing = run(["manage.py", "import_csv", str(tmp_path / "none.csv")], migrated_env)
+    assert missing.returncode == 1
+    assert "no such file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1, "one clear line"
+
+    for bad_usage in (["--workers", "0"], ["--no-such-option"], ["a.csv", "b.csv"]):
+        result = run(["manage.py", "import_csv", *bad_usage], migrated_env)
+        assert result.returncode == 2, (bad_usage, result.stderr)
+
+
+def test_a_platform_added_in_settings_gets_renditions_and_an_endpoint(migrated_env):
+    platforms = {
+        "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
+        "thumb": {"processors": [["fill", 120, 120]], "format": "JPEG", "quality": 70},
+    }
+    env = {**migrated_env, "CARS_PLATFORMS": json.dumps(platforms)}
+    imported = run(["manage.py", "import_csv", "--no-progress"], env)
+    assert imported.returncode == 0, imported.stderr
+
+    script = (
+        "from django.test import Client; import json; c = Client();"
+        "r = c.get('/api/cars/thumb/1/'); print(json.dumps([r.status_code, r.json()]));"
+        "print(c.get('/api/cars/web/').status_code)"
+    )
+    result = run(["manage.py", "shell", "-c", script], env)
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.strip().splitlines()[-2:]
+    status, car = json.loads(first)
+    assert status == 200
+    assert set(car["images"]) == {"default", "thumb"}
+    assert (car["images"]["thumb"]["width"], car["images"]["thumb"]["height"]) == (120, 120)
+    assert car["image"] == car["images"]["thumb"]["url"]
+    assert second == "404", "a platform removed from settings is gone"
+
+
+PRODUCTION = {
+    "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    "SECRET_KEY": "x7!k2-production-secret-key-long-enough-for-check-deploy-0123456789abcdef",
+    "ALLOWED_HOSTS": "cars.example.com",
+    "DATABASE_URL": "sqlite:////tmp/unused.sqlite3",
+}
+
+
+@pytest.mark.parametrize("module", ["config.settings.production", "config.settings.staging"])
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"])
+def test_production_refuses_to_start_without_required_variables(dev_env, module, missing):
+    env = {**dev_env, **PRODUCTION, "DJANGO_SETTINGS_MODULE": module}
+    del env[missing]
+    for args in (["-c", "import django; django.setup()"], ["-c", "import config.wsgi"]):
+        result = run(args, env)
+        assert result.returncode != 0
+        assert "ImproperlyConfigured" in result.stderr
+        assert f"Set the {missing} environment variable" in result.stderr
+
+
+def test_production_passes_check_deploy_without_warnings(dev_env):
+    env = {**dev_env, **PRODUCTION, "DEBUG": "true"}  # DEBUG can never be on in production
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
