@@ -99,7 +99,7 @@ class _Processor:
 
 
 class Fit(_Processor):
-    """Fit inside widthxheight keeping the aspect ratio; never upscale."""
+    """Fit inside width x height keeping the aspect ratio; never upscale."""
 
     def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
         w, h = size
@@ -111,10 +111,10 @@ class Fit(_Processor):
 
 
 class Fill(_Processor):
-    """Resize and centre-crop to exactly widthxheight.
+    """Resize and centre-crop to exactly width x height.
 
     Never upscales: when the source is too small to cover the box, it is only cropped
-    to the box's aspect ratio (so the output is smaller than widthxheight).
+    to the box's aspect ratio (so the output is smaller than width x height).
     """
 
     def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
@@ -167,7 +167,7 @@ def _render(img: Image.Image, processor: _Processor | None) -> Image.Image:
         # for orientations 5-8, so plan (and draft) with the box swapped.
         box = (processor.width, processor.height)
         if orientation in _SIDEWAYS:
-            pass
+            box = box[::-1]
         plan = processor._plan((width, height), box)
 
     crop = plan.crop

@@ -4,7 +4,7 @@ Every picture factory draws the same *displayed* picture unless said otherwise: 
 quadrants, top-left RED, top-right GREEN, bottom-left BLUE, bottom-right YELLOW. Sampling
 the four quadrant centres of a result tells whether it is upright, mirrored or rotated.
 ``w`` and ``h`` are always the displayed size: with an EXIF orientation the stored pixels
-are the inverse-transformed picture (``h``x``w`` for orientations 5-8), exactly what a
+are the inverse-transformed picture (``h`` by ``w`` for orientations 5-8), exactly what a
 camera writes.
 
 Images with transparency make the RIGHT half fully transparent over BLACK pixels, so a
@@ -178,7 +178,7 @@ def jpeg_bytes(
     icc: bool | bytes = False,
     image: Image.Image | None = None,
 ) -> bytes:
-    """A JPEG whose *displayed* picture is ``image`` (default: quadrants) at wxh.
+    """A JPEG whose *displayed* picture is ``image`` (default: quadrants) at w by h.
 
     ``exif_orientation`` stores the pixels inverse-transformed plus the EXIF tag.
     ``cmyk`` stores CMYK (Pillow writes Adobe-style inverted CMYK with an APP14 marker,
@@ -311,11 +311,11 @@ def _png_chunk(kind: bytes, body: bytes) -> bytes:
 
 
 def bomb_png(width: int = 20000, height: int = 20000, *, real: bool = False) -> bytes:
-    """A small PNG whose header claims ``width``x``height`` pixels.
+    """A small PNG whose header claims ``width`` by ``height`` pixels.
 
     Default: a valid 1x1 PNG with IHDR rewritten (correct CRC), so only the header lies.
     ``real=True``: a genuinely valid 1-bit greyscale PNG of that size, all zero,
-    deflated to a few tens of KB (decoding it would allocate widthxheight bytes).
+    deflated to a few tens of KB (decoding it would allocate width * height bytes).
     """
     if not real:
         data = bytearray(_save(Image.new("L", (1, 1)), "PNG"))
