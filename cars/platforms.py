@@ -67,10 +67,13 @@ def _build_platform(name: str, spec: dict[str, Any]) -> Platform:
     )
 
 
-@cache
-def get_platforms() -> dict[str, Platform]:
-    """All platforms, `default` always included."""
-    config = settings.CARS_PLATFORMS
+def build_platforms(config: dict[str, dict[str, Any]]) -> dict[str, Platform]:
     if DEFAULT_PLATFORM not in config:
         raise ImproperlyConfigured("CARS_PLATFORMS must define a 'default' platform")
     return {name: _build_platform(name, spec) for name, spec in config.items()}
+
+
+@cache
+def get_platforms() -> dict[str, Platform]:
+    """All configured platforms, `default` always included (read once per process)."""
+    return build_platforms(settings.CARS_PLATFORMS)

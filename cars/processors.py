@@ -140,6 +140,22 @@ def normalize(img: Image.Image) -> Image.Image:
     return _render(img, None)
 
 
+class Normalize:
+    """`normalize` as a processor: put first in chains made only of foreign processors."""
+
+    def process(self, img: Image.Image) -> Image.Image:
+        return normalize(img)
+
+    def __repr__(self) -> str:
+        return "Normalize()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash("Normalize")
+
+
 # --------------------------------------------------------------------------- pipeline
 
 

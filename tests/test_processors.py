@@ -506,3 +506,13 @@ def test_solid_colours_survive_a_full_round_trip(colour):
     out = Fit(150, 150).process(opened(buf.getvalue()))
     data = save_image(out, BytesIO(), "JPEG", dict(JPEG_OPTIONS)).getvalue()
     assert close(Image.open(BytesIO(data)).getpixel((75, 50)), colour, 6)
+
+
+def test_normalize_processor_makes_foreign_chains_safe():
+    from cars.processors import Normalize
+
+    img = Image.open(BytesIO(make.jpeg_bytes(40, 20, exif_orientation=6, cmyk=True)))
+    out = Normalize().process(img)
+    assert out.mode == "RGB"
+    assert out.size == (40, 20)
+    assert Normalize() == Normalize() and repr(Normalize()) == "Normalize()"

@@ -1,0 +1,50 @@
+"""Platforms are configuration: specs from settings become imagekit processor chains."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from pilkit.processors import ResizeToFit
+
+from cars.platforms import build_platforms
+from cars.processors import Fill, Fit, Normalize
+
+
+def test_default_platforms_match_the_spec():
+    from django.conf import settings
+
+    platforms = build_platforms(settings.CARS_PLATFORMS)
+    assert {name: (p.processors, p.format, p.quality) for name, p in platforms.items()} == {
+        "default": ((Fit(1920, 1920),), "JPEG", 90),
+        "web": ((Fit(1280, 960),), "JPEG", 85),
+        "mobile": ((Fit(640, 480),), "JPEG", 80),
+    }
+    assert platforms["web"].options == {"quality": 85, "progressive": True, "optimize": True}
+    assert platforms["web"].attname == "image_web"
+
+
+def test_fill_and_foreign_processors_are_built_and_foreign_chains_normalized_first():
+    platforms = build_platforms(
+        {
+            "default": {"processors": [["fill", 100, 50]]},
+            "square": {
+                "processors": [["pilkit.processors.ResizeToFit", {"width": 64, "height": 64}]],
+                "format": "png",
+            },
+        }
+    )
+    assert platforms["default"].processors == (Fill(100, 50),)
+    first, second = platforms["square"].processors
+    assert isinstance(first, Normalize) and isinstance(second, ResizeToFit)
+    assert platforms["square"].format == "PNG"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"web": {"processors": [["fit", 1, 1]]}}, "'default' platform"),
+        ({"default": {}, "bad-name": {}}, "not a valid platform name"),
+        ({"default": {"processors": ["fit"]}}, "bad processor"),
+    ],
+)
+def test_bad_platform_settings_fail_loudly(config, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        build_platforms(config)
