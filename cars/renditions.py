@@ -64,3 +64,24 @@ def delete_files(names: list[str]) -> None:
 def stored_files(image_name: str, renditions: dict) -> list[str]:
     """Every file a car owns: its original and its renditions."""
     return [image_name, *(r["name"] for r in (renditions or {}).values() if r)]
+
+
+def rerender_car(car_id: int) -> bool:
+    """Make every platform's rendition again from the stored original (e.g. a new platform).
+
+    Returns False when the car is gone or has no image.
+    """
+    from django.db import transaction
+
+    from .catalog import bump_catalog_version
+
+    car = Car.objects.filter(pk=car_id).first()
+    if car is None or not car.image:
+        return False
+    old = [r["name"] for r in (car.renditions or {}).values() if r]
+    renditions = render_all(car)
+    delete_files([name for name in old if name not in {r["name"] for r in renditions.values()}])
+    with transaction.atomic():
+        Car.objects.filter(pk=car_id).update(renditions=renditions)
+        bump_catalog_version()
+    return True

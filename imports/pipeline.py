@@ -7,6 +7,7 @@ when several cars share it.
 """
 
 import errno
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -53,11 +54,16 @@ def image_fetch_policy() -> FetchPolicy:
     )
 
 
-def original_filename(ref: str, info: ImageInfo) -> str:
-    """A safe file name from the reference's last path segment, with the real extension."""
+def original_filename(ref: str, info: ImageInfo, data: bytes) -> str:
+    """`<name from the URL>-<content hash>.<real extension>`.
+
+    The hash makes a new picture a new name, so neither the original's URL nor its
+    renditions' (imagekit names them after the source) ever serve stale bytes from a CDN.
+    """
     stem = PurePosixPath(unquote(urlsplit(ref).path)).stem
     stem = get_valid_filename(stem)[:80] if stem else ""
-    return f"{stem or 'image'}{info.extension}"
+    digest = hashlib.sha256(data).hexdigest()[:10]
+    return f"{stem or 'image'}-{digest}{info.extension}"
 
 
 def run_image_jobs(
@@ -114,7 +120,7 @@ def _store(job: ImageJob, data: bytes, info: ImageInfo) -> ImageOutcome:
     try:
         delete_files(list(job.old_files))
         car = Car(pk=job.car_id)
-        car.image.save(original_filename(job.ref, info), ContentFile(data), save=False)
+        car.image.save(original_filename(job.ref, info, data), ContentFile(data), save=False)
         car.image.file = ContentFile(data)  # render from memory, not from the storage
     except OSError as exc:
         logger.warning("storing the image of car %s failed: %s", job.car_id, exc)

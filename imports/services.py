@@ -19,7 +19,7 @@ from .fetching import FetchPolicy
 from .pipeline import ImageOutcome, run_image_jobs
 from .report import ImageProblem, ImportReport, RowProblem
 from .rows import RowApplier
-from .sources import SourceError, open_source
+from .sources import OpenedSource, SourceError, open_source
 
 logger = logging.getLogger(__name__)
 
@@ -45,16 +45,18 @@ def run_import(
     workers: int | None = None,
     refresh_images: bool = False,
     progress: Progress | None = None,
+    opened: OpenedSource | None = None,
 ) -> ImportReport:
     """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images.
 
     With `dry_run` the rows are applied and rolled back (so the counts are exact) and the
-    images are fetched and checked but not stored.
+    images are fetched and checked but not stored. `opened` is a source already opened
+    by the caller (the periodic sync, which fetched it to see whether it changed).
     """
     source = source or settings.CARS_CSV_SOURCE
     workers = workers or settings.CARS_IMPORT_WORKERS
     report = ImportReport(source=source, dry_run=dry_run)
-    opened = open_source(source, policy=csv_fetch_policy())
+    opened = opened or open_source(source, policy=csv_fetch_policy())
     with closing(opened.stream):
         try:
             applier = _apply_rows(opened.stream, report, prune, dry_run, refresh_images, progress)

@@ -1,5 +1,6 @@
 """Opening an import source: a local CSV path or an http(s) URL."""
 
+import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +21,32 @@ class OpenedSource:
     base_dir: Path | None  # folder that relative image paths resolve in; None for URLs
     etag: str | None = None
     last_modified: str | None = None
+    not_modified: bool = False  # a conditional request answered 304
+
+    def sha256(self) -> str:
+        """Digest of the whole content; leaves the stream at the start."""
+        digest = hashlib.sha256()
+        self.stream.seek(0)
+        for block in iter(lambda: self.stream.read(1 << 20), b""):
+            digest.update(block)
+        self.stream.seek(0)
+        return digest.hexdigest()
 
 
 def is_url(source: str) -> bool:
     return urlsplit(source).scheme.lower() in ("http", "https")
 
 
-def open_source(source: str, *, policy: FetchPolicy) -> OpenedSource:
-    """Open `source` for reading, enforcing `policy.max_bytes` (the CSV size cap)."""
+def open_source(
+    source: str, *, policy: FetchPolicy, etag: str = "", last_modified: str = ""
+) -> OpenedSource:
+    """Open `source` for reading, enforcing `policy.max_bytes` (the CSV size cap).
+
+    With `etag`/`last_modified` a URL is asked conditionally; an unchanged one comes back
+    with `not_modified` set and no content.
+    """
     if is_url(source):
-        return _open_url(source, policy)
+        return _open_url(source, policy, etag, last_modified)
     scheme = urlsplit(source).scheme
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise SourceError(f"unsupported source {source!r}: use a file path or an http(s) URL")
@@ -51,10 +68,15 @@ def _open_path(path: Path, max_bytes: int) -> OpenedSource:
     return OpenedSource(stream=stream, base_dir=path.resolve().parent)
 
 
-def _open_url(url: str, policy: FetchPolicy) -> OpenedSource:
+def _open_url(url: str, policy: FetchPolicy, etag: str, last_modified: str) -> OpenedSource:
+    headers = {}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
     try:
         with Fetcher(policy, max_connections=1) as fetcher:
-            result = fetcher.fetch(url)
+            result = fetcher.fetch(url, headers=headers)
     except FetchError as exc:
         raise SourceError(f"cannot read {url}: {exc.message} ({exc.reason})") from None
     return OpenedSource(
@@ -62,4 +84,5 @@ def _open_url(url: str, policy: FetchPolicy) -> OpenedSource:
         base_dir=None,
         etag=result.etag,
         last_modified=result.last_modified,
+        not_modified=result.status == 304,
     )

@@ -78,14 +78,50 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# --- Cache ------------------------------------------------------------------------------
+# --- Cache and Celery -------------------------------------------------------------------
+# REDIS_URL set: Redis is the cache (also imagekit's) and the Celery broker, and imports
+# and renditions run as Celery tasks. Unset: local-memory cache, tasks run inline.
 REDIS_URL = env("REDIS_URL", default="")
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "image-backend",
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "image-backend",
+            "OPTIONS": {
+                # Redis down must not break reads: misses fall through to the database.
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
     }
+    DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "image-backend",
+        }
+    }
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_RESULT_BACKEND = None  # job state lives in ImportJob rows, not in Celery results
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+# Must exceed the longest task, or Redis redelivers a running task (celery#7918).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600)
 }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- Internationalisation ---------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -100,6 +136,30 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 MEDIA_URL = env("MEDIA_URL", default="/media/")
 # Serve MEDIA_URL from Django itself (development only; production uses S3 or a proxy).
 SERVE_MEDIA = False
+
+# S3 (django-storages): originals and renditions in a bucket, public unsigned URLs;
+# AWS_S3_CUSTOM_DOMAIN puts CloudFront (or any CDN) in front of every URL.
+USE_S3 = env.bool("USE_S3", default=False)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if USE_S3:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "access_key": env("AWS_ACCESS_KEY_ID", default=None),
+            "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
+            "custom_domain": env("AWS_S3_CUSTOM_DOMAIN", default=None),
+            "querystring_auth": False,
+            "file_overwrite": True,
+            "default_acl": None,
+            "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
+        },
+    }
 
 # --- CORS (django-cors-headers): only the API is shared with other origins -----------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -147,6 +207,8 @@ CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
 CARS_IMAGE_MAX_PIXELS = env.int("CARS_IMAGE_MAX_PIXELS", default=50_000_000)
 CARS_CSV_MAX_BYTES = env.int("CARS_CSV_MAX_BYTES", default=200_000_000)
 CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
+# Seconds after which the lock of an import whose process died is taken over.
+CARS_IMPORT_LOCK_TTL = env.int("CARS_IMPORT_LOCK_TTL", default=3 * 3600)
 
 DEFAULT_PLATFORMS = {
     "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},

@@ -4,8 +4,12 @@ import json
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from imports.jobs import create_job, execute_job, fail_job
+from imports.locks import SourceBusy
+from imports.report import ImportReport
 from imports.services import run_import
 from imports.sources import SourceError
 
@@ -36,15 +40,8 @@ class Command(BaseCommand):
             raise CommandError("--workers must be at least 1", returncode=2)
         with _progress_bar(enabled=not options["no_progress"] and sys.stderr.isatty()) as bar:
             try:
-                report = run_import(
-                    source=options["source"],
-                    prune=options["prune"],
-                    dry_run=options["dry_run"],
-                    workers=workers,
-                    refresh_images=options["refresh_images"],
-                    progress=bar,
-                )
-            except SourceError as exc:
+                report = self._run(options, workers, bar)
+            except (SourceError, SourceBusy) as exc:
                 raise CommandError(str(exc), returncode=1) from None
         for warning in report.warnings:
             self.stderr.write(f"warning: {warning}")
@@ -57,6 +54,27 @@ class Command(BaseCommand):
         if options["report"]:
             options["report"].write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         self.stdout.write(report.summary())
+
+    def _run(self, options, workers, progress) -> ImportReport:
+        """A dry run changes nothing, not even the job list; a real run is a recorded job."""
+        source = options["source"] or settings.CARS_CSV_SOURCE
+        if options["dry_run"]:
+            return run_import(
+                source=source,
+                prune=options["prune"],
+                dry_run=True,
+                workers=workers,
+                refresh_images=options["refresh_images"],
+                progress=progress,
+            )
+        job = create_job(
+            source=source, prune=options["prune"], refresh_images=options["refresh_images"]
+        )
+        try:
+            return execute_job(job.pk, workers=workers, progress=progress)
+        except SourceBusy as exc:
+            fail_job(job, str(exc))
+            raise
 
 
 class _progress_bar:

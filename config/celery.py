@@ -1,0 +1,24 @@
+"""The Celery app: `celery -A config worker` serves every task; `celery -A config beat`
+schedules the periodic sync when CARS_SYNC_INTERVAL > 0."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.development")
+
+app = Celery("image_backend")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule_sync(sender: Celery, **kwargs) -> None:
+    from django.conf import settings
+
+    if settings.CARS_SYNC_INTERVAL > 0:
+        sender.add_periodic_task(
+            float(settings.CARS_SYNC_INTERVAL),
+            sender.signature("imports.tasks.sync_source"),
+            name="sync CARS_CSV_SOURCE",
+        )

@@ -1,0 +1,134 @@
+"""Import jobs: every import is recorded, whoever starts it, and runs through here.
+
+`submit_job` runs a job inline (no REDIS_URL: the laptop default) or queues the Celery
+task once the transaction that created the job commits. `execute_job` is the one place
+that runs a job: the command, the task and the periodic sync all call it.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .locks import SourceBusy, acquire, release
+from .models import ImportJob
+from .report import ImportReport
+from .services import Progress, run_import
+from .sources import OpenedSource, SourceError
+
+logger = logging.getLogger(__name__)
+
+Status = ImportJob.Status
+
+
+def create_job(
+    *,
+    source: str,
+    prune: bool = False,
+    refresh_images: bool = False,
+    trigger: str = ImportJob.Trigger.COMMAND,
+    user=None,
+) -> ImportJob:
+    return ImportJob.objects.create(
+        source=source,
+        prune=prune,
+        refresh_images=refresh_images,
+        trigger=trigger,
+        created_by=user if user is not None and user.is_authenticated else None,
+    )
+
+
+def submit_job(job: ImportJob) -> None:
+    """Run `job` now, or on a Celery worker when REDIS_URL is set."""
+    if settings.REDIS_URL:
+        from .tasks import run_import_job
+
+        transaction.on_commit(lambda: run_import_job.delay(job.pk))
+    else:
+        try:
+            execute_job(job.pk)
+        except SourceBusy as exc:
+            fail_job(job, str(exc))
+        except SourceError:
+            pass  # recorded on the job by execute_job
+
+
+def execute_job(
+    job_id: int,
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    opened: OpenedSource | None = None,
+) -> ImportReport | None:
+    """Run a job to its end, record the outcome on it and return its report.
+
+    Safe to run twice (a redelivered task): a finished job is left as it is (None is
+    returned), and running an import again changes nothing the first run applied.
+    Raises SourceBusy (job still queued) when another import holds the source, and
+    SourceError (job failed) for fatal source errors.
+    """
+    job = ImportJob.objects.get(pk=job_id)
+    if job.status in (Status.SUCCEEDED, Status.FAILED):
+        return None
+    token = acquire(job.source, ttl=settings.CARS_IMPORT_LOCK_TTL)
+    if token is None:
+        raise SourceBusy(f"another import of {job.source} is running")
+    try:
+        ImportJob.objects.filter(pk=job.pk).update(
+            status=Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+        )
+        try:
+            report = run_import(
+                source=job.source,
+                prune=job.prune,
+                refresh_images=job.refresh_images,
+                workers=workers,
+                progress=progress,
+                opened=opened,
+            )
+        except SourceError as exc:
+            _finish(job, Status.FAILED, error=str(exc))
+            raise
+        except Exception as exc:
+            logger.exception("import job %s crashed", job.pk)
+            _finish(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+        _finish(job, Status.SUCCEEDED, report=report)
+    finally:
+        release(job.source, token)
+    logger.info("import job %s succeeded: %s", job.pk, report.summary())
+    return report
+
+
+def fail_job(job: ImportJob, error: str) -> None:
+    _finish(job, Status.FAILED, error=error)
+
+
+def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, error=""):
+    job.status = status
+    job.finished_at = timezone.now()
+    job.error = error
+    fields = ["status", "finished_at", "error"]
+    if report is not None:
+        data = report.as_dict()
+        job.counts = data["counts"]
+        job.rejected_rows = data["rejected_rows"]
+        job.image_failures = data["image_failures"]
+        job.warnings = data["warnings"]
+        fields += ["counts", "rejected_rows", "image_failures", "warnings"]
+    try:
+        job.save(update_fields=fields)
+    except Exception:  # the database itself may be what failed
+        logger.exception("could not record the end of import job %s", job.pk)
+
+
+def job_report(job: ImportJob) -> dict:
+    """The job in the `--report` JSON shape."""
+    return {
+        "source": job.source,
+        "counts": job.counts,
+        "rejected_rows": job.rejected_rows,
+        "image_failures": job.image_failures,
+    }

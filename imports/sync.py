@@ -1,0 +1,53 @@
+"""The periodic sync of CARS_CSV_SOURCE (Celery beat, every CARS_SYNC_INTERVAL seconds).
+
+An unchanged source costs one conditional request (ETag / Last-Modified; a local file is
+hashed) and no database write. A changed one is imported as a job; the validators are
+stored only after that job succeeded, so a failed import is retried by the next sync.
+"""
+
+import logging
+
+from django.conf import settings
+
+from .jobs import create_job, execute_job
+from .locks import SourceBusy
+from .models import ImportJob, SourceState
+from .services import csv_fetch_policy
+from .sources import SourceError, open_source
+
+logger = logging.getLogger(__name__)
+
+
+def sync_source(source: str | None = None) -> ImportJob | None:
+    """Import `source` (default CARS_CSV_SOURCE) if it changed; return the job, if any."""
+    source = source or settings.CARS_CSV_SOURCE
+    state = SourceState.objects.filter(source=source).first() or SourceState(source=source)
+    try:
+        opened = open_source(
+            source, policy=csv_fetch_policy(), etag=state.etag, last_modified=state.last_modified
+        )
+    except SourceError as exc:
+        logger.warning("sync of %s: cannot read the source: %s", source, exc)
+        return None
+    if opened.not_modified:
+        logger.info("sync of %s: not modified", source)
+        return None
+    digest = opened.sha256()
+    if state.pk and digest == state.sha256:
+        opened.stream.close()
+        logger.info("sync of %s: content unchanged", source)
+        return None
+    job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC)
+    try:
+        execute_job(job.pk, opened=opened)
+    except SourceBusy:
+        logger.info("sync of %s: another import is running; next sync will retry", source)
+        job.delete()
+        return None
+    except SourceError:
+        return job
+    state.etag = opened.etag or ""
+    state.last_modified = opened.last_modified or ""
+    state.sha256 = digest
+    state.save()
+    return job
