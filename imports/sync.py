@@ -45,7 +45,9 @@ def sync_source(source: str | None = None) -> ImportJob | None:
         job.delete()
         return None
     except SourceError:
+        job.refresh_from_db()
         return job
+    job.refresh_from_db()
     state.etag = opened.etag or ""
     state.last_modified = opened.last_modified or ""
     state.sha256 = digest

@@ -216,10 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_body(route, body)
 
     def _not_modified(self, headers: dict[str, str]) -> bool:
+        """RFC 9110 §13.2.2: If-None-Match decides when sent; else If-Modified-Since."""
         etag, modified = headers.get("ETag"), headers.get("Last-Modified")
-        if etag is not None and self.headers.get("If-None-Match") == etag:
-            return True
-        return modified is not None and self.headers.get("If-Modified-Since") == modified
+        if self.headers.get("If-None-Match") is not None:
+            return etag is not None and self.headers.get("If-None-Match") == etag
+        since = self.headers.get("If-Modified-Since")
+        return modified is not None and since == modified
 
     def _send_framing(self, route: Route, length: int) -> None:
         if route.framing == "chunked":
