@@ -41,7 +41,8 @@ def _sqlite(queryset: QuerySet, terms: list[str]) -> QuerySet:
         tables=["cars_car_fts"],
         where=["cars_car_fts.rowid = cars_car.id", "cars_car_fts MATCH %s"],
         params=[match],
-        select={"search_rank": "-cars_car_fts.rank"},
+        # bm25 is lower-is-better; weight a title hit ten times a description hit.
+        select={"search_rank": "-bm25(cars_car_fts, 10.0, 1.0)"},
     )
 
 

@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 
 from .models import Car
-from .search import apply_search
+from .search import apply_search, search_terms
 
 LIST_FIELDS = ("id", "title", "description", "renditions")
 DETAIL_FIELDS = (
@@ -50,10 +50,15 @@ def car_rows(*, search: str = "", ordering: Ordering | None = None) -> QuerySet:
     """Cars as dicts of LIST_FIELDS; best match first when searching without ordering."""
     queryset = Car.objects.all()
     if search:
+        if not search_terms(search):
+            return queryset.none().values(*LIST_FIELDS)
         queryset = apply_search(queryset, search)
         if ordering is None:
             return queryset.values(*LIST_FIELDS).order_by("-search_rank", "id")
-    return queryset.values(*LIST_FIELDS).order_by(*(ordering or Ordering("id")).order_by())
+    ordering = ordering or Ordering("id")
+    # Keyset pagination reads the ordering field of the page's last row.
+    fields = LIST_FIELDS if ordering.field in LIST_FIELDS else (*LIST_FIELDS, ordering.field)
+    return queryset.values(*fields).order_by(*ordering.order_by())
 
 
 def count_cars(*, search: str, version: int) -> int:

@@ -1,11 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.errors import api_not_found
 from core.health import healthz, readyz
+from core.media import serve_media
 
 urlpatterns = [
     path("api/", include("cars.api.urls")),
@@ -19,10 +19,7 @@ urlpatterns = [
 
 if settings.SERVE_MEDIA:
     # Local media for development and `make run`; production serves media from S3 or a proxy.
-    prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns.append(
-        re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
-    )
+    urlpatterns.append(re_path(rf"^{settings.MEDIA_URL.lstrip('/')}(?P<path>.*)$", serve_media))
 
 handler404 = "core.errors.not_found"
 handler500 = "core.errors.server_error"

@@ -18,6 +18,8 @@ from rest_framework.exceptions import APIException
 
 from cars.selectors import Ordering
 
+MAX_INT = 2**63 - 1  # what a database integer holds
+
 
 class BadRequest(APIException):
     status_code = 400
@@ -47,8 +49,10 @@ class Cursor:
                 value = int(value)
             elif not isinstance(value, str):
                 raise TypeError
-            return cls(value, int(pk), bool(reverse))
-        except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
+            if not isinstance(pk, int) or not 0 <= pk <= MAX_INT:
+                raise TypeError
+            return cls(value, pk, bool(reverse))
+        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
             raise BadRequest("cursor is not valid") from exc
 
 
@@ -69,6 +73,8 @@ def _non_negative_int(params: QueryDict, name: str) -> int | None:
         raise BadRequest(f"{name} must be an integer") from None
     if value < 0:
         raise BadRequest(f"{name} must not be negative")
+    if value > MAX_INT:
+        raise BadRequest(f"{name} is too large")
     return value
 
 

@@ -1,0 +1,232 @@
+"""Run the service as it runs in production: web, Celery worker and beat as real processes.
+
+The stack gets a fresh PostgreSQL database (or an SQLite file when PostgreSQL is not
+available and not required) and its own Redis database number, both removed afterwards.
+Set REQUIRE_SERVICES=1 (as .ci/run does) to turn "Redis/PostgreSQL missing" into a
+failure instead of a skip.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+BIN = Path(sys.executable).parent
+
+
+def required() -> bool:
+    return os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _missing(what: str) -> None:
+    message = f"{what} is not running on this machine"
+    if required():
+        pytest.fail(f"{message}, and REQUIRE_SERVICES=1")
+    pytest.skip(message)
+
+
+def redis_available() -> bool:
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def postgres_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=2):
+            return True
+    except Exception:
+        return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def fresh_database(tmp_path: Path) -> Iterator[tuple[str, Callable[[str], list]]]:
+    """(DATABASE_URL, query function) for a new empty database, dropped afterwards."""
+    if postgres_available():
+        import psycopg
+
+        name = f"stack_{secrets.token_hex(4)}"
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgres://postgres@127.0.0.1:5432/{name}"
+
+        def query(sql: str) -> list:
+            with psycopg.connect(url) as conn:
+                return conn.execute(sql).fetchall()
+
+        try:
+            yield url, query
+        finally:
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        return
+    if os.environ.get("REQUIRE_POSTGRES"):
+        pytest.fail("PostgreSQL is required but not running")
+    path = tmp_path / "stack.sqlite3"
+
+    def query(sql: str) -> list:
+        with sqlite3.connect(path) as conn:
+            return conn.execute(sql).fetchall()
+
+    yield f"sqlite:///{path}", query
+
+
+@dataclass
+class Stack:
+    env: dict[str, str]
+    web_url: str
+    query: Callable[[str], list]
+    logs: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def manage(self, *args: str, timeout: float = 120) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def start(self, name: str, args: list[str]) -> None:
+        log = (self.logs / f"{name}.log").open("w")
+        self.processes[name] = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        process = self.processes.pop(name)
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def start_worker(self, name: str = "worker") -> None:
+        self.start(
+            name,
+            [
+                str(BIN / "celery"), "-A", "config", "worker", "--loglevel=INFO",
+                "--concurrency=2", "--without-gossip", "--without-mingle",
+                "-n", f"{name}-{secrets.token_hex(3)}@%h",
+            ],
+        )  # fmt: skip
+
+    def get(self, path: str, **kwargs) -> httpx.Response:
+        return httpx.get(self.web_url + path, timeout=30, **kwargs)
+
+    def wait_for(self, what: str, check: Callable[[], object], timeout: float = 90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = check()
+            if value:
+                return value
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited early:\n{self.log(name)}")
+            time.sleep(0.3)
+        raise AssertionError(f"timed out waiting for {what}\n" + self.all_logs())
+
+    def log(self, name: str) -> str:
+        return (self.logs / f"{name}.log").read_text()[-4000:]
+
+    def all_logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs.glob("*.log"))
+
+    def jobs(self) -> list[tuple]:
+        return self.query("SELECT id, status, trigger, counts FROM imports_importjob ORDER BY id")
+
+    def cars_json(self, path: str) -> list[dict]:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        return json.loads(response.text.replace(self.web_url, "http://HOST"))
+
+
+@contextmanager
+def running_stack(tmp_path: Path, extra_env: dict[str, str], *, beat: bool) -> Iterator[Stack]:
+    if not redis_available():
+        _missing("Redis")
+    redis_db = secrets.randbelow(14) + 1
+    redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}"
+    logs = tmp_path / "logs"
+    logs.mkdir(parents=True)
+    with fresh_database(tmp_path) as (database_url, query):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings.development",
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            MEDIA_ROOT=str(tmp_path / "media"),
+            CARS_FETCH_BACKOFF="0.05",
+            PYTHONUNBUFFERED="1",
+            **extra_env,
+        )
+        port = free_port()
+        stack = Stack(env=env, web_url=f"http://127.0.0.1:{port}", query=query, logs=logs)
+        _flush_redis(redis_db)
+        stack.manage("migrate", "--noinput", "-v0")
+        try:
+            stack.start(
+                "web", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+            )
+            stack.start_worker()
+            if beat:
+                stack.start(
+                    "beat",
+                    [str(BIN / "celery"), "-A", "config", "beat", "--loglevel=INFO",
+                     "-s", str(tmp_path / "beat-schedule")],
+                )  # fmt: skip
+            stack.wait_for("web", lambda: _answers(stack.web_url + "/healthz"))
+            yield stack
+        finally:
+            for name in list(stack.processes):
+                stack.stop(name)
+            _flush_redis(redis_db)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _flush_redis(db: int) -> None:
+    with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=2) as sock:
+        sock.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+        sock.recv(64)
