@@ -112,3 +112,30 @@ def test_production_passes_check_deploy_without_warnings(dev_env):
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_a_platform_added_later_is_filled_in_by_render_images(migrated_env):
+    imported = run(["manage.py", "import_csv", "--no-progress"], migrated_env)
+    assert imported.returncode == 0, imported.stderr
+    platforms = {
+        "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
+        "web": {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85},
+        "mobile": {"processors": [["fit", 640, 480]], "format": "JPEG", "quality": 80},
+        "thumb": {"processors": [["fill", 100, 100]], "format": "JPEG", "quality": 70},
+    }
+    env = {**migrated_env, "CARS_PLATFORMS": json.dumps(platforms)}
+    script = (
+        "from django.test import Client; import json;"
+        "print(json.dumps(Client().get('/api/cars/1/').json()['images']))"
+    )
+
+    before = json.loads(run(["manage.py", "shell", "-c", script], env).stdout.splitlines()[-1])
+    rendered = run(["manage.py", "render_images"], env)
+    after = json.loads(run(["manage.py", "shell", "-c", script], env).stdout.splitlines()[-1])
+    again = run(["manage.py", "render_images"], env)
+
+    assert before["thumb"] is None, "not rendered yet: reported as null"
+    assert rendered.stdout.strip() == "rendered 20 cars"
+    assert (after["thumb"]["width"], after["thumb"]["height"]) == (100, 100)
+    assert after["web"] == before["web"], "existing renditions keep their names"
+    assert again.stdout.strip() == "rendered 0 cars", "nothing left to do"
