@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.errors import api_not_found
@@ -9,11 +10,13 @@ from core.media import serve_media
 
 urlpatterns = [
     path("api/", include("cars.api.urls")),
+    path("api/imports/", include("imports.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^api/", api_not_found),  # JSON 404 under /api/, even with DEBUG on
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", ExportToDjangoView, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

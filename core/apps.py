@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class CoreConfig(AppConfig):
     name = "core"
     verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from .metrics import register
+
+        register()

@@ -6,15 +6,16 @@ that runs a job: the command, the task and the periodic sync all call it.
 """
 
 import logging
+from dataclasses import fields
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from .locks import SourceBusy, acquire, release
 from .models import ImportJob
-from .report import ImportReport
+from .report import Counts, ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
 
@@ -98,7 +99,12 @@ def execute_job(
         _finish(job, Status.SUCCEEDED, report=report)
     finally:
         release(job.source, token)
-    logger.info("import job %s succeeded: %s", job.pk, report.summary())
+    logger.info(
+        "import job %s succeeded: %s",
+        job.pk,
+        report.summary(),
+        extra={"job_id": job.pk, "source": job.source, "counts": job.counts},
+    )
     return report
 
 
@@ -132,3 +138,41 @@ def job_report(job: ImportJob) -> dict:
         "rejected_rows": job.rejected_rows,
         "image_failures": job.image_failures,
     }
+
+
+# --- Reading jobs (the imports API and the admin) ----------------------------------------
+
+JOB_FIELDS = (
+    "id",
+    "source",
+    "status",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "counts",
+    "rejected_rows",
+    "image_failures",
+    "error",
+)
+
+
+def job_rows() -> QuerySet:
+    """Jobs as dicts of JOB_FIELDS, newest first (the id breaks ties)."""
+    return ImportJob.objects.values(*JOB_FIELDS).order_by("-created_at", "-id")
+
+
+def job_detail(job_id: int) -> dict | None:
+    return job_rows().filter(pk=job_id).first()
+
+
+def counts_of(counts: dict | None) -> Counts:
+    """A job's stored counts with every key present: zeros until the job has run."""
+    known = {f.name for f in fields(Counts)}
+    return Counts(**{name: value for name, value in (counts or {}).items() if name in known})
+
+
+def job_summary(job: ImportJob) -> str:
+    """The job's counts as the import summary line, or "" while it has none."""
+    if not job.counts:
+        return ""
+    return ImportReport(source=job.source, counts=counts_of(job.counts)).summary()

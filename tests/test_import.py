@@ -554,3 +554,18 @@ def test_the_bundled_sample_imports_with_its_deliberate_failures(settings):
         "FTP Image": "unsupported_scheme",
     }
     assert "warning: unknown columns ignored: colour" in err
+
+
+def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog):
+    """pilkit's quiet() used to swap fd 2 per save; threads racing left it at /dev/null."""
+    import os
+
+    for i in range(12):
+        (catalog / "img" / f"n{i}.jpg").write_bytes(jpeg_bytes(300 + i, 200))
+    write_csv(catalog / "cars.csv", [[str(i), f"Car {i}", "", f"img/n{i}.jpg"] for i in range(12)])
+    before = os.fstat(2)
+
+    run_import(source=str(catalog / "cars.csv"), workers=8)
+
+    after = os.fstat(2)
+    assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)

@@ -154,3 +154,16 @@ def _after(ordering: Ordering, cursor: Cursor) -> Q:
     return Q(**{f"{ordering.field}__{op}": cursor.value}) | Q(
         **{ordering.field: cursor.value, f"id__{op}": cursor.pk}
     )
+
+
+def link_header(request, page: "Page") -> str:
+    """GitHub-style `Link` header for a page: the request's URL with offset/cursor swapped."""
+    links = []
+    for rel, params in (("next", page.next_params), ("prev", page.prev_params)):
+        if params is not None:
+            query = request.GET.copy()
+            for name in ("offset", "cursor"):
+                query.pop(name, None)
+            query.update(params)
+            links.append(f'<{request.build_absolute_uri("?" + query.urlencode())}>; rel="{rel}"')
+    return ", ".join(links)

@@ -17,7 +17,7 @@ from cars.catalog import catalog_version
 from cars.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.selectors import Ordering, car_detail, car_rows, count_cars
 
-from .pagination import BadRequest, paginate, parse_page_request
+from .pagination import BadRequest, link_header, paginate, parse_page_request
 from .serializers import CarDetailSerializer, CarSerializer, RenditionUrls
 
 
@@ -31,18 +31,6 @@ def _platform(name: str) -> str:
     if name not in get_platforms():
         raise NotFound(f"unknown platform {name!r}; known: {', '.join(get_platforms())}")
     return name
-
-
-def _link_header(request, page) -> str:
-    links = []
-    for rel, params in (("next", page.next_params), ("prev", page.prev_params)):
-        if params is not None:
-            query = request.GET.copy()
-            for name in ("offset", "cursor"):
-                query.pop(name, None)
-            query.update(params)
-            links.append(f'<{request.build_absolute_uri("?" + query.urlencode())}>; rel="{rel}"')
-    return ", ".join(links)
 
 
 class ReadOnlyCarView(APIView):
@@ -96,7 +84,7 @@ class CarListView(ReadOnlyCarView):
         context = {"urls": RenditionUrls(request), "platform": platform}
         response = Response(CarSerializer(page.items, many=True, context=context).data)
         response["X-Total-Count"] = str(total)
-        if link := _link_header(request, page):
+        if link := link_header(request, page):
             response["Link"] = link
         return response
 

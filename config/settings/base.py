@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import environ
+from botocore.config import Config as BotocoreConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -27,7 +28,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "django_guid",
+    "django_prometheus",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "imagekit",
@@ -37,7 +41,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django_guid.middleware.guid_middleware",
+    "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -45,6 +53,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -131,7 +140,7 @@ USE_TZ = True
 
 # --- Static and media -------------------------------------------------------------------
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=BASE_DIR / "media")
 MEDIA_URL = env("MEDIA_URL", default="/media/")
 # Serve MEDIA_URL from Django itself (development only; production uses S3 or a proxy).
@@ -140,9 +149,20 @@ SERVE_MEDIA = False
 # S3 (django-storages): originals and renditions in a bucket, public unsigned URLs;
 # AWS_S3_CUSTOM_DOMAIN puts CloudFront (or any CDN) in front of every URL.
 USE_S3 = env.bool("USE_S3", default=False)
+# The botocore client of every S3Storage (django-storages reads AWS_S3_CLIENT_CONFIG):
+# bounded timeouts and few retries, so an unreachable S3 fails in seconds (/readyz → 503)
+# instead of botocore's defaults (60 s connect + 60 s read, 5 attempts). With it set,
+# addressing style / signature version / proxies would be set here, not in AWS_S3_* names.
+AWS_S3_CLIENT_CONFIG = BotocoreConfig(
+    connect_timeout=env.float("AWS_S3_CONNECT_TIMEOUT", default=3.0),
+    read_timeout=env.float("AWS_S3_READ_TIMEOUT", default=10.0),
+    # Attempts in all, the first included (botocore's "max_attempts" would count retries).
+    retries={"mode": "standard", "total_max_attempts": env.int("AWS_S3_MAX_ATTEMPTS", default=3)},
+)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    # whitenoise serves hashed, compressed static files straight from the app process.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 if USE_S3:
     STORAGES["default"] = {
@@ -164,7 +184,7 @@ if USE_S3:
 # --- CORS (django-cors-headers): only the API is shared with other origins -----------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
-CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count"]
+CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count", "X-Request-ID"]
 
 # --- Django REST framework --------------------------------------------------------------
 CARS_ANON_RATE = env("CARS_ANON_RATE", default="")
@@ -219,15 +239,54 @@ _platforms_json = env("CARS_PLATFORMS", default="")
 CARS_PLATFORMS = json.loads(_platforms_json) if _platforms_json else DEFAULT_PLATFORMS
 
 # --- Logging ----------------------------------------------------------------------------
+# LOG_FORMAT=json: one JSON object per line (staging/production default), with the
+# request id (X-Request-ID, django-guid) on every line logged while serving a request.
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"human": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "human"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {
-        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "httpx": {"level": "WARNING"},  # one line per image is noise; failures are reported
-    },
+LOG_FORMAT = env("LOG_FORMAT", default="human")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": False,
+    "RETURN_HEADER": True,
+    "EXPOSE_HEADER": False,  # django-cors-headers owns Access-Control-Expose-Headers
 }
+
+
+def logging_config(log_format: str, level: str) -> dict:
+    """Django LOGGING for `human` or `json` output (environment modules pick the default)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"request_id": {"()": "django_guid.log_filters.CorrelationId"}},
+        "formatters": {
+            "human": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+                "rename_fields": {
+                    "asctime": "time",
+                    "levelname": "level",
+                    "name": "logger",
+                    "correlation_id": "request_id",
+                },
+            },
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "json" if log_format == "json" else "human",
+                "filters": ["request_id"],
+            }
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            "django": {"handlers": ["console"], "level": level, "propagate": False},
+            # The request log middleware writes one line per request; these would repeat it.
+            "django.request": {"level": "ERROR"},
+            "django.server": {"level": "ERROR" if log_format == "json" else "INFO"},
+            "httpx": {"level": "WARNING"},  # a line per image is noise; failures are reported
+            "django_guid": {"level": "WARNING"},
+        },
+    }
+
+
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)

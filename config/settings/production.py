@@ -4,10 +4,12 @@ Importing this module fails with ImproperlyConfigured naming the missing variabl
 `manage.py` and `import config.wsgi` both refuse to start half-configured.
 """
 
+import logging
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import env, logging_config
 
 
 def _required(name: str) -> str:
@@ -36,3 +38,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# One JSON object per log line, for the log pipeline; Python warnings included.
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+LOGGING = logging_config(LOG_FORMAT, env("LOG_LEVEL", default="INFO"))
+logging.captureWarnings(True)

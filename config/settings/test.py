@@ -1,7 +1,7 @@
 """Test settings: like development, but quick and isolated."""
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import STORAGES, env
 
 DEBUG = False
 SECRET_KEY = "test-insecure-key"
@@ -12,3 +12,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Quick retries so tests of the retry rules stay fast.
 CARS_FETCH_BACKOFF = 0.01
 CARS_FETCH_TIMEOUT = 5.0
+# Plain static storage: no collectstatic needed outside production.
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic
+WHITENOISE_AUTOREFRESH = True

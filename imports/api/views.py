@@ -1,0 +1,155 @@
+"""Imports API views: parse the request, call imports.jobs, serialize. Nothing else.
+
+Staff only, by token (`Authorization: Token …`) or by a staff session (CSRF enforced as
+DRF does). TokenAuthentication comes first so an anonymous request answers 401 with a
+`WWW-Authenticate: Token` challenge rather than 403.
+"""
+
+from datetime import datetime
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.permissions import IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cars.api.pagination import BadRequest, Cursor, link_header, paginate, parse_page_request
+from cars.selectors import Ordering
+from imports.jobs import create_job, job_detail, job_rows, submit_job
+from imports.models import ImportJob
+
+from .serializers import ErrorSerializer, ImportJobSerializer, ImportRequestSerializer
+
+NEWEST_FIRST = Ordering("created_at", descending=True)
+
+ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, description="no credentials, or wrong ones"),
+    403: OpenApiResponse(ErrorSerializer, description="not a staff user (or no CSRF token)"),
+}
+
+
+class StaffOnlyView(APIView):
+    authentication_classes = [TokenAuthentication, SessionAuthentication]
+    permission_classes = [IsAdminUser]
+
+
+class ImportJobListView(StaffOnlyView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("limit", OpenApiTypes.INT, description="page size"),
+            OpenApiParameter("offset", OpenApiTypes.INT, description="jobs to skip"),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="token from a Link header"),
+            OpenApiParameter(
+                "Link",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description='rel="next" and rel="prev" pages',
+            ),
+            OpenApiParameter(
+                "X-Total-Count",
+                OpenApiTypes.INT,
+                OpenApiParameter.HEADER,
+                response=[200],
+                description="number of jobs",
+            ),
+        ],
+        responses={
+            200: ImportJobSerializer(many=True),
+            400: OpenApiResponse(ErrorSerializer, description="bad paging parameters"),
+            **ERRORS,
+        },
+        summary="List import jobs, newest first",
+    )
+    def get(self, request):
+        page_request = parse_page_request(request.GET)
+        if page_request.cursor is not None:
+            _check_cursor(page_request.cursor)
+        total = ImportJob.objects.count()
+        page = paginate(job_rows(), page_request, ordering=NEWEST_FIRST, total=total)
+        response = Response(ImportJobSerializer(page.items, many=True).data)
+        response["X-Total-Count"] = str(total)
+        if link := link_header(request, page):
+            response["Link"] = link
+        return response
+
+    @extend_schema(
+        request=ImportRequestSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Location",
+                OpenApiTypes.URI,
+                OpenApiParameter.HEADER,
+                response=[202],
+                description="URL of the job",
+            )
+        ],
+        responses={
+            202: OpenApiResponse(
+                ImportJobSerializer,
+                description="Job accepted: queued for a worker, or already run when the "
+                "service has no Celery broker (REDIS_URL unset).",
+            ),
+            400: OpenApiResponse(ErrorSerializer, description="the body is not valid"),
+            **ERRORS,
+        },
+        summary="Start an import of a CSV URL",
+    )
+    def post(self, request):
+        serializer = ImportRequestSerializer(data=request.data)
+        if not serializer.is_valid():
+            raise ValidationError(
+                {"detail": _summary(serializer.errors), "errors": serializer.errors}
+            )
+        data = serializer.validated_data
+        job = create_job(
+            source=data["source"],
+            prune=data["prune"],
+            refresh_images=data["refresh_images"],
+            trigger=ImportJob.Trigger.API,
+            user=request.user,
+        )
+        submit_job(job)
+        url = request.build_absolute_uri(reverse("import-detail", args=[job.pk]))
+        return Response(
+            ImportJobSerializer(job_detail(job.pk)).data, status=202, headers={"Location": url}
+        )
+
+
+class ImportJobDetailView(StaffOnlyView):
+    @extend_schema(
+        responses={
+            200: ImportJobSerializer,
+            404: OpenApiResponse(ErrorSerializer, description="no such job"),
+            **ERRORS,
+        },
+        summary="One import job",
+    )
+    def get(self, request, pk: int):
+        row = job_detail(pk)
+        if row is None:
+            raise NotFound("no such import job")
+        return Response(ImportJobSerializer(row).data)
+
+
+def _check_cursor(token: str) -> None:
+    """The shared keyset cursor only checks `id`/`updated_at` values; check ours here."""
+    cursor = Cursor.decode(token, NEWEST_FIRST)
+    try:
+        aware = datetime.fromisoformat(cursor.value).tzinfo is not None
+    except (TypeError, ValueError):
+        aware = False
+    if not aware:
+        raise BadRequest("cursor is not valid")
+
+
+def _summary(errors: dict) -> str:
+    """One readable line out of DRF's per-field errors."""
+    parts = []
+    for field, messages in errors.items():
+        text = "; ".join(str(m) for m in messages)
+        parts.append(text if field == "non_field_errors" else f"{field}: {text}")
+    return "; ".join(parts)

@@ -1,0 +1,124 @@
+"""Logs, request ids and metrics, as operators see them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imports.services import run_import
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_", "LOG_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY="x7!k2-production-secret-key-long-enough-for-check-deploy-0123456789abcdef",
+        ALLOWED_HOSTS="testserver",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        **extra,
+    )
+    return env
+
+
+def json_lines(stderr: str) -> list[dict]:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]  # every line must parse
+
+
+def test_a_request_in_production_logs_one_json_line_with_its_request_id(tmp_path):
+    env = production_env(tmp_path, STATIC_ROOT=str(tmp_path / "static"))
+    collected = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert collected.returncode == 0, collected.stderr
+    assert list((tmp_path / "static").rglob("*.css.gz")), "compressed, hashed static files"
+    assert (tmp_path / "static" / "staticfiles.json").exists()
+    script = (
+        "import django; django.setup(); from django.test import Client;"
+        "r = Client().get('/healthz', secure=True, HTTP_X_REQUEST_ID='req-42');"
+        "print(r.status_code, r.headers['X-Request-ID'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "req-42"]
+    lines = json_lines(result.stderr)
+    requests = [line for line in lines if line.get("path") == "/healthz"]
+    assert len(requests) == 1, lines
+    (line,) = requests
+    assert line["request_id"] == "req-42"
+    assert line["status"] == 200 and line["method"] == "GET"
+    assert isinstance(line["duration_ms"], float)
+    assert line["level"] == "INFO" and "time" in line
+
+
+def test_an_import_logs_its_job_id_and_counts_as_json(tmp_path):
+    env = production_env(tmp_path, CARS_ALLOW_PRIVATE_URLS="true")
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    result = subprocess.run(
+        [sys.executable, "manage.py", "import_csv", "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (job,) = [line for line in logged if "job_id" in line]
+    assert job["counts"]["created"] == 25 and job["counts"]["images_failed"] == 4
+    assert job["source"].endswith("sample/cars.csv")
+
+
+@pytest.mark.django_db
+def test_responses_carry_a_request_id(client):
+    given = client.get("/healthz", HTTP_X_REQUEST_ID="abc-123")
+    made = client.get("/healthz")
+    assert given.headers["X-Request-ID"] == "abc-123"
+    assert len(made.headers["X-Request-ID"]) >= 16
+
+
+@pytest.mark.django_db
+def test_metrics_expose_requests_latency_imports_and_failures_by_reason(client):
+    from imports.jobs import create_job, execute_job
+
+    job = create_job(source=str(ROOT / "sample" / "cars.csv"))
+    execute_job(job.pk)
+    client.get("/api/cars/")
+
+    body = client.get("/metrics").content.decode()
+
+    assert 'image_backend_import_jobs{status="succeeded"} 1.0' in body
+    assert 'image_backend_import_rows_total{outcome="created"} 25.0' in body
+    for reason in ("invalid_image", "unreachable", "blocked_path", "unsupported_scheme"):
+        assert f'image_backend_import_image_failures_total{{reason="{reason}"}} 1.0' in body
+        assert f'image_backend_car_image_errors{{reason="{reason}"}} 1.0' in body
+    assert 'image_backend_cars{status="ready"} 20.0' in body
+    assert "django_http_requests_latency_seconds_by_view_method_bucket" in body
+    assert "django_http_responses_total_by_status_total" in body
+
+
+def test_run_import_without_a_job_is_not_counted(db, client):
+    run_import(source=str(ROOT / "sample" / "cars.csv"))
+    body = client.get("/metrics").content.decode()
+    assert "image_backend_import_rows_total{" not in body
+    assert 'image_backend_car_image_errors{reason="invalid_image"} 1.0' in body
