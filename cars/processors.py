@@ -94,6 +94,10 @@ class _Processor:
     def process(self, img: Image.Image) -> Image.Image:
         return _render(img, self)
 
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """The size this processor makes from an upright picture of `size`."""
+        return self._plan(size, (self.width, self.height)).out
+
     def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
         raise NotImplementedError
 

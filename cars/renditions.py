@@ -6,11 +6,17 @@ stored, and their names and sizes are written on the car, so that reading the ca
 never processes an image nor asks the storage anything.
 """
 
-from django.core.files.images import get_image_dimensions
+import math
+
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from PIL import Image
+from pilkit.processors import ProcessorPipeline
+from pilkit.utils import img_to_fobj
 
 from .models import Car
-from .platforms import get_platforms
+from .platforms import Platform, get_platforms
+from .processors import REDUCING_GAP, Fill, Fit, normalize
 
 
 class GeneratedByImport:
@@ -36,22 +42,73 @@ class GeneratedByImport:
 def render_all(car: Car) -> dict[str, dict]:
     """Generate every platform's rendition of `car.image`; return what the car stores.
 
-    The returned mapping is `{platform: {"name", "width", "height"}}`.
+    The returned mapping is `{platform: {"name", "width", "height"}}`. Names and specs are
+    imagekit's (the car's ImageSpecFields). The original is decoded once, at the smallest
+    JPEG DCT scale that covers every platform, and `fit` renditions are made largest
+    first, each from the previous one, instead of decoding and resizing the full
+    original per platform. Sizes come from the bytes just made and files are written in
+    place (names carry the source's content hash): one storage write per rendition.
     """
+    platforms = get_platforms().values()
+    source = car.image
+    if not source.closed:
+        source.seek(0)
+    with Image.open(source) as original:
+        size = _upright_size(original)
+        scales = {p.name: _needed_scale(p, size) for p in platforms}
+        base = _decode(original, max(scales.values()))
     renditions = {}
-    for platform in get_platforms().values():
+    previous_fit = base
+    for platform in sorted(platforms, key=lambda p: scales[p.name], reverse=True):
         cachefile = getattr(car, platform.attname)
-        storage = cachefile.storage
-        if storage.exists(cachefile.name):
-            # A forced generate onto an existing name makes the storage pick another name.
-            storage.delete(cachefile.name)
-        if not car.image.closed:
-            car.image.seek(0)
-        cachefile.generate(force=True)
-        with storage.open(cachefile.name, "rb") as fh:
-            width, height = get_image_dimensions(fh, close=False)
-        renditions[platform.name] = {"name": cachefile.name, "width": width, "height": height}
-    return renditions
+        spec = cachefile.generator
+        if len(spec.processors) == 1 and isinstance(spec.processors[0], Fit):
+            # Sized from the original, resampled from the previous (larger) fit.
+            img = _resized(previous_fit, spec.processors[0].output_size(size))
+            previous_fit = img
+        else:
+            img = ProcessorPipeline(spec.processors).process(base.copy())
+        data = img_to_fobj(img, spec.format, spec.autoconvert, **spec.options).getvalue()
+        name = cachefile.storage.save(cachefile.name, ContentFile(data))
+        renditions[platform.name] = {"name": name, "width": img.width, "height": img.height}
+    return {name: renditions[name] for name in get_platforms()}
+
+
+def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if img.size == size:
+        return img.copy()
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+
+
+def _upright_size(img: Image.Image) -> tuple[int, int]:
+    width, height = img.size
+    return (height, width) if _exif_orientation(img) in (5, 6, 7, 8) else (width, height)
+
+
+def _needed_scale(platform: Platform, size: tuple[int, int]) -> float:
+    """How much of the original's resolution this platform can use (1.0: all of it)."""
+    width, height = size
+    first = platform.processors[0]
+    if isinstance(first, Fit):
+        return min(1.0, first.width / width, first.height / height)
+    if isinstance(first, Fill):
+        return min(1.0, max(first.width / width, first.height / height))
+    return 1.0
+
+
+def _decode(original: Image.Image, scale: float) -> Image.Image:
+    """Upright RGB original; a JPEG decoded at the smallest DCT scale >= `scale`."""
+    if scale < 1.0 and original.format == "JPEG":
+        width, height = original.size  # stored orientation: the scale is symmetric
+        original.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+    return normalize(original)
+
+
+def _exif_orientation(img: Image.Image) -> int:
+    try:
+        return int(img.getexif().get(0x0112, 1))
+    except Exception:
+        return 1
 
 
 def delete_files(names: list[str]) -> None:

@@ -5,6 +5,8 @@ stored tsvector column with a GIN index. Both are created by migration 0002.
 """
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import connection
 from django.db.models import Q, QuerySet, Value
@@ -62,3 +64,37 @@ def _portable(queryset: QuerySet, terms: list[str]) -> QuerySet:
     for term in terms:
         queryset = queryset.filter(Q(title__icontains=term) | Q(description__icontains=term))
     return queryset.annotate(search_rank=Value(0.0))
+
+
+# Kept identical to the trigger created by migration 0002.
+_SQLITE_INSERT_TRIGGER = """CREATE TRIGGER cars_car_fts_ai AFTER INSERT ON cars_car BEGIN
+        INSERT INTO cars_car_fts(rowid, title, description)
+        VALUES (new.id, new.title, new.description);
+    END"""
+
+
+@contextmanager
+def deferred_search_index() -> Iterator[None]:
+    """Index the rows inserted inside the block in one statement at its end (SQLite).
+
+    FTS5 indexing row by row from a trigger was 2.5 s of a 100k-row import; one
+    INSERT … SELECT at the end takes 0.4 s. Use inside the import's transaction: the
+    trigger is dropped and re-created in it, so a rollback restores it. New rows are
+    those above the highest id before the block (SQLite allocates max(rowid) + 1, and
+    the transaction holds the write lock). PostgreSQL's generated column needs nothing.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(id), 0) FROM cars_car")
+        (highest,) = cursor.fetchone()
+        cursor.execute("DROP TRIGGER cars_car_fts_ai")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO cars_car_fts(rowid, title, description) "
+            "SELECT id, title, description FROM cars_car WHERE id > %s",
+            [highest],
+        )
+        cursor.execute(_SQLITE_INSERT_TRIGGER)

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from cars.catalog import bump_catalog_version
 from cars.renditions import delete_files
+from cars.search import deferred_search_index
 
 from .csv_reader import CsvReader, CsvRow, CsvSourceError
 from .fetching import FetchPolicy
@@ -75,17 +76,18 @@ def _apply_rows(stream, report, prune, dry_run, refresh_images, progress) -> Row
         report.warnings.append("unknown columns ignored: " + ", ".join(reader.unknown_columns))
     applier = RowApplier(report.counts, refresh_images=refresh_images)
     with transaction.atomic():
-        for done, item in enumerate(reader, start=1):
-            if isinstance(item, CsvRow):
-                applier.add(item)
-            else:
-                report.rejected_rows.append(RowProblem(item.line, item.reason, item.message))
-                report.counts.rejected += 1
-            if progress and done % 1000 == 0:
-                progress("rows", done, None)
-        applier.flush()
-        if prune:
-            applier.prune(reader.key_seen)
+        with deferred_search_index():
+            for done, item in enumerate(reader, start=1):
+                if isinstance(item, CsvRow):
+                    applier.add(item)
+                else:
+                    report.rejected_rows.append(RowProblem(item.line, item.reason, item.message))
+                    report.counts.rejected += 1
+                if progress and done % 1000 == 0:
+                    progress("rows", done, None)
+            applier.flush()
+            if prune:
+                applier.prune(reader.key_seen)
         if applier.changed:
             bump_catalog_version()
         if dry_run:

@@ -12,7 +12,7 @@ from django.db import migrations
 SQLITE_FORWARD = [
     """CREATE VIRTUAL TABLE cars_car_fts USING fts5(
         title, description, content='cars_car', content_rowid='id',
-        tokenize='porter unicode61 remove_diacritics 2', prefix='2 3')""",
+        tokenize='porter unicode61 remove_diacritics 2')""",
     """CREATE TRIGGER cars_car_fts_ai AFTER INSERT ON cars_car BEGIN
         INSERT INTO cars_car_fts(rowid, title, description)
         VALUES (new.id, new.title, new.description);

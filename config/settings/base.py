@@ -160,7 +160,12 @@ AWS_S3_CLIENT_CONFIG = BotocoreConfig(
     retries={"mode": "standard", "total_max_attempts": env.int("AWS_S3_MAX_ATTEMPTS", default=3)},
 )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Overwrite in place: stored names carry a content hash, so a same-named file is the
+    # same picture, and rendering needs no exists()/delete() round trips.
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"allow_overwrite": True},
+    },
     # whitenoise serves hashed, compressed static files straight from the app process.
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
