@@ -17,6 +17,7 @@ DETAIL_FIELDS = (
     "created_at",
     "updated_at",
 )
+GALLERY_FIELDS = (*LIST_FIELDS, "image_status", "image_error")
 ORDERING_FIELDS = ("id", "title", "updated_at")
 COUNT_CACHE_SECONDS = 3600
 
@@ -46,18 +47,27 @@ class Ordering:
         return ("-" if self.descending else "") + self.field
 
 
-def car_rows(*, search: str = "", ordering: Ordering | None = None) -> QuerySet:
-    """Cars as dicts of LIST_FIELDS; best match first when searching without ordering."""
+def car_rows(
+    *,
+    search: str = "",
+    ordering: Ordering | None = None,
+    fields: tuple[str, ...] = LIST_FIELDS,
+) -> QuerySet:
+    """Cars as dicts of `fields`; best match first when searching without ordering.
+
+    The gallery asks for GALLERY_FIELDS: it also says why a car has no picture.
+    """
     queryset = Car.objects.all()
     if search:
         if not search_terms(search):
-            return queryset.none().values(*LIST_FIELDS)
+            return queryset.none().values(*fields)
         queryset = apply_search(queryset, search)
         if ordering is None:
-            return queryset.values(*LIST_FIELDS).order_by("-search_rank", "id")
+            return queryset.values(*fields).order_by("-search_rank", "id")
     ordering = ordering or Ordering("id")
     # Keyset pagination reads the ordering field of the page's last row.
-    fields = LIST_FIELDS if ordering.field in LIST_FIELDS else (*LIST_FIELDS, ordering.field)
+    if ordering.field not in fields:
+        fields = (*fields, ordering.field)
     return queryset.values(*fields).order_by(*ordering.order_by())
 
 

@@ -1,11 +1,5 @@
 """Cars API views: parse the request, call a selector, serialize. Nothing else."""
 
-import hashlib
-
-from django.conf import settings
-from django.utils.cache import patch_cache_control
-from django.utils.decorators import method_decorator
-from django.views.decorators.http import condition
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.exceptions import NotFound
@@ -21,12 +15,6 @@ from .pagination import BadRequest, link_header, paginate, parse_page_request
 from .serializers import CarDetailSerializer, CarSerializer, RenditionUrls
 
 
-def _etag(request, *args, **kwargs) -> str:
-    """Same catalogue version + same URL (host included: bodies hold absolute URLs)."""
-    key = f"{catalog_version()}|{request.build_absolute_uri()}"
-    return hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
-
-
 def _platform(name: str) -> str:
     if name not in get_platforms():
         raise NotFound(f"unknown platform {name!r}; known: {', '.join(get_platforms())}")
@@ -34,18 +22,14 @@ def _platform(name: str) -> str:
 
 
 class ReadOnlyCarView(APIView):
-    """Public, read-only: any write answers 405, whoever asks."""
+    """Public, read-only: any write answers 405, whoever asks.
+
+    ETags, Cache-Control and the response cache are added around these views in urls.py
+    (cars.api.caching), so a cached page never enters DRF.
+    """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
-        if response.status_code < 400:
-            patch_cache_control(response, public=True, max_age=settings.CARS_API_MAX_AGE)
-            if settings.CARS_API_MAX_AGE == 0:
-                patch_cache_control(response, must_revalidate=True)
-        return response
 
 
 LIST_PARAMETERS = [
@@ -61,7 +45,6 @@ LIST_PARAMETERS = [
 ]
 
 
-@method_decorator(condition(etag_func=_etag), name="get")
 class CarListView(ReadOnlyCarView):
     @extend_schema(
         parameters=LIST_PARAMETERS,
@@ -103,7 +86,6 @@ def _ordering(raw: str | None, search: str) -> Ordering | None:
         raise BadRequest(str(exc)) from None
 
 
-@method_decorator(condition(etag_func=_etag), name="get")
 class CarDetailView(ReadOnlyCarView):
     @extend_schema(responses=CarDetailSerializer, summary="One car with every rendition")
     def get(self, request, pk: int, platform: str = DEFAULT_PLATFORM):
