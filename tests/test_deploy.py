@@ -36,13 +36,13 @@ OVERLAYS = ("staging", "production")
 NGINX_TEMPLATE = ROOT / "deploy" / "compose" / "nginx" / "default.conf.template"
 GUNICORN_CONF = ROOT / "deploy" / "docker" / "gunicorn.conf.py"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
-DEPLOYING = ROOT / "docs" / "DEPLOYING.md"
+DEPLOYING = ROOT / "README.md"  # its "Deploying" section
 SPEC = ROOT.parent / "shared" / "SPEC.md"  # beside the work tree, in CI too
 
 # Oldest Kubernetes minor still commonly run, and the newest the schemas know.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 SECRET_NAME = "image-backend-secrets"
-# The keys the operator puts in that Secret (docs/DEPLOYING.md documents each).
+# The keys the operator puts in that Secret (README.md (Deploying) documents each).
 SECRET_KEYS = (
     "SECRET_KEY",
     "DATABASE_URL",
@@ -336,13 +336,13 @@ def test_compose_app_env_names_are_documented():
 
 
 def test_compose_interpolated_variables_are_documented():
-    """Every ${VAR} the compose file reads from .env is in .env.example or DEPLOYING.md."""
+    """Every ${VAR} the compose file reads from .env is in .env.example or README.md."""
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
     deploying = DEPLOYING.read_text()
     undocumented = {v for v in used if v not in documented_env_names() | PENDING_ENV_NAMES} - set(
         re.findall(r"`([A-Z][A-Z0-9_]+)`", deploying)
     )
-    assert not undocumented, f"document {sorted(undocumented)} in docs/DEPLOYING.md"
+    assert not undocumented, f"document {sorted(undocumented)} in README.md (Deploying)"
 
 
 def test_nginx_forwards_the_scheme_and_serves_nothing_secret():
@@ -390,7 +390,7 @@ def test_deploying_documents_the_secret_keys():
     text = DEPLOYING.read_text()
     assert SECRET_NAME in text
     for key in SECRET_KEYS:
-        assert f"`{key}`" in text, f"docs/DEPLOYING.md must describe the Secret key {key}"
+        assert f"`{key}`" in text, f"README.md (Deploying) must describe the Secret key {key}"
 
 
 # --- validators: Dockerfile, compose, nginx ----------------------------------------------
