@@ -1,12 +1,24 @@
 """Import jobs in the Django admin: read-only, with their rejected rows, image failures
-and error readable at a glance. Jobs are started elsewhere (the command, the API, the
-periodic sync), so there is no "add" here."""
+and error readable at a glance, and an "Import CSV" page that starts one from a URL or an
+uploaded file. A job's page reloads itself while the job is queued or running."""
 
-from django.contrib import admin
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.validators import URLValidator
+from django.shortcuts import redirect
+from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from .jobs import job_summary
+from .jobs import create_job, job_summary, submit_job
 from .models import ImportJob
+from .sources import save_upload
+
+# Seconds between reloads of a queued or running job's page.
+REFRESH_SECONDS = 2
 
 # A CSV can reject every one of a million rows; a page that long helps nobody.
 MAX_TABLE_ROWS = 500
@@ -30,6 +42,45 @@ def _table(headers: tuple[str, ...], rows: list[tuple]) -> str:
 
 def _cells(row: tuple) -> str:
     return format_html_join("", "<td>{}</td>", ((value,) for value in row))
+
+
+class ImportCsvForm(forms.Form):
+    """A CSV by URL or as a file, never both. The file is capped like any source."""
+
+    url = forms.URLField(
+        label="CSV URL",
+        required=False,
+        assume_scheme="https",
+        max_length=2048,
+        validators=[URLValidator(schemes=["http", "https"])],
+        widget=forms.URLInput(attrs={"size": 80, "placeholder": "https://example.com/cars.csv"}),
+    )
+    file = forms.FileField(label="or a CSV file", required=False)
+    prune = forms.BooleanField(
+        label="Delete the cars that are not in this CSV",
+        required=False,
+        help_text="Only once the whole file has been read without a fatal error.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = filesizeformat(settings.CARS_CSV_MAX_BYTES)
+        self.fields["file"].help_text = f"At most {limit} (CARS_CSV_MAX_BYTES)."
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if upload and upload.size > settings.CARS_CSV_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The file is {filesizeformat(upload.size)}, over the limit of "
+                f"{filesizeformat(settings.CARS_CSV_MAX_BYTES)} (CARS_CSV_MAX_BYTES)."
+            )
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors and bool(data.get("url")) == bool(data.get("file")):
+            raise forms.ValidationError("Give either a URL or a file (one of them, not both).")
+        return data
 
 
 @admin.register(ImportJob)
@@ -93,7 +144,59 @@ class ImportJobAdmin(admin.ModelAdmin):
         return _table(("Line", "Key", "Image", "Reason", "Message"), rows)
 
     def has_add_permission(self, request) -> bool:
-        return False
+        return False  # the model form is never used: imports start on the Import CSV page
+
+    def can_import(self, request) -> bool:
+        return request.user.has_perm("imports.add_importjob")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_csv_view)
+        return [
+            path("import-csv/", view, name="imports_importjob_import_csv"),
+            *super().get_urls(),
+        ]
+
+    def import_csv_view(self, request):
+        """Start an import job (trigger "admin") and go to its page to watch it."""
+        if not self.can_import(request):
+            raise PermissionDenied
+        form = ImportCsvForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            source = data["url"] or save_upload(data["file"])
+            job = create_job(
+                source=source,
+                prune=data["prune"],
+                trigger=ImportJob.Trigger.ADMIN,
+                user=request.user,
+            )
+            submit_job(job)
+            self._report_start(request, job)
+            return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import CSV",
+            "opts": self.model._meta,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/imports/importjob/import_csv.html", context)
+
+    def _report_start(self, request, job: ImportJob) -> None:
+        job.refresh_from_db()  # without REDIS_URL it has already run
+        if job.status == ImportJob.Status.SUCCEEDED:
+            self.message_user(request, f"Import #{job.pk} succeeded: {job_summary(job)}")
+        elif job.status == ImportJob.Status.FAILED:
+            self.message_user(request, f"Import #{job.pk} failed: {job.error}", messages.ERROR)
+        else:
+            self.message_user(request, f"Import #{job.pk} is {job.status}: this page follows it.")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import_csv": self.can_import(request)}
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "refresh_seconds": REFRESH_SECONDS}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a record of what happened: viewable, never edited

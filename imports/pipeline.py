@@ -9,6 +9,8 @@ when several cars share it.
 import errno
 import hashlib
 import logging
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,14 +46,19 @@ class ImageOutcome:
     error: FetchError | None = None
 
 
-def image_fetch_policy() -> FetchPolicy:
+def fetch_policy(max_bytes: int) -> FetchPolicy:
+    """The CARS_FETCH_* / CARS_ALLOW_PRIVATE_URLS settings, with a size cap."""
     return FetchPolicy(
         timeout=settings.CARS_FETCH_TIMEOUT,
-        max_bytes=settings.CARS_IMAGE_MAX_BYTES,
+        max_bytes=max_bytes,
         allow_private=settings.CARS_ALLOW_PRIVATE_URLS,
         retries=settings.CARS_FETCH_RETRIES,
         backoff=settings.CARS_FETCH_BACKOFF,
     )
+
+
+def image_fetch_policy() -> FetchPolicy:
+    return fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
 
 
 def original_filename(ref: str, info: ImageInfo, data: bytes) -> str:
@@ -73,20 +80,24 @@ def run_image_jobs(
     workers: int,
     store: bool = True,
     on_outcome: Callable[[ImageOutcome], None] | None = None,
-) -> None:
-    """Fetch every job's image; with `store`, save originals and renditions on the cars."""
+) -> float:
+    """Fetch every job's image; with `store`, save originals and renditions on the cars.
+
+    Returns the fetch window: seconds from the first request to the last byte.
+    """
     by_ref: dict[str, list[ImageJob]] = defaultdict(list)
     for job in jobs:
         by_ref[job.ref].append(job)
     if not by_ref:
-        return
+        return 0.0
+    window = _FetchWindow()
     writer = _OutcomeWriter() if store else None
     with (
         Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool,
     ):
         futures = [
-            pool.submit(_process_ref, fetcher, ref, group, base_dir, store)
+            pool.submit(_process_ref, fetcher, ref, group, base_dir, store, window)
             for ref, group in by_ref.items()
         ]
         for future in as_completed(futures):
@@ -97,13 +108,41 @@ def run_image_jobs(
                     on_outcome(outcome)
     if writer:
         writer.flush()
+    return window.seconds
+
+
+class _FetchWindow:
+    """Wall time from the first image request to the last image byte (benchmarks)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.first: float | None = None
+        self.last: float | None = None
+
+    def record(self, started: float, ended: float) -> None:
+        with self._lock:
+            self.first = started if self.first is None else min(self.first, started)
+            self.last = ended if self.last is None else max(self.last, ended)
+
+    @property
+    def seconds(self) -> float:
+        return 0.0 if self.first is None else self.last - self.first
 
 
 def _process_ref(
-    fetcher: Fetcher, ref: str, jobs: list[ImageJob], base_dir: Path | None, store: bool
+    fetcher: Fetcher,
+    ref: str,
+    jobs: list[ImageJob],
+    base_dir: Path | None,
+    store: bool,
+    window: _FetchWindow,
 ) -> list[ImageOutcome]:
+    started = time.monotonic()
     try:
-        data = fetch_reference(fetcher, ref, base_dir=base_dir)
+        try:
+            data = fetch_reference(fetcher, ref, base_dir=base_dir)
+        finally:
+            window.record(started, time.monotonic())
         info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
     except FetchError as exc:
         if store:

@@ -38,6 +38,8 @@ class ImportReport:
     rejected_rows: list[RowProblem] = field(default_factory=list)
     image_failures: list[ImageProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Seconds spent: applying rows, the whole image phase, and the fetch window in it.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -47,6 +49,7 @@ class ImportReport:
             "rejected_rows": [asdict(r) for r in self.rejected_rows],
             "image_failures": [asdict(f) for f in self.image_failures],
             "warnings": list(self.warnings),
+            "timings": dict(self.timings),
         }
 
     def summary(self) -> str:

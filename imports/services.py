@@ -5,6 +5,7 @@ A fatal source error raises SourceError before anything is committed.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import closing
 
@@ -17,7 +18,7 @@ from cars.search import deferred_search_index
 
 from .csv_reader import CsvReader, CsvRow, CsvSourceError
 from .fetching import FetchPolicy
-from .pipeline import ImageOutcome, run_image_jobs
+from .pipeline import ImageOutcome, fetch_policy, run_image_jobs
 from .report import ImageProblem, ImportReport, RowProblem
 from .rows import RowApplier
 from .sources import OpenedSource, SourceError, open_source
@@ -29,13 +30,7 @@ Progress = Callable[[str, int, int | None], None]
 
 
 def csv_fetch_policy() -> FetchPolicy:
-    return FetchPolicy(
-        timeout=settings.CARS_FETCH_TIMEOUT,
-        max_bytes=settings.CARS_CSV_MAX_BYTES,
-        allow_private=settings.CARS_ALLOW_PRIVATE_URLS,
-        retries=settings.CARS_FETCH_RETRIES,
-        backoff=settings.CARS_FETCH_BACKOFF,
-    )
+    return fetch_policy(settings.CARS_CSV_MAX_BYTES)
 
 
 def run_import(
@@ -58,6 +53,7 @@ def run_import(
     workers = workers or settings.CARS_IMPORT_WORKERS
     report = ImportReport(source=source, dry_run=dry_run)
     opened = opened or open_source(source, policy=csv_fetch_policy())
+    started = time.monotonic()
     with closing(opened.stream):
         try:
             applier = _apply_rows(opened.stream, report, prune, dry_run, refresh_images, progress)
@@ -65,7 +61,13 @@ def run_import(
             raise SourceError(str(exc)) from None
     if not dry_run:
         delete_files(applier.orphaned_files)
-    _fetch_images(applier, opened.base_dir, report, workers, dry_run, progress)
+    rows_done = time.monotonic()
+    fetch = _fetch_images(applier, opened.base_dir, report, workers, dry_run, progress)
+    report.timings = {
+        "rows": round(rows_done - started, 3),
+        "images": round(time.monotonic() - rows_done, 3),
+        "fetch": round(fetch, 3),
+    }
     logger.info("import of %s: %s", source, report.summary())
     return report
 
@@ -95,7 +97,7 @@ def _apply_rows(stream, report, prune, dry_run, refresh_images, progress) -> Row
     return applier
 
 
-def _fetch_images(applier, base_dir, report, workers, dry_run, progress) -> None:
+def _fetch_images(applier, base_dir, report, workers, dry_run, progress) -> float:
     total = len(applier.jobs)
     done = 0
 
@@ -113,7 +115,8 @@ def _fetch_images(applier, base_dir, report, workers, dry_run, progress) -> None
         if progress:
             progress("images", done, total)
 
-    run_image_jobs(
+    fetch_seconds = run_image_jobs(
         applier.jobs, base_dir=base_dir, workers=workers, store=not dry_run, on_outcome=record
     )
     report.image_failures.sort(key=lambda f: f.line)
+    return fetch_seconds

@@ -1,14 +1,26 @@
-"""Opening an import source: a local CSV path or an http(s) URL."""
+"""Opening an import source: a local CSV path, an http(s) URL, or an uploaded file.
+
+An uploaded CSV (the admin's "Import CSV" page) is saved with Django's default storage,
+so a Celery worker on another machine reads the same file (S3 in production), and its
+job's source is `upload:<storage name>`.
+"""
 
 import hashlib
 import io
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from django.core.files.storage import default_storage
+from django.utils.text import get_valid_filename
+
 from .fetching import Fetcher, FetchPolicy
 from .reasons import FetchError
+
+UPLOAD_PREFIX = "upload:"  # + the name the default storage saved the file under
+UPLOAD_DIR = "imports"  # every upload is stored below this folder of the storage
 
 
 class SourceError(Exception):
@@ -47,6 +59,8 @@ def open_source(
     """
     if is_url(source):
         return _open_url(source, policy, etag, last_modified)
+    if source.startswith(UPLOAD_PREFIX):
+        return _open_upload(source.removeprefix(UPLOAD_PREFIX), policy.max_bytes)
     scheme = urlsplit(source).scheme
     if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise SourceError(f"unsupported source {source!r}: use a file path or an http(s) URL")
@@ -86,3 +100,37 @@ def _open_url(url: str, policy: FetchPolicy, etag: str, last_modified: str) -> O
         last_modified=result.last_modified,
         not_modified=result.status == 304,
     )
+
+
+# --- Uploaded files ----------------------------------------------------------------------
+
+
+def save_upload(file) -> str:
+    """Store an uploaded CSV with the default storage; return the source that reads it.
+
+    Each upload gets a folder of its own, so two files of the same name never collide
+    and the job page still shows the name the file had.
+    """
+    filename = get_valid_filename(PurePosixPath(file.name or "").name) or "upload.csv"
+    name = default_storage.save(f"{UPLOAD_DIR}/{uuid.uuid4().hex}/{filename[-100:]}", file)
+    return UPLOAD_PREFIX + name
+
+
+def _open_upload(name: str, max_bytes: int) -> OpenedSource:
+    """Read an uploaded CSV back, whole (like a URL's), capped at `max_bytes`.
+
+    Its images must be URLs: like a remote CSV's, its relative paths are refused
+    (`blocked_path`), since no folder of images came with it.
+    """
+    if PurePosixPath(name).parts[:1] != (UPLOAD_DIR,) or ".." in PurePosixPath(name).parts:
+        raise SourceError(f"upload {name!r} is not an uploaded import file")
+    try:
+        with default_storage.open(name, "rb") as file:
+            content = file.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise SourceError(f"upload {name!r}: no such file") from None
+    except OSError as exc:
+        raise SourceError(f"upload {name!r}: cannot be read ({exc})") from None
+    if len(content) > max_bytes:
+        raise SourceError(f"upload {name!r} is over CARS_CSV_MAX_BYTES ({max_bytes})")
+    return OpenedSource(stream=io.BytesIO(content), base_dir=None)

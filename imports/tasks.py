@@ -7,6 +7,7 @@ from django.db import InterfaceError, OperationalError
 
 from .jobs import execute_job
 from .locks import SourceBusy
+from .retry import retry_failed_images
 from .sources import SourceError
 
 logger = logging.getLogger(__name__)
@@ -47,3 +48,10 @@ def sync_source() -> None:
     from .sync import sync_source as sync
 
     sync()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, max_retries=5)
+def retry_images(car_ids: list[int]) -> None:
+    """Fetch again the images that failed for these cars (the admin's retry action)."""
+    outcome = retry_failed_images(car_ids=car_ids)
+    logger.info("image retry of %d cars: %s", len(car_ids), outcome.summary())

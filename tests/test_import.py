@@ -223,6 +223,8 @@ def test_report_file_has_the_documented_shape(catalog, tmp_path):
         }
     ]
     assert "missing.jpg" in report["image_failures"][0]["message"]
+    assert set(report["timings"]) == {"rows", "images", "fetch"}
+    assert all(seconds >= 0 for seconds in report["timings"].values())
 
 
 def test_unknown_columns_are_named_once_in_a_warning(tmp_path):

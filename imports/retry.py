@@ -1,0 +1,93 @@
+"""Retrying failed images without a CSV: the import's image phase again, for chosen cars.
+
+The admin's "Retry failed images" action calls `submit_retry`. Only references with a
+scheme (http/https URLs) are retried: a relative path was resolved inside its CSV's
+folder, and which folder that was is not recorded once the import is over. Such cars are
+left exactly as they are and counted as skipped; re-importing their CSV retries them.
+"""
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+
+from cars.models import Car, ImageStatus
+from cars.renditions import stored_files
+
+from .pipeline import ImageOutcome, run_image_jobs
+from .rows import ImageJob
+
+NO_LINE = 0  # an ImageJob's CSV line: there is no CSV here
+
+
+@dataclass
+class RetryOutcome:
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # relative paths: only re-importing their CSV can retry them
+    reasons: Counter = field(default_factory=Counter)  # failures by reason code
+
+    def summary(self) -> str:
+        text = f"{self.ok} fixed, {self.failed} still failing"
+        if self.reasons:
+            text += " (" + ", ".join(f"{r}: {n}" for r, n in sorted(self.reasons.items())) + ")"
+        if self.skipped:
+            text += (
+                f"; {self.skipped} skipped: a relative image path can only be retried "
+                "by importing its CSV again"
+            )
+        return text
+
+
+def is_retryable(ref: str) -> bool:
+    """A reference with a scheme (a URL); a relative path needs its CSV's folder."""
+    scheme = urlsplit(ref.strip()).scheme
+    return len(scheme) > 1  # one letter is a Windows drive, not a scheme
+
+
+def retry_failed_images(*, car_ids: Iterable[int], workers: int | None = None) -> RetryOutcome:
+    """Fetch, check, store and render again the images of those cars that failed.
+
+    Cars among `car_ids` whose image did not fail are ignored. Outcomes are written on
+    the cars exactly as an import writes them (status, reason code, renditions).
+    """
+    outcome = RetryOutcome()
+    jobs = []
+    failed = Car.objects.filter(pk__in=list(car_ids), image_status=ImageStatus.FAILED)
+    for pk, key, ref, image, renditions in failed.values_list(
+        "pk", "external_key", "source_image_url", "image", "renditions"
+    ).order_by("pk"):
+        if not is_retryable(ref):
+            outcome.skipped += 1
+            continue
+        old_files = tuple(stored_files(image, renditions)) if image else ()
+        jobs.append(ImageJob(pk, NO_LINE, key, ref.strip(), old_files))
+
+    def record(result: ImageOutcome) -> None:
+        if result.error:
+            outcome.failed += 1
+            outcome.reasons[str(result.error.reason)] += 1
+        else:
+            outcome.ok += 1
+
+    run_image_jobs(
+        jobs,
+        base_dir=None,  # URLs only: see the module docstring
+        workers=workers or settings.CARS_IMPORT_WORKERS,
+        on_outcome=record,
+    )
+    return outcome
+
+
+def submit_retry(*, car_ids: Iterable[int]) -> RetryOutcome | None:
+    """Retry now and return the outcome, or (with REDIS_URL) queue it for a worker: None."""
+    ids = [int(pk) for pk in car_ids]
+    if settings.REDIS_URL:
+        from .tasks import retry_images
+
+        transaction.on_commit(lambda: retry_images.delay(ids))
+        return None
+    return retry_failed_images(car_ids=ids)
