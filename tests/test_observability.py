@@ -122,3 +122,22 @@ def test_run_import_without_a_job_is_not_counted(db, client):
     body = client.get("/metrics").content.decode()
     assert "image_backend_import_rows_total{" not in body
     assert 'image_backend_car_image_errors{reason="invalid_image"} 1.0' in body
+
+
+def test_production_redirects_plain_http_api_requests_even_when_cached(tmp_path):
+    env = production_env(tmp_path, STATIC_ROOT=str(tmp_path / "static"))
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    script = (
+        "import django; django.setup(); from django.test import Client; c = Client();"
+        "a = c.get('/api/cars/', secure=True); b = c.get('/api/cars/', secure=True);"
+        "d = c.get('/api/cars/');"
+        "print(a.status_code, b.status_code, b['ETag'] == a['ETag'], d.status_code, d['Location'])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["200", "200", "True", "301", "https://testserver/api/cars/"]

@@ -2,13 +2,15 @@
 
 Every import (and admin edit) bumps the catalogue version, so a response cached under
 version N is simply never asked for again once N+1 exists: no invalidation to get
-wrong. A repeated request costs one primary-key query (the version) plus a cache get;
-`If-None-Match` with the current ETag costs the version query alone (304).
+wrong. It is a middleware placed just inside the request id, metrics and request log
+middlewares: a cached page skips the rest of the stack (security headers, CORS, sessions,
+URL routing, DRF) because it is stored with the headers those added, keyed by the full
+URL and the `Origin` header (CORS answers depend on it). A hit costs one primary-key
+query (the version) and one cache get; `If-None-Match` with the current ETag only the
+query (304).
 """
 
 import hashlib
-from collections.abc import Callable
-from functools import wraps
 
 from django.conf import settings
 from django.core.cache import cache
@@ -18,54 +20,56 @@ from django.utils.http import parse_etags
 
 from cars.catalog import catalog_version
 
+PREFIX = "/api/cars/"
 CACHE_SECONDS = 3600
-# Headers a cached response carries (the rest are added per request by middleware).
-KEPT_HEADERS = ("Content-Type", "X-Total-Count", "Link", "Allow")
+# Set per request by the middlewares outside this one; never replayed from the cache.
+PER_REQUEST_HEADERS = {"x-request-id"}
+
+
+class CatalogResponseCacheMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+        # An anonymous rate limit must see every request: then only ETags are handled.
+        self.store = not settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_CLASSES")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if (
+            request.method not in ("GET", "HEAD")
+            or not request.path.startswith(PREFIX)
+            or (settings.SECURE_SSL_REDIRECT and not request.is_secure())  # redirect first
+        ):
+            return self.get_response(request)
+        tag = _etag(catalog_version(), request)
+        if tag in parse_etags(request.headers.get("If-None-Match", "")):
+            return _finish(HttpResponseNotModified(), tag)
+        key = "cars:response:" + tag.strip('"')
+        cached = cache.get(key) if self.store else None
+        if cached is not None:
+            status, content, headers = cached
+            return _finish(HttpResponse(content, status=status, headers=headers), tag)
+        response = self.get_response(request)
+        if response.status_code == 200 and not response.streaming:
+            _finish(response, tag)
+            if self.store:
+                headers = {
+                    name: value
+                    for name, value in response.items()
+                    if name.lower() not in PER_REQUEST_HEADERS
+                }
+                cache.set(key, (200, response.content, headers), CACHE_SECONDS)
+            return response
+        return _finish(response, tag) if response.status_code < 500 else response
 
 
 def _etag(version: int, request: HttpRequest) -> str:
-    # Host included: bodies hold absolute URLs.
-    key = f"{version}|{request.build_absolute_uri()}"
+    """Catalogue version + full URL (bodies hold absolute URLs) + Origin (CORS headers)."""
+    key = f"{version}|{request.build_absolute_uri()}|{request.headers.get('Origin', '')}"
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
 
 
-def _cache_control(response: HttpResponse) -> HttpResponse:
+def _finish(response: HttpResponse, tag: str) -> HttpResponse:
+    response["ETag"] = tag
     patch_cache_control(response, public=True, max_age=settings.CARS_API_MAX_AGE)
     if settings.CARS_API_MAX_AGE == 0:
         patch_cache_control(response, must_revalidate=True)
     return response
-
-
-def cached_by_catalog_version(view: Callable) -> Callable:
-    """Wrap a read-only view: ETag/304, then a cached copy of any earlier 200."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method not in ("GET", "HEAD") or _throttled_view(view):
-            return view(request, *args, **kwargs)
-        etag = _etag(catalog_version(), request)
-        if etag in parse_etags(request.headers.get("If-None-Match", "")):
-            not_modified = HttpResponseNotModified()
-            not_modified["ETag"] = etag
-            return _cache_control(not_modified)
-        key = "cars:response:" + etag.strip('"')
-        cached = cache.get(key)
-        if cached is not None:
-            content, headers = cached
-            response = HttpResponse(content, headers=headers)
-        else:
-            response = view(request, *args, **kwargs)
-            if hasattr(response, "render"):
-                response.render()
-            if response.status_code == 200:
-                headers = {h: response[h] for h in KEPT_HEADERS if response.has_header(h)}
-                cache.set(key, (response.content, headers), CACHE_SECONDS)
-        response["ETag"] = etag
-        return _cache_control(response)
-
-    return wrapper
-
-
-def _throttled_view(view) -> bool:
-    """With an anonymous rate limit, every request must pass DRF's throttle: no shortcut."""
-    return bool(settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_CLASSES"))

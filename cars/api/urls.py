@@ -1,20 +1,15 @@
 from django.urls import path
 
-from .caching import cached_by_catalog_version
 from .views import CarDetailView, CarListView, CarPlatformDetailView, CarPlatformListView
 
-
-def _view(view_class):
-    return cached_by_catalog_version(view_class.as_view())
-
-
+# ETags, Cache-Control and the response cache: cars.api.caching (a middleware).
 urlpatterns = [
-    path("cars/", _view(CarListView), name="car-list"),
-    path("cars/<int:pk>/", _view(CarDetailView), name="car-detail"),
-    path("cars/<str:platform>/", _view(CarPlatformListView), name="car-platform-list"),
+    path("cars/", CarListView.as_view(), name="car-list"),
+    path("cars/<int:pk>/", CarDetailView.as_view(), name="car-detail"),
+    path("cars/<str:platform>/", CarPlatformListView.as_view(), name="car-platform-list"),
     path(
         "cars/<str:platform>/<int:pk>/",
-        _view(CarPlatformDetailView),
+        CarPlatformDetailView.as_view(),
         name="car-platform-detail",
     ),
 ]

@@ -38,12 +38,14 @@ INSTALLED_APPS = [
     "core",
     "cars",
     "imports",
+    "gallery",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
     "core.middleware.RequestLogMiddleware",
+    "cars.api.caching.CatalogResponseCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
