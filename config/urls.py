@@ -18,6 +18,7 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("metrics", ExportToDjangoView, name="metrics"),
     path("admin/", admin.site.urls),
+    path("", include("gallery.urls")),
 ]
 
 if settings.SERVE_MEDIA:

@@ -160,8 +160,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         """Start an import job (trigger "admin") and go to its page to watch it."""
         if not self.can_import(request):
             raise PermissionDenied
-        form = ImportCsvForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        posted = request.method == "POST"
+        form = ImportCsvForm(request.POST, request.FILES) if posted else ImportCsvForm()
+        if posted and form.is_valid():
             data = form.cleaned_data
             source = data["url"] or save_upload(data["file"])
             job = create_job(
@@ -184,7 +185,9 @@ class ImportJobAdmin(admin.ModelAdmin):
     def _report_start(self, request, job: ImportJob) -> None:
         job.refresh_from_db()  # without REDIS_URL it has already run
         if job.status == ImportJob.Status.SUCCEEDED:
-            self.message_user(request, f"Import #{job.pk} succeeded: {job_summary(job)}")
+            self.message_user(
+                request, f"Import #{job.pk} succeeded: {job_summary(job)}", messages.SUCCESS
+            )
         elif job.status == ImportJob.Status.FAILED:
             self.message_user(request, f"Import #{job.pk} failed: {job.error}", messages.ERROR)
         else:

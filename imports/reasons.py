@@ -30,7 +30,9 @@ class ImageReason(StrEnum):
 IMAGE_REASON_TEXT: dict[str, str] = {
     ImageReason.UNSUPPORTED_SCHEME: "the image address is not http or https",
     ImageReason.BLOCKED_ADDRESS: "the image address points at a private or local network",
-    ImageReason.BLOCKED_PATH: "the image path is outside the CSV's folder",
+    ImageReason.BLOCKED_PATH: (
+        "the image path is outside the CSV's folder, or the CSV came from a URL or an upload"
+    ),
     ImageReason.UNREACHABLE: "the image server could not be reached in time",
     ImageReason.HTTP_ERROR: "the image server answered with an error",
     ImageReason.TOO_MANY_REDIRECTS: "the image address redirects too many times",

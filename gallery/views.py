@@ -1,0 +1,27 @@
+"""The gallery page: parse the query, ask the selectors, render. Nothing else."""
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from cars.catalog import catalog_version
+from cars.selectors import GALLERY_FIELDS, car_rows, count_cars
+
+from .cards import card_from_row
+from .paging import CountedPaginator, page_links
+
+PAGE_SIZE = 24  # two, three and four columns all come out even
+
+
+def index(request: HttpRequest) -> HttpResponse:
+    search = request.GET.get("search", "").strip()
+    rows = car_rows(search=search, fields=GALLERY_FIELDS)
+    total = count_cars(search=search, version=catalog_version())
+    page = CountedPaginator(rows, PAGE_SIZE, count=total).get_page(request.GET.get("page"))
+    context = {
+        "search": search,
+        "total": total,
+        "page": page,
+        "cards": [card_from_row(row) for row in page],
+        "links": page_links(page, path=request.path, search=search),
+    }
+    return render(request, "gallery/index.html", context)
