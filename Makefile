@@ -66,3 +66,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 bench: $(BENCH_STAMP)
 	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## Refresh the README's gallery screenshots (headless Chromium from Debian)
+screenshots: venv
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_browser.py -k picks_the_rendition
