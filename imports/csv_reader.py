@@ -101,8 +101,7 @@ class CsvReader:
         if not any(self.columns):
             raise CsvSourceError("no header")
         if "title" not in positions:
-            found = ", ".join(name.strip() for name in header if name.strip())
-            raise CsvSourceError(f"no 'title' column (found: {found})")
+            raise CsvSourceError(f"no 'title' column (found: {_names_found(header)})")
         self.has_id = "id" in positions
         self._layout = _Layout(
             width=len(header),
@@ -325,6 +324,17 @@ def _parse_header(header: list[str]) -> tuple[list[str], list[str], dict[str, in
             ignored_names.add(name)
             ignored.append(written.strip())
     return columns, ignored, positions
+
+
+def _names_found(header: list[str], *, limit: int = 200) -> str:
+    """The header's names for an error message: one line, and short whatever the file.
+
+    A quoted name may hold newlines (the message must stay one line) or be megabytes
+    long (the message is stored on the job and printed).
+    """
+    names = [" ".join(name.split()) for name in header]
+    shown = ", ".join(name if len(name) <= 40 else name[:37] + "..." for name in names if name)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _is_blank(record: list[str]) -> bool:

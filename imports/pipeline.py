@@ -9,11 +9,19 @@ when several cars share it.
 import errno
 import hashlib
 import logging
+import multiprocessing
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -83,7 +91,11 @@ def run_image_jobs(
 ) -> float:
     """Fetch every job's image; with `store`, save originals and renditions on the cars.
 
-    Returns the fetch window: seconds from the first request to the last byte.
+    `workers` threads fetch and check (I/O bound); rendering, which is CPU bound and
+    mostly holds the GIL, runs in a pool of one process per core, so downloads are never
+    queued behind it and both cores render. At most `workers` fetches and
+    `RENDER_BACKLOG_BYTES` of fetched-but-unrendered images are in flight, so memory stays
+    bounded however long the CSV. Returns the fetch window: first request to last byte.
     """
     by_ref: dict[str, list[ImageJob]] = defaultdict(list)
     for job in jobs:
@@ -92,23 +104,68 @@ def run_image_jobs(
         return 0.0
     window = _FetchWindow()
     writer = _OutcomeWriter() if store else None
+
+    def deliver(outcomes: Iterable[ImageOutcome]) -> None:
+        for outcome in outcomes:
+            if writer:
+                writer.add(outcome)
+            if on_outcome:
+                on_outcome(outcome)
+
+    pending_refs = iter(by_ref.items())
+    fetching: dict[Future, list[ImageJob]] = {}
+    rendering: dict[Future, int] = {}  # future -> bytes of the image it holds
     with (
         Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image") as pool,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as fetch_pool,
+        _render_pool() as render_pool,
     ):
-        futures = [
-            pool.submit(_process_ref, fetcher, ref, group, base_dir, store, window)
-            for ref, group in by_ref.items()
-        ]
-        for future in as_completed(futures):
-            for outcome in future.result():
-                if writer:
-                    writer.add(outcome)
-                if on_outcome:
-                    on_outcome(outcome)
+        while True:
+            while len(fetching) < workers and sum(rendering.values()) < RENDER_BACKLOG_BYTES:
+                ref, group = next(pending_refs, (None, None))
+                if ref is None:
+                    break
+                future = fetch_pool.submit(_fetch, fetcher, ref, base_dir, window)
+                fetching[future] = group
+            if not fetching and not rendering:
+                break
+            done, _ = wait([*fetching, *rendering], return_when=FIRST_COMPLETED)
+            for future in done:
+                if future in rendering:
+                    del rendering[future]
+                    deliver([future.result()])
+                    continue
+                group = fetching.pop(future)
+                data, info, error = future.result()
+                if error is not None:
+                    if store:
+                        delete_files([name for job in group for name in job.old_files])
+                    deliver(ImageOutcome(job, error=error) for job in group)
+                elif not store:
+                    deliver(ImageOutcome(job) for job in group)
+                else:
+                    for job in group:
+                        rendering[render_pool.submit(_store, job, data, info)] = len(data)
     if writer:
         writer.flush()
     return window.seconds
+
+
+RENDER_BACKLOG_BYTES = 256 * 1024 * 1024
+
+
+def _render_pool():
+    """One process per core; threads where a process may not have children.
+
+    Celery's prefork children are daemonic processes, which multiprocessing forbids to
+    fork; there (and on one core) rendering falls back to a thread pool.
+    """
+    cores = os.cpu_count() or 1
+    if cores > 1 and not multiprocessing.current_process().daemon:
+        return ProcessPoolExecutor(
+            max_workers=cores, mp_context=multiprocessing.get_context("fork")
+        )
+    return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="render")
 
 
 class _FetchWindow:
@@ -129,14 +186,10 @@ class _FetchWindow:
         return 0.0 if self.first is None else self.last - self.first
 
 
-def _process_ref(
-    fetcher: Fetcher,
-    ref: str,
-    jobs: list[ImageJob],
-    base_dir: Path | None,
-    store: bool,
-    window: _FetchWindow,
-) -> list[ImageOutcome]:
+def _fetch(
+    fetcher: Fetcher, ref: str, base_dir: Path | None, window: _FetchWindow
+) -> tuple[bytes | None, ImageInfo | None, FetchError | None]:
+    """Fetch and check one reference (a fetch thread): (data, info, None) or the error."""
     started = time.monotonic()
     try:
         try:
@@ -145,13 +198,8 @@ def _process_ref(
             window.record(started, time.monotonic())
         info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
     except FetchError as exc:
-        if store:
-            for job in jobs:
-                delete_files(list(job.old_files))
-        return [ImageOutcome(job, error=exc) for job in jobs]
-    if not store:
-        return [ImageOutcome(job) for job in jobs]
-    return [_store(job, data, info) for job in jobs]
+        return None, None, exc
+    return data, info, None
 
 
 def _store(job: ImageJob, data: bytes, info: ImageInfo) -> ImageOutcome:

@@ -50,3 +50,7 @@ class FetchError(Exception):
         super().__init__(message)
         self.reason = reason
         self.message = message
+
+    def __reduce__(self):
+        # Outcomes travel back from the render processes pickled.
+        return (type(self), (self.reason, self.message))

@@ -558,9 +558,17 @@ def test_the_bundled_sample_imports_with_its_deliberate_failures(settings):
     assert "warning: unknown columns ignored: colour" in err
 
 
-def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog):
-    """pilkit's quiet() used to swap fd 2 per save; threads racing left it at /dev/null."""
+def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypatch):
+    """pilkit's quiet() used to swap fd 2 per save; threads racing left it at /dev/null.
+
+    Rendering runs in threads where processes are not allowed (Celery's prefork children).
+    """
     import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    import imports.pipeline
+
+    monkeypatch.setattr(imports.pipeline, "_render_pool", lambda: ThreadPoolExecutor(8))
 
     for i in range(12):
         (catalog / "img" / f"n{i}.jpg").write_bytes(jpeg_bytes(300 + i, 200))
