@@ -70,3 +70,26 @@ bench: $(BENCH_STAMP)
 ## Refresh the README's gallery screenshots (headless Chromium from Debian)
 screenshots: venv
 	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest tests/test_browser.py -k picks_the_rendition
+
+## Fuzzing campaign (Hypothesis profile "fuzz": 100k examples for the cheap properties,
+## a share of it for the costly ones; FUZZ_EXAMPLES=n to change). `make test` runs the
+## same properties briefly (profile "default"). Failures are kept in .hypothesis/.
+.PHONY: fuzz
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -p no:cacheprovider -m fuzz -s \
+		--hypothesis-show-statistics $(PYTEST_ARGS)
+
+## Load test: wrk, 64 connections for 5 minutes, against gunicorn on 127.0.0.1 while an
+## import runs; prints p50/p99, req/s, errors, RSS of the workers. LOAD_SECONDS=n to change.
+.PHONY: load
+LOAD_SECONDS ?= 300
+load: venv
+	command -v wrk >/dev/null || apt-get install -y wrk || (apt-get update && apt-get install -y wrk)
+	LOAD_SECONDS=$(LOAD_SECONDS) REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider \
+		-m load -s tests/test_load.py $(PYTEST_ARGS)
+
+## Dependency audit (pip-audit over .venv). Offline-safe: reports "audit unavailable"
+## without failing when no vulnerability service answers (see SECURITY.md).
+.PHONY: audit
+audit: venv
+	$(BIN)/python .ci/audit.py

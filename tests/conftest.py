@@ -3,6 +3,8 @@
 import pytest
 from django.core.cache import cache
 
+import tests.support.fuzzing  # noqa: F401  (loads the Hypothesis profile: HYPOTHESIS_PROFILE)
+
 pytest_plugins = ["tests.support.fixtures"]
 
 

@@ -1,7 +1,13 @@
 """Cars API views: parse the request, call a selector, serialize. Nothing else."""
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -10,8 +16,9 @@ from rest_framework.views import APIView
 from cars.catalog import catalog_version
 from cars.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.selectors import Ordering, car_detail, car_rows, count_cars
+from core.serializers import ErrorSerializer
 
-from .pagination import BadRequest, link_header, paginate, parse_page_request
+from .pagination import MAX_INT, BadRequest, link_header, paginate, parse_page_request
 from .serializers import CarDetailSerializer, CarSerializer, RenditionUrls
 
 
@@ -32,23 +39,46 @@ class ReadOnlyCarView(APIView):
     permission_classes = [AllowAny]
 
 
-LIST_PARAMETERS = [
-    OpenApiParameter("limit", OpenApiTypes.INT, description="page size (1 to CARS_MAX_PAGE_SIZE)"),
-    OpenApiParameter("offset", OpenApiTypes.INT, description="rows to skip"),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="opaque token from a Link header"),
-    OpenApiParameter("search", OpenApiTypes.STR, description="full-text search, best match first"),
-    OpenApiParameter(
-        "ordering",
-        OpenApiTypes.STR,
-        enum=["id", "-id", "title", "-title", "updated_at", "-updated_at"],
-    ),
-]
+class CarListQuery(serializers.Serializer):
+    """The list's query parameters, for the OpenAPI schema (parsed in pagination.py)."""
+
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=settings.CARS_MAX_PAGE_SIZE,
+        help_text="page size (default CARS_PAGE_SIZE)",
+    )
+    offset = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_INT, help_text="rows to skip"
+    )
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, help_text="opaque token from a Link header"
+    )
+    search = serializers.CharField(
+        required=False, allow_blank=True, help_text="full-text search, best match first"
+    )
+    ordering = serializers.ChoiceField(
+        required=False,
+        allow_blank=True,
+        choices=["id", "-id", "title", "-title", "updated_at", "-updated_at"],
+        help_text="sort key; empty or absent: id (or best match when searching)",
+    )
+
+
+PLATFORM = OpenApiParameter(
+    "platform", str, OpenApiParameter.PATH, enum=list(get_platforms()), description="platform"
+)
+ERRORS = {
+    304: OpenApiResponse(description="not modified (If-None-Match matched the ETag)"),
+    400: OpenApiResponse(ErrorSerializer, description="bad query parameter"),
+    404: OpenApiResponse(ErrorSerializer, description="unknown platform or car"),
+}
 
 
 class CarListView(ReadOnlyCarView):
     @extend_schema(
-        parameters=LIST_PARAMETERS,
-        responses=CarSerializer(many=True),
+        parameters=[CarListQuery],
+        responses={200: CarSerializer(many=True), **ERRORS},
         summary="List cars with the rendition for a platform",
     )
     def get(self, request, platform: str = DEFAULT_PLATFORM):
@@ -72,7 +102,9 @@ class CarListView(ReadOnlyCarView):
         return response
 
 
-@extend_schema_view(get=extend_schema(operation_id="cars_platform_list"))
+@extend_schema_view(
+    get=extend_schema(operation_id="cars_platform_list", parameters=[CarListQuery, PLATFORM])
+)
 class CarPlatformListView(CarListView):
     """The same list, with `image` rendered for the platform in the path."""
 
@@ -87,7 +119,9 @@ def _ordering(raw: str | None, search: str) -> Ordering | None:
 
 
 class CarDetailView(ReadOnlyCarView):
-    @extend_schema(responses=CarDetailSerializer, summary="One car with every rendition")
+    @extend_schema(
+        responses={200: CarDetailSerializer, **ERRORS}, summary="One car with every rendition"
+    )
     def get(self, request, pk: int, platform: str = DEFAULT_PLATFORM):
         platform = _platform(platform)
         row = car_detail(pk)
@@ -97,6 +131,6 @@ class CarDetailView(ReadOnlyCarView):
         return Response(CarDetailSerializer(row, context=context).data)
 
 
-@extend_schema_view(get=extend_schema(operation_id="cars_platform_retrieve"))
+@extend_schema_view(get=extend_schema(operation_id="cars_platform_retrieve", parameters=[PLATFORM]))
 class CarPlatformDetailView(CarDetailView):
     """The same car, with `image` rendered for the platform in the path."""

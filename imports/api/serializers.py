@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 
 from rest_framework import serializers
 
+from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
 from imports.jobs import counts_of
 from imports.models import ImportJob
 from imports.reasons import ImageReason, RowReason
@@ -103,12 +104,3 @@ class ImportJobSerializer(serializers.Serializer):
     rejected_rows = RejectedRowSerializer(many=True)
     image_failures = ImageFailureSerializer(many=True)
     error = serializers.CharField(help_text="why a failed job failed; empty otherwise")
-
-
-class ErrorSerializer(serializers.Serializer):
-    """Every error body has a `detail`; a refused request body also names its fields."""
-
-    detail = serializers.CharField()
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()), required=False
-    )

@@ -194,8 +194,8 @@ def running_stack(tmp_path: Path, extra_env: dict[str, str], *, beat: bool) -> I
             MEDIA_ROOT=str(tmp_path / "media"),
             CARS_FETCH_BACKOFF="0.05",
             PYTHONUNBUFFERED="1",
-            **extra_env,
         )
+        env.update(extra_env)  # may override the above, e.g. REDIS_URL of a test's own Redis
         port = free_port()
         stack = Stack(env=env, web_url=f"http://127.0.0.1:{port}", query=query, logs=logs)
         _flush_redis(redis_db)

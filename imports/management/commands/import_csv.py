@@ -6,6 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from imports.jobs import create_job, execute_job, fail_job
 from imports.locks import SourceBusy
@@ -43,6 +44,10 @@ class Command(BaseCommand):
                 report = self._run(options, workers, bar)
             except (SourceError, SourceBusy) as exc:
                 raise CommandError(str(exc), returncode=1) from None
+            except DatabaseError as exc:
+                # Rolled back: nothing half-applied. One line, not a traceback (SPEC §4).
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else "failed"
+                raise CommandError(f"database error: {message}", returncode=1) from None
         for warning in report.warnings:
             self.stderr.write(f"warning: {warning}")
         for row in report.rejected_rows:

@@ -1,0 +1,181 @@
+"""Security checks that no other test file proves (SECURITY.md lists them all), and the
+regression tests of the hardening fixes.
+
+The production checks run the real settings module in a subprocess (production refuses
+to import without its variables), with secrets of the test's own making, and look for
+them in everything the process says: response bodies, headers, and log lines.
+"""
+
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imports.csv_reader import CsvReader, CsvSourceError
+from tests.support.stack import ROOT
+
+ERROR_SCRIPT = r"""
+import json
+from unittest import mock
+
+from django.test import Client
+
+import cars.api.views as views
+
+client = Client(raise_request_exception=False)
+headers = {
+    "HTTP_X_FORWARDED_PROTO": "https",
+    "HTTP_AUTHORIZATION": "Token " + TOKEN,
+    "HTTP_COOKIE": "sessionid=" + SESSION,
+}
+out = {}
+with mock.patch.object(views, "car_detail", side_effect=RuntimeError("the database exploded")):
+    response = client.get("/api/cars/1/", **headers)
+    out["500"] = [response.status_code, response["Content-Type"], response.content.decode()]
+response = client.get("/api/nowhere/", **headers)
+out["404"] = [response.status_code, response["Content-Type"], response.content.decode()]
+print("RESULT " + json.dumps(out))
+"""
+
+
+def production_env(tmp_path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
+    env.pop("REDIS_URL", None)
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY="sk-" + secrets.token_urlsafe(32),
+        AWS_SECRET_ACCESS_KEY="aws-" + secrets.token_urlsafe(32),
+        AWS_ACCESS_KEY_ID="AKIA" + secrets.token_hex(8).upper(),
+        ALLOWED_HOSTS="testserver",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        LOG_LEVEL="DEBUG",  # the most a production log could ever say
+    )
+    return env
+
+
+def manage(env, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_500_in_production_answers_generic_json_and_logs_no_secret(tmp_path):
+    env = production_env(tmp_path)
+    assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
+    token, session = "tok-" + secrets.token_hex(16), "sess-" + secrets.token_hex(16)
+    script = f"TOKEN = {token!r}\nSESSION = {session!r}\n" + ERROR_SCRIPT
+    result = manage(env, "shell", "-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    answers = json.loads(line.removeprefix("RESULT "))
+
+    status, content_type, body = answers["500"]
+    assert (status, content_type) == (500, "application/json")
+    assert json.loads(body) == {"detail": "Internal server error."}
+    status, content_type, body = answers["404"]
+    assert (status, content_type, json.loads(body)) == (
+        404,
+        "application/json",
+        {"detail": "Not found."},
+    )
+
+    logs = result.stderr
+    assert "the database exploded" in logs, "the error itself is logged, for the operators"
+    for line in logs.splitlines():
+        if line.strip().startswith("{"):
+            json.loads(line)  # production logs are one JSON object per line
+    everything = result.stdout + logs
+    for secret in (
+        env["SECRET_KEY"],
+        env["AWS_SECRET_ACCESS_KEY"],
+        token,
+        session,
+    ):
+        assert secret not in everything, "a secret reached a response or a log line"
+    assert "Traceback" not in answers["500"][2]
+
+
+def test_the_anonymous_rate_limit_answers_429_json(tmp_path):
+    env = production_env(tmp_path)
+    env["CARS_ANON_RATE"] = "3/min"
+    env["LOG_LEVEL"] = "WARNING"
+    assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
+    script = (
+        "import json; from django.test import Client; c = Client();"
+        "r = [c.get('/api/cars/', HTTP_X_FORWARDED_PROTO='https') for _ in range(5)];"
+        "print('RESULT ' + json.dumps([[x.status_code, x['Content-Type'], x.content.decode(),"
+        " x.get('Retry-After')] for x in r]))"
+    )
+    result = manage(env, "shell", "-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    answers = json.loads(line.removeprefix("RESULT "))
+    assert [status for status, *_ in answers] == [200, 200, 200, 429, 429]
+    _, content_type, body, retry_after = answers[3]
+    assert content_type == "application/json"
+    assert "throttled" in json.loads(body)["detail"].lower()
+    assert retry_after and int(retry_after) > 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/admin/", "/admin/cars/car/", "/admin/imports/importjob/", "/admin/auth/user/"]
+)
+def test_the_admin_is_behind_the_login_page(client, django_user_model, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    member = django_user_model.objects.create_user("member", password="pw-member-1")
+    client.force_login(member)  # logged in, but not staff
+    assert client.get(path)["Location"].startswith("/admin/login/")
+
+
+# --- regression tests of the fixes ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b'"id\nname",image\n',  # a quoted name spanning lines
+        b'"' + b"n" * 100_000 + b'",image\n',  # a 100 kB name
+    ],
+)
+def test_a_missing_title_error_is_one_short_line_whatever_the_header(header):
+    """Fuzzing found the message repeating the header as written: newlines and all, and
+    megabytes of it (stored on the job and printed by the command)."""
+    with pytest.raises(CsvSourceError) as excinfo:
+        CsvReader(io.BytesIO(header + b"x,y\n"))
+    message = str(excinfo.value)
+    assert message.startswith("no 'title' column (found: ")
+    assert "\n" not in message and len(message) < 300
+
+
+def test_fetchers_share_one_ssl_context_per_ca_setting(monkeypatch, tmp_path):
+    """Building the CA bundle twice per Fetcher cost ~180 ms per import and per CSV
+    download; one context per SSL_CERT_FILE / SSL_CERT_DIR value is shared now."""
+    from imports.fetching import Fetcher, FetchPolicy, _shared_ssl_context
+
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    with Fetcher(FetchPolicy()) as first, Fetcher(FetchPolicy()) as second:
+        contexts = {id(f._client._transport._pool._ssl_context) for f in (first, second)}
+    assert contexts == {id(_shared_ssl_context())}
+
+    import certifi
+
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(certifi.where()).read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    with Fetcher(FetchPolicy()) as third:
+        assert id(third._client._transport._pool._ssl_context) not in contexts
