@@ -16,19 +16,10 @@ from PIL import Image
 from cars.models import Car, ImageStatus
 from imports.services import run_import
 from imports.sources import SourceError
+from tests.support.catalog import small_catalog, write_csv
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
 
 pytestmark = pytest.mark.django_db
-
-
-def write_csv(path: Path, rows: list[list[str]], header=("id", "title", "description", "image")):
-    import csv
-
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def import_csv(*args: str) -> tuple[str, str]:
@@ -48,21 +39,7 @@ def media_files(media: Path) -> set[str]:
 @pytest.fixture
 def catalog(tmp_path) -> Path:
     """A folder with three images and a CSV naming them by relative path."""
-    folder = tmp_path / "catalog"
-    (folder / "img").mkdir(parents=True)
-    (folder / "img" / "a.jpg").write_bytes(photo_like(1600, 1200, seed=1))
-    (folder / "img" / "b.png").write_bytes(png_bytes(300, 200, mode="RGBA"))
-    (folder / "img" / "c.jpg").write_bytes(jpeg_bytes(800, 600))
-    write_csv(
-        folder / "cars.csv",
-        [
-            ["1", "Alpha", "First car", "img/a.jpg"],
-            ["2", "Beta", "Second car", "img/b.png"],
-            ["3", "Gamma", "Third car", "img/c.jpg"],
-            ["4", "Delta", "No image", ""],
-        ],
-    )
-    return folder
+    return small_catalog(tmp_path / "catalog")
 
 
 def test_import_creates_cars_with_originals_and_every_rendition(catalog, settings):

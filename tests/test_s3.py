@@ -14,7 +14,6 @@ clients, imagekit, anything else in the process).
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import re
@@ -39,7 +38,8 @@ from storages.backends.s3 import S3Storage
 
 from cars.models import Car
 from imports.services import run_import
-from tests.support.images import jpeg_bytes, photo_like, png_bytes
+from tests.support.catalog import small_catalog, write_csv
+from tests.support.images import jpeg_bytes
 from tests.support.s3 import MotoServer, S3Request
 
 pytestmark = pytest.mark.django_db
@@ -128,32 +128,10 @@ def s3(settings, bucket) -> Bucket:
     return bucket
 
 
-def write_csv(path: Path, rows: list[list[str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", "title", "description", "image"])
-        writer.writerows(rows)
-    return path
-
-
 @pytest.fixture
 def catalog(tmp_path) -> Path:
     """A folder with three images and a CSV naming them (plus one car without an image)."""
-    folder = tmp_path / "catalog"
-    (folder / "img").mkdir(parents=True)
-    (folder / "img" / "a.jpg").write_bytes(photo_like(1600, 1200, seed=3))
-    (folder / "img" / "b.png").write_bytes(png_bytes(300, 200, mode="RGBA"))
-    (folder / "img" / "c.jpg").write_bytes(jpeg_bytes(800, 600))
-    write_csv(
-        folder / "cars.csv",
-        [
-            ["1", "Alpha", "First car", "img/a.jpg"],
-            ["2", "Beta", "Second car", "img/b.png"],
-            ["3", "Gamma", "Third car", "img/c.jpg"],
-            ["4", "Delta", "No image", ""],
-        ],
-    )
-    return folder / "cars.csv"
+    return small_catalog(tmp_path / "catalog") / "cars.csv"
 
 
 def owned_keys(car: Car) -> set[str]:
