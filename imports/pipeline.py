@@ -6,6 +6,7 @@ writes the outcomes in batches. Each distinct reference is fetched once per impo
 when several cars share it.
 """
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -118,7 +119,7 @@ def run_image_jobs(
     with (
         Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as fetch_pool,
-        _render_pool() as render_pool,
+        _render_pool() if store else contextlib.nullcontext() as render_pool,
     ):
         while True:
             while len(fetching) < workers and sum(rendering.values()) < RENDER_BACKLOG_BYTES:
@@ -162,9 +163,13 @@ def _render_pool():
     """
     cores = os.cpu_count() or 1
     if cores > 1 and not multiprocessing.current_process().daemon:
-        return ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=cores, mp_context=multiprocessing.get_context("fork")
         )
+        # With fork, the first task forks every worker: do it now, before the fetch threads
+        # exist, so no child inherits a lock that one of them held.
+        pool.submit(os.getpid).result()
+        return pool
     return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="render")
 
 
