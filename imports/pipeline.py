@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import (
     FIRST_COMPLETED,
+    BrokenExecutor,
     Future,
     ProcessPoolExecutor,
     ThreadPoolExecutor,
@@ -115,14 +116,14 @@ def run_image_jobs(
 
     pending_refs = iter(by_ref.items())
     fetching: dict[Future, list[ImageJob]] = {}
-    rendering: dict[Future, int] = {}  # future -> bytes of the image it holds
+    rendering: dict[Future, tuple[ImageJob, int]] = {}  # -> its job, bytes it holds
     with (
         Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
         ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as fetch_pool,
         _render_pool() if store else contextlib.nullcontext() as render_pool,
     ):
         while True:
-            while len(fetching) < workers and sum(rendering.values()) < RENDER_BACKLOG_BYTES:
+            while len(fetching) < workers and _held(rendering) < RENDER_BACKLOG_BYTES:
                 ref, group = next(pending_refs, (None, None))
                 if ref is None:
                     break
@@ -133,8 +134,8 @@ def run_image_jobs(
             done, _ = wait([*fetching, *rendering], return_when=FIRST_COMPLETED)
             for future in done:
                 if future in rendering:
-                    del rendering[future]
-                    deliver([future.result()])
+                    job, _ = rendering.pop(future)
+                    deliver([_rendered(future, job)])
                     continue
                 group = fetching.pop(future)
                 data, info, error = future.result()
@@ -146,13 +147,37 @@ def run_image_jobs(
                     deliver(ImageOutcome(job) for job in group)
                 else:
                     for job in group:
-                        rendering[render_pool.submit(_store, job, data, info)] = len(data)
+                        try:
+                            rendering[render_pool.submit(_store, job, data, info)] = (
+                                job,
+                                len(data),
+                            )
+                        except BrokenExecutor as exc:
+                            deliver([_render_crashed(job, exc)])
     if writer:
         writer.flush()
     return window.seconds
 
 
 RENDER_BACKLOG_BYTES = 256 * 1024 * 1024
+
+
+def _held(rendering: dict[Future, tuple[ImageJob, int]]) -> int:
+    return sum(size for _, size in rendering.values())
+
+
+def _rendered(future: Future, job: ImageJob) -> ImageOutcome:
+    try:
+        return future.result()
+    except Exception as exc:  # a render process died (killed for memory, a crash in C)
+        return _render_crashed(job, exc)
+
+
+def _render_crashed(job: ImageJob, exc: Exception) -> ImageOutcome:
+    """Recorded on the car like any failure, so the next import retries it."""
+    logger.error("rendering the image of car %s crashed: %r", job.car_id, exc)
+    error = FetchError(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
+    return ImageOutcome(job, error=error)
 
 
 def _render_pool():

@@ -6,6 +6,7 @@ renditions written to a per-test MEDIA_ROOT.
 
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -556,3 +557,31 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
 
     after = os.fstat(2)
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
+
+
+def _store_that_kills_its_process(job, data, info):
+    """A render process dying mid-image (as when the kernel kills it for memory)."""
+    import imports.pipeline
+
+    if job.key == "2":
+        os._exit(1)
+    return imports.pipeline._real_store(job, data, info)
+
+
+def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeypatch):
+    import imports.pipeline
+
+    monkeypatch.setattr(imports.pipeline, "_real_store", imports.pipeline._store, raising=False)
+    monkeypatch.setattr(imports.pipeline, "_store", _store_that_kills_its_process)
+
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert summary(out).startswith("created 4,")
+    beta = Car.objects.get(external_key="2")
+    assert beta.image_status == ImageStatus.FAILED and beta.image_error == "invalid_image"
+    assert "rendering crashed" in beta.image_error_message
+    monkeypatch.undo()
+    out, _ = import_csv(str(catalog / "cars.csv"))
+    assert Car.objects.filter(image_status=ImageStatus.READY).count() == 3, (
+        "the next import retries"
+    )
