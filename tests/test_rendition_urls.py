@@ -17,6 +17,7 @@ NAMES = [
 @pytest.mark.parametrize("media_url", ["/media/", "https://cdn.example.test/m/"])
 def test_urls_match_the_storage_for_every_name(settings, media_url):
     settings.MEDIA_URL = media_url
+    settings.ALLOWED_HOSTS = ["api.example.test"]
     request = RequestFactory().get("/api/cars/", HTTP_HOST="api.example.test")
     urls = RenditionUrls(request)
     for name in NAMES:
