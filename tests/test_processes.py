@@ -139,3 +139,15 @@ def test_a_platform_added_later_is_filled_in_by_render_images(migrated_env):
     assert (after["thumb"]["width"], after["thumb"]["height"]) == (100, 100)
     assert after["web"] == before["web"], "existing renditions keep their names"
     assert again.stdout.strip() == "rendered 0 cars", "nothing left to do"
+
+
+def test_the_wsgi_module_loads_every_url_but_opens_no_database_connection(dev_env):
+    script = (
+        "import sys, config.wsgi; from django.db import connections;"
+        "assert connections['default'].connection is None, 'connected before fork';"
+        "assert 'cars.api.views' in sys.modules and 'gallery.views' in sys.modules;"
+        "print('ok')"
+    )
+    result = run(["-c", script], dev_env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
