@@ -6,9 +6,8 @@ no image processing while a page is served.
 
 from dataclasses import dataclass
 
-from django.core.files.storage import default_storage
-
 from cars.models import ImageStatus
+from cars.rendition_urls import RenditionUrls
 from imports.reasons import IMAGE_REASON_TEXT
 
 # The two platforms the page offers the browser (SPEC §5): `mobile` for narrow slots,
@@ -38,11 +37,9 @@ class Card:
         return ", ".join(f"{r.url} {r.width}w" for r in (self.small, self.large) if r)
 
 
-def _rendition(renditions: dict, platform: str) -> Rendition | None:
-    entry = (renditions or {}).get(platform)
-    if not entry:
-        return None
-    return Rendition(default_storage.url(entry["name"]), entry["width"], entry["height"])
+def _rendition(urls: RenditionUrls, renditions: dict, platform: str) -> Rendition | None:
+    entry = urls.rendition(renditions, platform)
+    return Rendition(**entry) if entry else None
 
 
 def missing_text(status: str, error: str | None) -> str:
@@ -55,11 +52,13 @@ def missing_text(status: str, error: str | None) -> str:
     return "The picture is still being prepared."
 
 
-def card_from_row(row: dict) -> Card:
+def card_from_row(row: dict, urls: RenditionUrls | None = None) -> Card:
+    """One card; `urls` is shared by the page's cards (relative URLs by default)."""
+    urls = urls or RenditionUrls()
     renditions = row["renditions"]
-    fallback = _rendition(renditions, FALLBACK)
-    small = _rendition(renditions, SMALL) or fallback
-    large = _rendition(renditions, LARGE) or fallback
+    fallback = _rendition(urls, renditions, FALLBACK)
+    small = _rendition(urls, renditions, SMALL) or fallback
+    large = _rendition(urls, renditions, LARGE) or fallback
     small = small or large
     if small and large and large.width <= small.width:
         large = None  # never upscaled: both are the same picture, offer it once

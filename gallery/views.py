@@ -4,6 +4,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from cars.catalog import catalog_version
+from cars.rendition_urls import RenditionUrls
 from cars.selectors import GALLERY_FIELDS, car_rows, count_cars
 
 from .cards import card_from_row
@@ -17,11 +18,12 @@ def index(request: HttpRequest) -> HttpResponse:
     rows = car_rows(search=search, fields=GALLERY_FIELDS)
     total = count_cars(search=search, version=catalog_version())
     page = CountedPaginator(rows, PAGE_SIZE, count=total).get_page(request.GET.get("page"))
+    urls = RenditionUrls()
     context = {
         "search": search,
         "total": total,
         "page": page,
-        "cards": [card_from_row(row) for row in page],
+        "cards": [card_from_row(row, urls) for row in page],
         "links": page_links(page, path=request.path, search=search),
     }
     return render(request, "gallery/index.html", context)

@@ -130,16 +130,6 @@ def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, 
         logger.exception("could not record the end of import job %s", job.pk)
 
 
-def job_report(job: ImportJob) -> dict:
-    """The job in the `--report` JSON shape."""
-    return {
-        "source": job.source,
-        "counts": job.counts,
-        "rejected_rows": job.rejected_rows,
-        "image_failures": job.image_failures,
-    }
-
-
 # --- Reading jobs (the imports API and the admin) ----------------------------------------
 
 JOB_FIELDS = (

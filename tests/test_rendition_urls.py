@@ -4,7 +4,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.test import RequestFactory
 
-from cars.api.serializers import RenditionUrls
+from cars.rendition_urls import RenditionUrls
 
 NAMES = [
     "CACHE/images/images/image_1/aurora-gt-3afeb1a32b/dae44e7bf18f588dd96184f361a2d6a0.jpg",
@@ -19,7 +19,9 @@ def test_urls_match_the_storage_for_every_name(settings, media_url):
     settings.MEDIA_URL = media_url
     settings.ALLOWED_HOSTS = ["api.example.test"]
     request = RequestFactory().get("/api/cars/", HTTP_HOST="api.example.test")
-    urls = RenditionUrls(request)
+    urls = RenditionUrls(request.build_absolute_uri)
+    relative = RenditionUrls()
     for name in NAMES:
         expected = request.build_absolute_uri(default_storage.url(name))
         assert urls.url(name) == expected
+        assert relative.url(name) == default_storage.url(name)

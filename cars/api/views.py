@@ -15,11 +15,12 @@ from rest_framework.views import APIView
 
 from cars.catalog import catalog_version
 from cars.platforms import DEFAULT_PLATFORM, get_platforms
+from cars.rendition_urls import RenditionUrls
 from cars.selectors import Ordering, car_detail, car_rows, count_cars
 from core.serializers import ErrorSerializer
 
 from .pagination import MAX_INT, BadRequest, link_header, paginate, parse_page_request
-from .serializers import CarDetailSerializer, CarSerializer, RenditionUrls
+from .serializers import CarDetailSerializer, CarSerializer
 
 
 def _platform(name: str) -> str:
@@ -94,7 +95,7 @@ class CarListView(ReadOnlyCarView):
             ordering=ordering,
             total=total,
         )
-        context = {"urls": RenditionUrls(request), "platform": platform}
+        context = {"urls": RenditionUrls(request.build_absolute_uri), "platform": platform}
         response = Response(CarSerializer(page.items, many=True, context=context).data)
         response["X-Total-Count"] = str(total)
         if link := link_header(request, page):
@@ -127,7 +128,7 @@ class CarDetailView(ReadOnlyCarView):
         row = car_detail(pk)
         if row is None:
             raise NotFound("no such car")
-        context = {"urls": RenditionUrls(request), "platform": platform}
+        context = {"urls": RenditionUrls(request.build_absolute_uri), "platform": platform}
         return Response(CarDetailSerializer(row, context=context).data)
 
 
