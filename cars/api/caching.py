@@ -39,7 +39,9 @@ class CatalogResponseCacheMiddleware:
             or (settings.SECURE_SSL_REDIRECT and not request.is_secure())  # redirect first
         ):
             return self.get_response(request)
-        tag = _etag(catalog_version(), request)
+        # Kept on the request so that the view, on a miss, does not read it again.
+        request.catalog_version = catalog_version()
+        tag = _etag(request.catalog_version, request)
         if tag in parse_etags(request.headers.get("If-None-Match", "")):
             return _finish(HttpResponseNotModified(), tag)
         key = "cars:response:" + tag.strip('"')

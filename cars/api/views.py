@@ -87,7 +87,7 @@ class CarListView(ReadOnlyCarView):
         page_request = parse_page_request(request.GET)
         search = request.GET.get("search", "").strip()
         ordering = _ordering(request.GET.get("ordering"), search)
-        version = catalog_version()
+        version = getattr(request, "catalog_version", None) or catalog_version()
         total = count_cars(search=search, version=version)
         page = paginate(
             car_rows(search=search, ordering=ordering),
