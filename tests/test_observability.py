@@ -1,7 +1,9 @@
 """Logs, request ids and metrics, as operators see them."""
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +97,28 @@ def test_responses_carry_a_request_id(client):
     made = client.get("/healthz")
     assert given.headers["X-Request-ID"] == "abc-123"
     assert len(made.headers["X-Request-ID"]) >= 16
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sent", ["two words", "x" * 201, "tab\there", "caf\u00e9"])
+def test_an_unusable_request_id_is_replaced_by_a_new_one(client, sent):
+    response = client.get("/healthz", HTTP_X_REQUEST_ID=sent)
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-ID"])
+
+
+@pytest.mark.django_db
+def test_lines_logged_during_a_request_carry_its_id_and_later_lines_do_not(client, caplog):
+    from django_guid import get_guid
+    from django_guid.log_filters import CorrelationId
+
+    caplog.handler.addFilter(CorrelationId())  # as the console handler has it (LOGGING)
+    caplog.set_level(logging.INFO, logger="image_backend.requests")
+    client.get("/api/cars/", HTTP_X_REQUEST_ID="trace-7")
+
+    (line,) = [r for r in caplog.records if r.name == "image_backend.requests"]
+    assert line.correlation_id == "trace-7"
+    assert (line.method, line.path, line.status) == ("GET", "/api/cars/", 200)
+    assert get_guid() is None  # reset once the response is made
 
 
 @pytest.mark.django_db

@@ -43,7 +43,6 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django_guid.middleware.guid_middleware",
     "core.middleware.RequestLogMiddleware",
     "cars.api.caching.CatalogResponseCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -237,6 +236,9 @@ CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
 CARS_IMAGE_MAX_PIXELS = env.int("CARS_IMAGE_MAX_PIXELS", default=50_000_000)
 CARS_CSV_MAX_BYTES = env.int("CARS_CSV_MAX_BYTES", default=200_000_000)
 CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
+# Each server process keeps its most recent API responses (up to this many MB of bodies)
+# in front of the shared cache; 0 turns that off.
+CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
 # Seconds after which the lock of an import whose process died is taken over.
 CARS_IMPORT_LOCK_TTL = env.int("CARS_IMPORT_LOCK_TTL", default=3 * 3600)
 
@@ -253,12 +255,9 @@ CARS_PLATFORMS = json.loads(_platforms_json) if _platforms_json else DEFAULT_PLA
 # request id (X-Request-ID, django-guid) on every line logged while serving a request.
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
 LOG_FORMAT = env("LOG_FORMAT", default="human")
-DJANGO_GUID = {
-    "GUID_HEADER_NAME": "X-Request-ID",
-    "VALIDATE_GUID": False,
-    "RETURN_HEADER": True,
-    "EXPOSE_HEADER": False,  # django-cors-headers owns Access-Control-Expose-Headers
-}
+# core.middleware.RequestLogMiddleware sets django-guid's request id and echoes it in the
+# X-Request-ID response header (django-cors-headers owns Access-Control-Expose-Headers);
+# django-guid's log filter puts it on every line.
 
 
 def logging_config(log_format: str, level: str) -> dict:
