@@ -16,9 +16,16 @@ def _isolated_media(request, tmp_path):
         return
     settings = request.getfixturevalue("settings")
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    cache.clear()
+    _clear_caches()
     yield tmp_path / "media"
+    _clear_caches()
+
+
+def _clear_caches() -> None:
+    from cars.api.caching import recent_responses
+
     cache.clear()
+    recent_responses.clear()
 
 
 def _uses_django(request) -> bool:

@@ -30,6 +30,7 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils.dateparse import parse_datetime
 
+from cars.api.caching import RecentResponses, recent_responses
 from cars.catalog import bump_catalog_version
 from cars.models import Car
 from imports.services import run_import
@@ -845,6 +846,62 @@ def test_different_urls_have_different_etags(client, catalog):
     assert len(set(etags)) == len(etags)
 
 
+def test_a_cached_page_is_answered_from_the_process_without_the_shared_cache(
+    client, catalog, monkeypatch
+):
+    from django.core.cache import cache
+
+    first = client.get("/api/cars/web/?limit=3")
+    asked = []
+    monkeypatch.setattr(cache, "get", lambda key, *args, **kwargs: asked.append(key))
+
+    again = client.get("/api/cars/web/?limit=3")
+
+    assert (again.status_code, again.content, again["ETag"]) == (200, first.content, first["ETag"])
+    assert asked == []
+    assert again["X-Request-ID"] != first["X-Request-ID"]  # per request, never replayed
+    bump_catalog_version()
+    after = client.get("/api/cars/web/?limit=3")
+    assert after["ETag"] != first["ETag"]
+    assert [key for key in asked if key.startswith("cars:response:")] == [
+        "cars:response:" + after["ETag"].strip('"')  # a new version is a new key
+    ]
+
+
+def test_the_shared_cache_answers_when_the_process_has_forgotten(client, catalog, monkeypatch):
+    first = client.get("/api/cars/?limit=2")
+    recent_responses.clear()
+    from cars.api import views
+
+    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+
+    again = client.get("/api/cars/?limit=2")
+
+    assert (again.status_code, again.content) == (200, first.content)
+    assert len(recent_responses) == 1  # and the process keeps it again
+
+
+def test_no_process_copies_when_the_budget_is_zero(client, catalog, settings):
+    settings.CARS_API_LOCAL_CACHE_MB = 0
+    assert client.get("/api/cars/").status_code == 200
+    assert len(recent_responses) == 0
+
+
+def test_the_process_cache_keeps_to_its_byte_budget_least_recently_used_first():
+    recent = RecentResponses(max_bytes=1000)
+    for key in "abc":
+        recent.put(key, (200, b"x" * 400, {}))
+    assert (len(recent), recent.size) == (2, 800)  # "a" made room for "c"
+    assert recent.get("a") is None
+    recent.get("b")  # now the most recent
+    recent.put("d", (200, b"y" * 400, {}))
+    assert recent.get("c") is None and recent.get("b") is not None
+    recent.put("huge", (200, b"z" * 1001, {}))
+    assert recent.get("huge") is None and recent.size == 800
+    recent.put("b", (200, b"w" * 100, {}))  # replacing an entry frees its old size
+    assert recent.size == 500
+
+
 # --------------------------------------------------------------------------- no I/O in requests
 
 
@@ -894,6 +951,7 @@ def test_reads_still_answer_from_the_database_when_redis_is_down(client, catalog
     pk = catalog.ids["Yellow Roadster"]
     urls = ["/api/cars/", "/api/cars/web/?search=yellow", f"/api/cars/{pk}/"]
     expected = {url: client.get(url).json() for url in urls}
+    recent_responses.clear()  # this process's copies would answer without asking Redis
     with override_settings(CACHES=dead_redis):
         for url in urls:
             response = client.get(url)
