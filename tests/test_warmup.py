@@ -1,0 +1,114 @@
+"""The worker warm-up (core/warmup.py): which hosts, what it fills, and gunicorn runs it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.core.handlers.wsgi import WSGIHandler
+
+from cars.api.caching import recent_responses
+from cars.models import Car
+from core.warmup import warm_up, warm_up_hosts
+from tests.support.stack import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = str(Path(sys.executable).parent / "gunicorn")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "debug", "bind", "expected"),
+    [
+        (["cars.example.com", "localhost"], False, ["0.0.0.0:8000"], ["cars.example.com"]),
+        (["127.0.0.1"], False, ["127.0.0.1:8123"], ["127.0.0.1", "127.0.0.1:8123"]),
+        ([".example.com", "*"], False, ["10.0.0.5:80"], ["10.0.0.5:80"]),
+        (["cars.example.com"], False, ["unix:/tmp/g.sock", "[::]:8000"], ["cars.example.com"]),
+        (["cars.example.com"], False, ["127.0.0.1:8000"], ["cars.example.com"]),  # not allowed
+        ([], True, ["127.0.0.1:8000"], ["127.0.0.1", "127.0.0.1:8000"]),
+        ([], False, ["127.0.0.1:8000"], []),  # nothing would be admitted
+    ],
+)
+def test_the_hosts_warmed_are_those_clients_will_use_and_django_admits(
+    settings, allowed, debug, bind, expected
+):
+    settings.ALLOWED_HOSTS, settings.DEBUG = allowed, debug
+    assert warm_up_hosts(bind) == expected
+
+
+@pytest.mark.django_db
+def test_warm_up_fills_the_response_cache_for_every_list_url_and_host(settings, monkeypatch):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    Car.objects.create(external_key="k1", title="Warm Car", description="ready")
+
+    done = warm_up(WSGIHandler(), ["127.0.0.1:8123"])
+
+    paths = ["/api/cars/", "/api/cars/default/", "/api/cars/web/", "/api/cars/mobile/"]
+    assert sorted(done) == sorted(
+        (host, path, 200) for host in ("127.0.0.1", "127.0.0.1:8123") for path in paths
+    )
+    assert len(recent_responses) == 8
+    from cars.api import views
+
+    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+    from django.test import Client
+
+    response = Client().get("/api/cars/web/", HTTP_HOST="127.0.0.1:8123")
+    assert response.status_code == 200  # from the cache: the view would have failed
+    assert response.json()[0]["title"] == "Warm Car"
+
+
+@pytest.mark.django_db
+def test_a_failing_warm_up_is_logged_and_the_worker_starts_anyway(settings, caplog):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+
+    def broken(environ, start_response):
+        raise RuntimeError("database is down")
+
+    assert warm_up(broken) == []
+    assert "warm-up failed" in caplog.text
+
+
+def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path):
+    """The project's gunicorn.conf.py is read by default: the hook runs before serving."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.development",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        MEDIA_ROOT=str(tmp_path / "media"),
+        ALLOWED_HOSTS="127.0.0.1",
+        DEBUG="false",
+        LOG_LEVEL="INFO",
+        REDIS_URL="",
+    )
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [GUNICORN, "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "warmed up" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/cars/web/", timeout=10)
+        assert response.status_code == 200 and response.json() == []
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    warmed = next(line for line in log.read_text().splitlines() if "warmed up" in line)
+    assert f"127.0.0.1:{port}/api/cars/web/ 200" in warmed
+    assert "127.0.0.1/api/cars/ 200" in warmed
