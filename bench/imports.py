@@ -52,11 +52,15 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
 
     # gunicorn right after the import. One worker, so that the request timed first is the
     # first this process serves (/healthz, the readiness probe, only proves it is up).
+    # gunicorn reads the project's gunicorn.conf.py, whose warm-up hook has sent the list
+    # URLs through the worker before it accepts connections; `new_url` is a page it did
+    # not warm (what the first request after an import costs while the server runs).
     with gunicorn(
         "config.wsgi", env=server_env(site), workers=1, ready_path="/healthz", log_name="ready"
     ) as (port, boot):
         status, _, body, first = http_get(port, "/api/cars/web/")
         steady_times = [http_get(port, "/api/cars/web/")[3] for _ in range(cfg.steady_requests)]
+        new_url = median([http_get(port, f"/api/cars/web/?limit={n}")[3] for n in (97, 98, 99)])
         page = json.loads(body) if status == 200 else []
         with_image = [item for item in page if item.get("image")]
         media_status = http_get(port, _path(with_image[0]["image"]))[0] if with_image else None
@@ -87,6 +91,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         "first_get_s": first,
         "first_get_status": status,
         "steady_get_s": steady,
+        "new_url_get_s": new_url,
         "ready_s": ready_s,
         "anchor_s": anchor_s,
         "first_page_items": len(page),
@@ -131,7 +136,15 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
             seconds(steady),
             first / steady,
             2,
-            note=f"median of {cfg.steady_requests}; gunicorn ready in {seconds(boot)}",
+            note=f"median of {cfg.steady_requests}; gunicorn ready in {seconds(boot)}"
+            " (the worker warm-up filled this page)",
+        ),
+        info(
+            "  a page the warm-up did not fill vs steady",
+            seconds(new_url),
+            seconds(steady),
+            new_url / steady,
+            note="limit=97/98/99, median: uncached in a warm worker",
         ),
         info(
             "  image server floor (plain httpx client)",

@@ -29,6 +29,7 @@ from cars.models import Car, ImageStatus
 from imports.models import ImportJob
 from imports.reasons import ImageReason
 from imports.services import run_import
+from tests.support.fixtures import project_env
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
 from tests.support.stack import (
     ROOT,
@@ -395,15 +396,7 @@ def test_an_image_server_trickling_bytes_is_cut_off_by_the_total_timeout(
 def test_a_trickling_csv_source_is_cut_off_too(http_server, tmp_path):
     """The CSV itself, over HTTP: the import fails (exit 1) within the timeout."""
     http_server.add("/cars.csv", b"id,title\n" + b"1,A\n" * 2000, chunk_delay=0.05, chunk_size=4)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
-    env.pop("REDIS_URL", None)
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.development",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        CARS_FETCH_TIMEOUT="1.5",
-        LOG_LEVEL="WARNING",
-    )
+    env = project_env(tmp_path, CARS_FETCH_TIMEOUT="1.5")
     assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
     started = time.monotonic()
     result = manage(env, "import_csv", http_server.url("/cars.csv"), "--no-progress")

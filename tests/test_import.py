@@ -559,13 +559,13 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
-def _store_that_kills_its_process(job, data, info):
+def _store_that_kills_its_process(job, data):
     """A render process dying mid-image (as when the kernel kills it for memory)."""
     import imports.pipeline
 
     if job.key == "2":
         os._exit(1)
-    return imports.pipeline._real_store(job, data, info)
+    return imports.pipeline._real_store(job, data)
 
 
 def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeypatch):
@@ -580,6 +580,7 @@ def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeyp
     beta = Car.objects.get(external_key="2")
     assert beta.image_status == ImageStatus.FAILED and beta.image_error == "invalid_image"
     assert "rendering crashed" in beta.image_error_message
+    assert "TypeError" not in beta.image_error_message  # the process died; no bad call
     monkeypatch.undo()
     out, _ = import_csv(str(catalog / "cars.csv"))
     assert Car.objects.filter(image_status=ImageStatus.READY).count() == 3, (

@@ -5,7 +5,6 @@ folder, exactly as a user or a deployment would.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,25 +23,6 @@ def run(args: list[str], env: dict[str, str], *, timeout: float = 120):
         text=True,
         timeout=timeout,
     )
-
-
-@pytest.fixture
-def dev_env(tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.development",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        LOG_LEVEL="WARNING",
-    )
-    return env
-
-
-@pytest.fixture
-def migrated_env(dev_env) -> dict[str, str]:
-    result = run(["manage.py", "migrate", "--noinput", "-v0"], dev_env)
-    assert result.returncode == 0, result.stderr
-    return dev_env
 
 
 def test_import_csv_exit_statuses_and_summary_line(migrated_env, tmp_path):

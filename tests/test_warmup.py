@@ -14,6 +14,7 @@ from django.core.handlers.wsgi import WSGIHandler
 from cars.api.caching import recent_responses
 from cars.models import Car
 from core.warmup import warm_up, warm_up_hosts
+from tests.support.fixtures import migrate, project_env
 from tests.support.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,20 +75,8 @@ def test_a_failing_warm_up_is_logged_and_the_worker_starts_anyway(settings, capl
 
 def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path):
     """The project's gunicorn.conf.py is read by default: the hook runs before serving."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.development",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        ALLOWED_HOSTS="127.0.0.1",
-        DEBUG="false",
-        LOG_LEVEL="INFO",
-        REDIS_URL="",
-    )
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    env = project_env(tmp_path, ALLOWED_HOSTS="127.0.0.1", DEBUG="false", LOG_LEVEL="INFO")
+    migrate(env)
     port = free_port()
     log = tmp_path / "gunicorn.log"
     with log.open("w") as out:

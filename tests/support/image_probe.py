@@ -1,9 +1,9 @@
 """Run hostile images through the real image pipeline, one at a time, measuring each.
 
 ``process(data)`` is what the importer does with downloaded bytes (imports.pipeline):
-``inspect_image`` (format, pixel cap, complete decode), then ``_store`` (save the original,
-render every platform's rendition with cars.renditions / cars.processors, record a
-reason code on failure). It returns "ok" or the reason code.
+``_store`` checks them with ``inspect_image`` (format, pixel cap, complete decode), saves
+the original, renders every platform's rendition with cars.renditions / cars.processors
+and records a reason code on failure. It returns "ok" or the reason code.
 
 As a program (``python -m tests.support.image_probe COUNT SEED``, Django settings from
 the environment) it replays the seeded corpus of tests/support/imagefuzz.py plus the
@@ -23,18 +23,10 @@ import time
 
 
 def process(data: bytes) -> str:
-    from django.conf import settings
-
-    from imports.images import inspect_image
     from imports.pipeline import _store
-    from imports.reasons import FetchError
     from imports.rows import ImageJob
 
-    try:
-        info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
-    except FetchError as exc:
-        return str(exc.reason)
-    outcome = _store(ImageJob(car_id=1, line=2, key="k", ref="car.jpg"), data, info)
+    outcome = _store(ImageJob(car_id=1, line=2, key="k", ref="car.jpg"), data)
     if outcome.error is not None:
         return str(outcome.error.reason)
     assert outcome.renditions and outcome.image_name
