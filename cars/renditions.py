@@ -47,13 +47,14 @@ def render_all(car: Car) -> dict[str, dict]:
 
     The returned mapping is `{platform: {"name", "width", "height"}}`. Names and specs are
     imagekit's (the car's ImageSpecFields). The original is decoded once, at the smallest
-    JPEG DCT scale that covers every platform. `fit` renditions are made largest first,
-    each from the previous one, instead of decoding and resizing the full original per
-    platform; the largest runs on a thread of its own, beside the others, since Pillow
-    releases the GIL while it resizes and while it encodes to a file (see `_encoded`):
-    one 4000×3000 photo's three renditions took 423 ms in a row. Sizes come from the
-    images just made and files are written in place (names carry the source's content
-    hash): one storage write per rendition.
+    JPEG DCT scale that covers every platform, instead of once per platform. The largest
+    `fit` is resized from it on a thread of its own; the other fits, largest first, on a
+    second thread, the first from the decoded original and each next one from the
+    previous; any other platform on a thread of its own. Pillow releases the GIL while it
+    resizes and while it encodes to a file (see `_encoded`): one 4000×3000 photo's three
+    renditions took 423 ms in a row. Sizes come from the images just made and files are
+    written in place (names carry the source's content hash): one storage write per
+    rendition.
     """
     platforms = get_platforms().values()
     source = car.image
@@ -114,14 +115,18 @@ def _encoded(img: Image.Image, spec) -> bytes:
     1920×1440 progressive JPEGs in 157 ms one after the other, 90 ms on two threads).
     memfd_create keeps the file in memory (Linux); elsewhere a temporary file.
     """
-    if hasattr(os, "memfd_create"):
-        scratch = open(os.memfd_create("rendition", os.MFD_CLOEXEC), "w+b")  # noqa: SIM115
-    else:
-        scratch = tempfile.TemporaryFile()  # noqa: SIM115
-    with scratch:
+    with _scratch_file() as scratch:
         save_image(img, scratch, spec.format, dict(spec.options or {}), spec.autoconvert)
         scratch.seek(0)
         return scratch.read()
+
+
+def _scratch_file():
+    """A file in memory (memfd, Linux), else a temporary file (other systems, sandboxes)."""
+    try:
+        return open(os.memfd_create("rendition", os.MFD_CLOEXEC), "w+b")
+    except (AttributeError, OSError):  # no memfd_create, or refused (seccomp, fd limit)
+        return tempfile.TemporaryFile()
 
 
 def _resized(img: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -15,6 +15,8 @@ the first clients of a new worker are answered from it.
 import io
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connections
@@ -30,29 +32,52 @@ REQUEST_ID = "warm-up"
 def post_worker_init(worker) -> None:
     """The gunicorn hook (gunicorn.conf.py, deploy/docker/gunicorn.conf.py).
 
-    A threaded worker serves requests on other threads than this one, and Django's
-    connections are per thread: there the warm-up's connection is closed.
+    Only a sync worker serves requests on this thread; Django's connections are per
+    thread, so for any other worker class the warm-up's connection is closed. The worker
+    tells the arbiter it is alive between requests, and the warm-up stops after a third
+    of gunicorn's timeout, so a slow database cannot get the worker killed at boot.
     """
-    warm_up(worker.wsgi, worker.cfg.bind, keep_connections=worker.cfg.threads <= 1)
+    from gunicorn.workers.sync import SyncWorker
+
+    warm_up(
+        worker.wsgi,
+        worker.cfg.bind,
+        keep_connections=isinstance(worker, SyncWorker),
+        seconds=worker.cfg.timeout / 3 if worker.cfg.timeout else MAX_SECONDS,
+        between=worker.notify,
+    )
+
+
+MAX_SECONDS = 10.0
 
 
 def warm_up(
-    application, bind: list[str] | tuple[str, ...] = (), *, keep_connections: bool = True
+    application,
+    bind: list[str] | tuple[str, ...] = (),
+    *,
+    keep_connections: bool = True,
+    seconds: float = MAX_SECONDS,
+    between: Callable[[], object] = lambda: None,
 ) -> list[tuple[str, str, int]]:
     """GET every catalogue list URL once per host; return (host, path, status) of each.
 
     Hosts: the first ALLOWED_HOSTS name that is not a pattern, and each TCP address of
     `bind` (gunicorn's) that ALLOWED_HOSTS admits, as clients reaching the process
-    directly would write it. Nothing is raised: a failure is logged and the worker starts
-    cold, as it would have anyway.
+    directly would write it. No request starts after `seconds`; `between` runs before
+    each. Nothing is raised: a failure is logged and the worker starts cold, as it would
+    have anyway.
     """
     done = []
+    deadline = time.monotonic() + seconds
     try:
         hosts = warm_up_hosts(bind)
         paths = ["/api/cars/", *(f"/api/cars/{name}/" for name in get_platforms())]
-        for host in hosts:
-            for path in paths:
-                done.append((host, path, _get(application, host, path)))
+        for host, path in ((host, path) for host in hosts for path in paths):
+            if time.monotonic() > deadline:
+                logger.warning("warm-up stopped after %.0f s", seconds)
+                break
+            between()
+            done.append((host, path, _get(application, host, path)))
         logger.info("warmed up: %s", ", ".join(f"{h}{p} {s}" for h, p, s in done) or "no host")
     except Exception:
         logger.warning("warm-up failed; the first requests will be slower", exc_info=True)

@@ -253,7 +253,10 @@ def _store(job: ImageJob, data: bytes) -> ImageOutcome:
     try:
         info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
     except FetchError as exc:
-        delete_files(list(job.old_files))
+        try:
+            delete_files(list(job.old_files))
+        except OSError as storage_exc:  # the image's own fault is still the reason
+            logger.warning("deleting old files of car %s failed: %s", job.car_id, storage_exc)
         return ImageOutcome(job, error=exc)
     try:
         delete_files(list(job.old_files))

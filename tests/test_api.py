@@ -891,18 +891,46 @@ def test_no_process_copies_when_the_budget_is_zero(client, catalog, settings):
 
 
 def test_the_process_cache_keeps_to_its_byte_budget_least_recently_used_first():
-    recent = RecentResponses(max_bytes=1000)
+    overhead = RecentResponses.ENTRY_OVERHEAD
+    entry_size = overhead + 1 + 400 + len("Content-Type") + len("application/json")
+    recent = RecentResponses(max_bytes=2 * entry_size + 100)
+
+    def entry(fill: bytes) -> tuple:
+        return (200, fill * 400, {"Content-Type": "application/json"})
+
     for key in "abc":
-        recent.put(key, (200, b"x" * 400, {}))
-    assert (len(recent), recent.size) == (2, 800)  # "a" made room for "c"
+        recent.put(key, entry(b"x"))
+    assert (len(recent), recent.size) == (2, 2 * entry_size)  # "a" made room for "c"
     assert recent.get("a") is None
     recent.get("b")  # now the most recent
-    recent.put("d", (200, b"y" * 400, {}))
+    recent.put("d", entry(b"y"))
     assert recent.get("c") is None and recent.get("b") is not None
-    recent.put("huge", (200, b"z" * 1001, {}))
-    assert recent.get("huge") is None and recent.size == 800
-    recent.put("b", (200, b"w" * 100, {}))  # replacing an entry frees its old size
-    assert recent.size == 500
+    recent.put("huge", (200, b"z" * (2 * entry_size), {}))
+    assert recent.get("huge") is None and recent.size == 2 * entry_size
+    recent.put("b", (200, b"", {}))  # replacing an entry frees its old size
+    assert recent.size == entry_size + overhead + 1
+
+
+def test_tiny_responses_cannot_outgrow_the_process_cache():
+    recent = RecentResponses(max_bytes=64 * 1024)
+    for i in range(10_000):  # e.g. empty results of made-up searches
+        recent.put(f"cars:response:{i:024x}", (200, b"[]", {"ETag": f'"{i:024x}"'}))
+    assert recent.size <= 64 * 1024
+    key, body, header = 14 + 24, 2, 4 + 26  # "cars:response:" + 24 hex, "[]", ETag
+    assert len(recent) == 64 * 1024 // (RecentResponses.ENTRY_OVERHEAD + key + body + header)
+
+
+def test_process_cache_entries_expire(monkeypatch):
+    import cars.api.caching as caching
+
+    now = [1000.0]
+    monkeypatch.setattr(caching.time, "monotonic", lambda: now[0])
+    recent = RecentResponses(max_bytes=1 << 20, ttl=60)
+    recent.put("k", (200, b"body", {}))
+    now[0] += 59
+    assert recent.get("k") == (200, b"body", {})
+    now[0] += 2
+    assert recent.get("k") is None and recent.size == 0 and len(recent) == 0
 
 
 # --------------------------------------------------------------------------- no I/O in requests

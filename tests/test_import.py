@@ -586,3 +586,18 @@ def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeyp
     assert Car.objects.filter(image_status=ImageStatus.READY).count() == 3, (
         "the next import retries"
     )
+
+
+def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(db, monkeypatch):
+    import imports.pipeline
+    from imports.rows import ImageJob
+
+    def storage_down(names):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(imports.pipeline, "delete_files", storage_down)
+    job = ImageJob(car_id=1, line=2, key="k", ref="car.jpg", old_files=("images/old.jpg",))
+
+    outcome = imports.pipeline._store(job, b"not an image at all")
+
+    assert outcome.error is not None and outcome.error.reason == "invalid_image"

@@ -67,15 +67,21 @@ def test_storage_is_written_once_per_rendition_and_asked_nothing(settings, monke
     assert len(list(Path(settings.MEDIA_ROOT).glob("CACHE/images/**/*.jpg"))) == 3
 
 
-@pytest.mark.parametrize("memfd", [True, False])
+@pytest.mark.parametrize("memfd", ["available", "missing", "refused"])
 def test_encoding_through_a_file_gives_imagekits_bytes(monkeypatch, memfd):
     """`_encoded` writes to a file (so Pillow releases the GIL); the bytes are pilkit's."""
     from pilkit.utils import img_to_fobj
 
     from cars.renditions import _encoded
 
-    if not memfd:
-        monkeypatch.delattr("os.memfd_create", raising=False)  # the temporary-file path
+    if memfd == "missing":  # other systems: a temporary file
+        monkeypatch.delattr("os.memfd_create", raising=False)
+    elif memfd == "refused":  # a sandbox (seccomp) or the fd limit
+
+        def refuse(*args):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr("os.memfd_create", refuse)
     img = Image.open(io.BytesIO(photo_like(900, 600, seed=3))).convert("RGB")
     spec = Car(pk=1).image_web.generator
     expected = img_to_fobj(img, spec.format, spec.autoconvert, **spec.options).getvalue()

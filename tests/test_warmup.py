@@ -73,6 +73,16 @@ def test_a_failing_warm_up_is_logged_and_the_worker_starts_anyway(settings, capl
     assert "warm-up failed" in caplog.text
 
 
+@pytest.mark.django_db
+def test_warm_up_reports_liveness_between_requests_and_stops_at_its_deadline(settings, caplog):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    beats = []
+
+    assert len(warm_up(WSGIHandler(), between=lambda: beats.append(1))) == len(beats) == 4
+    assert warm_up(WSGIHandler(), seconds=-1, between=lambda: beats.append(1)) == []
+    assert len(beats) == 4 and "warm-up stopped" in caplog.text
+
+
 def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path):
     """The project's gunicorn.conf.py is read by default: the hook runs before serving."""
     env = project_env(tmp_path, ALLOWED_HOSTS="127.0.0.1", DEBUG="false", LOG_LEVEL="INFO")

@@ -12,6 +12,7 @@ cache, Redis in production); `If-None-Match` with the current ETag only the quer
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 
 from django.conf import settings
@@ -43,17 +44,23 @@ class _StoredHeaders(ResponseHeaders):
 
 
 class RecentResponses:
-    """This process's most recently used responses, up to `max_bytes` of bodies (LRU).
+    """This process's most recently used responses (LRU), up to `max_bytes` in all.
 
     It sits in front of Django's cache, whose every hit is a pickle round trip (and, on
     Redis, a network one): a third of a cached response's cost. Keys carry the catalogue
-    version, so an entry is never stale; older versions' entries just age out.
+    version, so an entry is not stale while the version only grows; entries still expire
+    after `ttl` seconds, like the shared cache's, in case it ever goes back (a restored
+    database). An entry's size counts its key, body and headers plus a fixed overhead, so
+    many tiny responses (empty searches) cannot outgrow the budget either.
     """
 
-    def __init__(self, max_bytes: int | None = None):
+    ENTRY_OVERHEAD = 1024  # bytes: the tuple, dict and strings around key, body, headers
+
+    def __init__(self, max_bytes: int | None = None, ttl: float = CACHE_SECONDS):
         self._max_bytes = max_bytes  # None: settings.CARS_API_LOCAL_CACHE_MB
+        self.ttl = ttl
         self.size = 0
-        self._entries: OrderedDict[str, tuple] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, int, tuple]] = OrderedDict()
         self._lock = threading.Lock()  # gthread workers share one process
 
     @property
@@ -64,25 +71,34 @@ class RecentResponses:
 
     def get(self, key: str) -> tuple | None:
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            expires, size, entry = found
+            if expires <= time.monotonic():
+                del self._entries[key]
+                self.size -= size
+                return None
+            self._entries.move_to_end(key)
             return entry
 
     def put(self, key: str, entry: tuple) -> None:
-        """`entry` is (status, content, headers); bodies over the budget are not kept."""
+        """`entry` is (status, content, headers); one bigger than the budget is not kept."""
+        _, content, headers = entry
+        size = self.ENTRY_OVERHEAD + len(key) + len(content)
+        size += sum(len(name) + len(value) for name, value in headers.items())
         max_bytes = self.max_bytes
-        if len(entry[1]) > max_bytes:
+        if size > max_bytes:
             return
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self.size -= len(old[1])
-            self._entries[key] = entry
-            self.size += len(entry[1])
+                self.size -= old[1]
+            self._entries[key] = (time.monotonic() + self.ttl, size, entry)
+            self.size += size
             while self.size > max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self.size -= len(dropped[1])
+                _, (_, dropped, _) = self._entries.popitem(last=False)
+                self.size -= dropped
 
     def clear(self) -> None:
         with self._lock:
