@@ -40,7 +40,9 @@ def test_the_hosts_warmed_are_those_clients_will_use_and_django_admits(
     assert warm_up_hosts(bind) == expected
 
 
-@pytest.mark.django_db
+# transaction=True: the warm-up goes through the WSGI handler itself, whose request
+# signals close the connection (as in a real worker), which would end a test transaction.
+@pytest.mark.django_db(transaction=True)
 def test_warm_up_fills_the_response_cache_for_every_list_url_and_host(settings, monkeypatch):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     Car.objects.create(external_key="k1", title="Warm Car", description="ready")
@@ -73,7 +75,7 @@ def test_a_failing_warm_up_is_logged_and_the_worker_starts_anyway(settings, capl
     assert "warm-up failed" in caplog.text
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_warm_up_reports_liveness_between_requests_and_stops_at_its_deadline(settings, caplog):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
     beats = []
