@@ -29,8 +29,8 @@ from cars.models import Car, ImageStatus
 from imports.models import ImportJob
 from imports.reasons import ImageReason
 from imports.services import run_import
-from tests.support.fixtures import project_env
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
+from tests.support.project import manage, project_env
 from tests.support.stack import (
     ROOT,
     _missing,
@@ -41,17 +41,6 @@ from tests.support.stack import (
 )
 
 pytestmark = pytest.mark.faults
-
-
-def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 # --- the database goes away mid-import ------------------------------------------------------

@@ -4,15 +4,12 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from imports.services import run_import
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.project import ROOT, manage, migrate, run
 
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -35,13 +32,7 @@ def json_lines(stderr: str) -> list[dict]:
 
 def test_a_request_in_production_logs_one_json_line_with_its_request_id(tmp_path):
     env = production_env(tmp_path, STATIC_ROOT=str(tmp_path / "static"))
-    collected = subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    collected = manage(env, "collectstatic", "--noinput", "-v0")
     assert collected.returncode == 0, collected.stderr
     assert list((tmp_path / "static").rglob("*.css.gz")), "compressed, hashed static files"
     assert (tmp_path / "static" / "staticfiles.json").exists()
@@ -50,14 +41,7 @@ def test_a_request_in_production_logs_one_json_line_with_its_request_id(tmp_path
         "r = Client().get('/healthz', secure=True, HTTP_X_REQUEST_ID='req-42');"
         "print(r.status_code, r.headers['X-Request-ID'])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run(["-c", script], env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "req-42"]
     lines = json_lines(result.stderr)
@@ -72,18 +56,8 @@ def test_a_request_in_production_logs_one_json_line_with_its_request_id(tmp_path
 
 def test_an_import_logs_its_job_id_and_counts_as_json(tmp_path):
     env = production_env(tmp_path, CARS_ALLOW_PRIVATE_URLS="true")
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
-    )
-    assert migrate.returncode == 0, migrate.stderr
-    result = subprocess.run(
-        [sys.executable, "manage.py", "import_csv", "--no-progress"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    migrate(env)
+    result = manage(env, "import_csv", "--no-progress")
     assert result.returncode == 0, result.stderr
     logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     (job,) = [line for line in logged if "job_id" in line]
@@ -150,18 +124,13 @@ def test_run_import_without_a_job_is_not_counted(db, client):
 
 def test_production_redirects_plain_http_api_requests_even_when_cached(tmp_path):
     env = production_env(tmp_path, STATIC_ROOT=str(tmp_path / "static"))
-    migrate = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, capture_output=True
-    )
-    assert migrate.returncode == 0, migrate.stderr
+    migrate(env)
     script = (
         "import django; django.setup(); from django.test import Client; c = Client();"
         "a = c.get('/api/cars/', secure=True); b = c.get('/api/cars/', secure=True);"
         "d = c.get('/api/cars/');"
         "print(a.status_code, b.status_code, b['ETag'] == a['ETag'], d.status_code, d['Location'])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    result = run(["-c", script], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "200", "True", "301", "https://testserver/api/cars/"]

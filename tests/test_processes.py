@@ -5,24 +5,10 @@ folder, exactly as a user or a deployment would.
 """
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(args: list[str], env: dict[str, str], *, timeout: float = 120):
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.support.project import run
 
 
 def test_import_csv_exit_statuses_and_summary_line(migrated_env, tmp_path):

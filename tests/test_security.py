@@ -10,14 +10,12 @@ import io
 import json
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from imports.csv_reader import CsvReader, CsvSourceError
-from tests.support.stack import ROOT
+from tests.support.project import manage
 
 ERROR_SCRIPT = r"""
 import json
@@ -57,17 +55,6 @@ def production_env(tmp_path) -> dict[str, str]:
         LOG_LEVEL="DEBUG",  # the most a production log could ever say
     )
     return env
-
-
-def manage(env, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_a_500_in_production_answers_generic_json_and_logs_no_secret(tmp_path):

@@ -6,15 +6,14 @@ so that there they fail instead of skipping.
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.images import jpeg_bytes, photo_like
-from tests.support.stack import ROOT, running_stack
+from tests.support.project import manage
+from tests.support.stack import running_stack
 
 pytestmark = pytest.mark.stack
 
@@ -54,9 +53,7 @@ def embedded_default(tmp_path: Path, source: str, paths: list[str]) -> dict[str,
         ["import_csv", source, "--no-progress"],
         ["shell", "-c", script],
     ):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True
-        )
+        result = manage(env, *args, timeout=600)
         assert result.returncode == 0, result.stderr
     return json.loads(
         result.stdout.strip().splitlines()[-1].replace("http://testserver", "http://HOST")

@@ -14,10 +14,9 @@ from django.core.handlers.wsgi import WSGIHandler
 from cars.api.caching import recent_responses
 from cars.models import Car
 from core.warmup import warm_up, warm_up_hosts
-from tests.support.fixtures import migrate, project_env
+from tests.support.project import ROOT, migrate, project_env
 from tests.support.stack import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
 

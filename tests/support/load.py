@@ -21,7 +21,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from pathlib import Path
 import httpx
 
 from tests.support.images import jpeg_bytes
+from tests.support.project import manage
 from tests.support.stack import (
     BIN,
     REDIS_HOST,
@@ -208,14 +208,7 @@ def _service_env(tmp_path: Path):
 
 
 def _manage(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    result = manage(env, *args, timeout=timeout)
     assert result.returncode == 0, f"manage.py {args}: {result.stdout}\n{result.stderr}"
     return result
 

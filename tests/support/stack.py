@@ -23,7 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.support.project import ROOT, manage
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 PG_ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 BIN = Path(sys.executable).parent
@@ -106,14 +107,7 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def manage(self, *args: str, timeout: float = 120) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        result = manage(self.env, *args, timeout=timeout)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
