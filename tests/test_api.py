@@ -790,8 +790,38 @@ def test_matching_if_none_match_is_a_304_without_the_list_query(
         assert response.status_code == 304, url
         assert response.content == b""
         assert response["ETag"] == etag
-        assert "Cache-Control" in response
+        assert response["Cache-Control"] == client.get(url)["Cache-Control"], url
         assert not any("cars_car" in q["sql"] for q in captured.captured_queries), url
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="counts statements with sqlite3's trace")
+def test_a_304_and_a_cached_page_each_run_one_statement_the_version(client, catalog):
+    """README: a hit or a 304 costs one primary-key query. It runs on the driver's
+    connection, past Django's query log, so it is counted at the driver."""
+    url = "/api/cars/web/?limit=2"
+    etag = client.get(url)["ETag"]
+    statements: list[str] = []
+    connection.ensure_connection()
+    connection.connection.set_trace_callback(statements.append)
+    try:
+        assert client.get(url).status_code == 200
+        assert client.get(url, HTTP_IF_NONE_MATCH=etag).status_code == 304
+    finally:
+        connection.connection.set_trace_callback(None)
+    assert statements == ["SELECT version FROM cars_catalogstate WHERE id = 1"] * 2
+
+
+@pytest.mark.parametrize("max_age", [0, 300])
+def test_a_304_carries_the_same_cache_control_as_the_full_response(
+    client, catalog, settings, max_age
+):
+    settings.CARS_API_MAX_AGE = max_age
+    full = client.get("/api/cars/?limit=3")
+    not_modified = client.get("/api/cars/?limit=3", HTTP_IF_NONE_MATCH=full["ETag"])
+    assert not_modified.status_code == 304
+    assert not_modified["Cache-Control"] == full["Cache-Control"]
+    assert f"max-age={max_age}" in full["Cache-Control"]
+    assert ("must-revalidate" in full["Cache-Control"]) == (max_age == 0)
 
 
 def test_a_non_matching_if_none_match_gets_the_full_response(client, catalog):

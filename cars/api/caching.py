@@ -179,21 +179,29 @@ def _etag(version: int, request: HttpRequest) -> str:
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
 
 
+def _cache_directives() -> dict:
+    directives = {"public": True, "max_age": settings.CARS_API_MAX_AGE}
+    if settings.CARS_API_MAX_AGE == 0:
+        directives["must_revalidate"] = True
+    return directives
+
+
 def _cache_control() -> str:
-    value = f"public, max-age={settings.CARS_API_MAX_AGE}"
-    return value + ", must-revalidate" if settings.CARS_API_MAX_AGE == 0 else value
+    """The header `patch_cache_control(**_cache_directives())` gives a response without one."""
+    return ", ".join(
+        name.replace("_", "-") if value is True else f"{name.replace('_', '-')}={value}"
+        for name, value in _cache_directives().items()
+    )
 
 
 def _not_modified(tag: str) -> HttpResponse:
     response = HttpResponseNotModified()
     response.headers["ETag"] = tag
-    response.headers["Cache-Control"] = _cache_control()
+    response.headers["Cache-Control"] = _cache_control()  # the string: no parse and merge
     return response
 
 
 def _finish(response: HttpResponse, tag: str) -> HttpResponse:
     response["ETag"] = tag
-    patch_cache_control(response, public=True, max_age=settings.CARS_API_MAX_AGE)
-    if settings.CARS_API_MAX_AGE == 0:
-        patch_cache_control(response, must_revalidate=True)
+    patch_cache_control(response, **_cache_directives())
     return response
