@@ -5,8 +5,6 @@ Real CSVs, real images over real sockets (the local HTTP server), the real impor
 What a browser makes of the import page is in test_browser.py.
 """
 
-import csv
-import io
 import re
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from imports.models import ImportJob
 from imports.retry import retry_failed_images
 from imports.services import run_import
 from imports.sources import SourceError, open_source, save_upload
+from tests.support.catalog import csv_bytes
 from tests.support.images import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -31,14 +30,6 @@ CARS = "/admin/cars/car/"
 JOBS = "/admin/imports/importjob/"
 IMPORT_CSV = "/admin/imports/importjob/import-csv/"
 JPEG = {"Content-Type": "image/jpeg"}
-
-
-def csv_bytes(rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "title", "description", "image"])
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 def messages_of(response) -> list[str]:

@@ -5,7 +5,6 @@ database, real renditions on disk. Without REDIS_URL a job runs inside the POST,
 answer already tells how it went; with REDIS_URL it is handed to Celery after commit.
 """
 
-import csv
 import io
 import re
 
@@ -18,6 +17,7 @@ from cars.models import Car
 from imports.jobs import create_job
 from imports.locks import acquire
 from imports.models import ImportJob
+from tests.support.catalog import csv_bytes
 from tests.support.images import jpeg_bytes, png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -38,14 +38,6 @@ ZERO_COUNTS = dict.fromkeys(
     ("created", "updated", "unchanged", "deleted", "rejected", "images_ok", "images_failed"), 0
 )
 _LINK = re.compile(r'<([^>]*)>;\s*rel="([^"]+)"')
-
-
-def csv_bytes(rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "title", "description", "image"])
-    writer.writerows(rows)
-    return out.getvalue().encode()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Small real catalogues on disk: a CSV and the images it names."""
 
 import csv
+import io
 from pathlib import Path
 
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
@@ -14,6 +15,15 @@ def write_csv(path: Path, rows: list[list[str]], header=HEADER) -> Path:
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def csv_bytes(rows: list[list[str]], header=HEADER) -> bytes:
+    """A CSV file's bytes (as uploaded to the imports API or the admin)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
 
 
 def small_catalog(folder: Path) -> Path:
