@@ -21,6 +21,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.db import connections
 from django.http.request import split_domain_port, validate_host
+from django.urls import reverse
 
 from cars.platforms import get_platforms
 
@@ -71,7 +72,10 @@ def warm_up(
     deadline = time.monotonic() + seconds
     try:
         hosts = warm_up_hosts(bind)
-        paths = ["/api/cars/", *(f"/api/cars/{name}/" for name in get_platforms())]
+        paths = [
+            reverse("car-list"),
+            *(reverse("car-platform-list", args=[name]) for name in get_platforms()),
+        ]
         for host, path in ((host, path) for host in hosts for path in paths):
             if time.monotonic() > deadline:
                 logger.warning("warm-up stopped after %.0f s", seconds)
