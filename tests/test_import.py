@@ -601,3 +601,16 @@ def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(db
     outcome = imports.pipeline._store(job, b"not an image at all")
 
     assert outcome.error is not None and outcome.error.reason == "invalid_image"
+
+
+def test_render_processes_run_below_the_fetch_threads_priority():
+    """README: rendering takes the CPU the downloads leave (render processes at nice 10)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import imports.pipeline
+
+    with imports.pipeline._render_pool() as pool:
+        if not isinstance(pool, ProcessPoolExecutor):
+            pytest.skip("one core: rendering runs on threads of this process")
+        child = pool.submit(os.nice, 0).result()
+    assert child == min(19, os.nice(0) + imports.pipeline.RENDER_NICENESS)
