@@ -11,10 +11,12 @@ import httpx
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
 
-from cars.api.caching import recent_responses
+from cars.api.caching import PageAddress, RecentPages, recent_pages, recent_responses
+from cars.catalog import bump_catalog_version
 from cars.models import Car
-from core.warmup import warm_up, warm_up_hosts
-from tests.support.project import ROOT, migrate, project_env
+from core.warmup import CatalogWatcher, warm_up, warm_up_hosts
+from tests.support.catalog import write_csv
+from tests.support.project import ROOT, manage, migrate, project_env
 from tests.support.stack import free_port
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
@@ -112,3 +114,139 @@ def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path)
     warmed = next(line for line in log.read_text().splitlines() if "warmed up" in line)
     assert f"127.0.0.1:{port}/api/cars/web/ 200" in warmed
     assert "127.0.0.1/api/cars/ 200" in warmed
+
+
+# --- the refresher: pages rendered again after an import -----------------------------------
+
+
+def _fail_if_rendered(monkeypatch) -> None:
+    """From now on a page that is not in the cache answers 500."""
+    from cars.api import views
+
+    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_an_import_the_pages_clients_asked_for_are_rendered_again_before_they_ask(
+    settings, monkeypatch
+):
+    settings.ALLOWED_HOSTS = ["testserver", "cars.example.com"]
+    Car.objects.create(external_key="k1", title="Old Car")
+    from django.test import Client
+
+    client = Client()
+    assert client.get("/api/cars/web/?limit=5").status_code == 200
+    assert client.get("/api/cars/", HTTP_HOST="cars.example.com").status_code == 200
+    client.get("/api/cars/mobile/", HTTP_ORIGIN="https://app.example.com")  # CORS: not kept
+    assert [(p.host, p.path, p.query) for p in recent_pages.snapshot()] == [
+        ("testserver", "/api/cars/web/", "limit=5"),
+        ("cars.example.com", "/api/cars/", ""),
+    ]
+    watcher = CatalogWatcher(WSGIHandler(), interval=60)
+    assert watcher.check() == []  # the first check only learns the version
+    assert watcher.check() == []  # nothing changed: nothing rendered
+
+    Car.objects.create(external_key="k2", title="New Car")
+    bump_catalog_version()  # what an import does in its transaction
+    refreshed = watcher.check()
+
+    assert refreshed == [
+        ("testserver", "/api/cars/web/?limit=5", 200),
+        ("cars.example.com", "/api/cars/", 200),
+    ]
+    assert watcher.refreshed == 1 and watcher.check() == []
+    _fail_if_rendered(monkeypatch)
+    page = client.get("/api/cars/web/?limit=5")
+    assert page.status_code == 200  # from the cache: the view would have failed
+    assert [car["title"] for car in page.json()] == ["Old Car", "New Car"]
+    assert client.get("/api/cars/", HTTP_HOST="cars.example.com").json()[1]["title"] == "New Car"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_watcher_thread_refreshes_soon_after_a_change_and_retries_a_failed_refresh(
+    settings, caplog
+):
+    settings.ALLOWED_HOSTS = ["testserver"]
+    from django.test import Client
+
+    Client().get("/api/cars/web/")
+    calls = []
+    handler = WSGIHandler()
+
+    def application(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        if len(calls) == 1:
+            raise RuntimeError("the first refresh breaks")
+        return handler(environ, start_response)
+
+    watcher = CatalogWatcher(application, interval=0.02)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while watcher.seen is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bump_catalog_version()
+        while watcher.refreshed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
+    assert watcher.refreshed == 1, caplog.text
+    assert calls == ["/api/cars/web/", "/api/cars/web/"]  # failed, then tried again
+    assert "checking the catalogue version failed" in caplog.text
+
+
+def test_recent_pages_keep_the_newest_addresses_up_to_their_limit():
+    pages = RecentPages(limit=2)
+    a, b, c = (PageAddress("h", f"/api/cars/{n}/", "", False) for n in "abc")
+    for address in (a, b, a, c):
+        pages.add(address)
+    assert pages.snapshot() == [a, c]
+    off = RecentPages(limit=0)
+    off.add(a)
+    assert off.snapshot() == []
+
+
+def test_a_running_gunicorn_renders_its_pages_again_after_an_import(tmp_path):
+    """End to end: gunicorn's workers watch the version; an import (another process) bumps it."""
+    env = project_env(
+        tmp_path,
+        ALLOWED_HOSTS="127.0.0.1",
+        DEBUG="false",
+        LOG_LEVEL="INFO",
+        CARS_API_REFRESH_INTERVAL="0.1",
+    )
+    migrate(env)
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [GUNICORN, "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "warmed up" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/api/cars/web/?limit=7"
+        assert httpx.get(url, timeout=10).json() == []
+        csv_path = write_csv(tmp_path / "cars.csv", [["c1", "Fresh Car", "just in", ""]])
+        imported = manage(env, "import_csv", str(csv_path), "--no-progress")
+        assert imported.returncode == 0, imported.stderr
+        while "recent pages rendered again" not in log.read_text():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        page = httpx.get(url, timeout=10)
+        assert [car["title"] for car in page.json()] == ["Fresh Car"]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    refreshed = next(line for line in log.read_text().splitlines() if "rendered again" in line)
+    # 4 lists warmed for 2 hosts (127.0.0.1, the bound address), and the page asked for.
+    assert "9 recent pages rendered again" in refreshed

@@ -239,6 +239,11 @@ CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
 # Each server process keeps its most recent API responses (up to this many MB of bodies)
 # in front of the shared cache; 0 turns that off.
 CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
+# Each gunicorn worker checks the catalogue version every this many seconds (0 = never)
+# and, when an import has changed it, renders again the last CARS_API_REFRESH_PAGES pages
+# it served, so clients find them in the cache instead of paying the first render.
+CARS_API_REFRESH_INTERVAL = env.float("CARS_API_REFRESH_INTERVAL", default=1.0)
+CARS_API_REFRESH_PAGES = env.int("CARS_API_REFRESH_PAGES", default=20)
 # Seconds after which the lock of an import whose process died is taken over.
 CARS_IMPORT_LOCK_TTL = env.int("CARS_IMPORT_LOCK_TTL", default=3 * 3600)
 
