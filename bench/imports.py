@@ -2,17 +2,24 @@
 
 `manage.py import_csv` is timed on a fresh database and media folder, then gunicorn is
 started and the first GET of /api/cars/web/ is timed, then a steady-state GET (median).
+Then, with that server still running, every row is imported again with a new description
+(the images unchanged, so not fetched again) and /api/cars/web/ is asked 2 s after that
+import ended. Floors of the codec (bench/floors.py) say what any renderer would need.
 The download phase is `report.timings["fetch"]` when the import report has it, else the
 image server's own window (first request arrived → last byte written).
 """
 
+import csv
 import json
 import os
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 
-from . import data, references
+from . import data, floors, references
 from .common import Config, Site, gunicorn, http_get, manage, median, migrate, server_env
 from .imageserver import ImageServer
 from .report import Row, at_least, at_most, check, info, seconds
@@ -49,6 +56,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     timings = report.get("timings") or {}
 
     floor_render = render_floor(images, cfg.images)
+    codec = codec_floor(images[0], cfg.images)
 
     # gunicorn right after the import. One worker, so that the request timed first is the
     # first this process serves (/healthz, the readiness probe, only proves it is up).
@@ -60,11 +68,14 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     ) as (port, boot):
         status, _, body, first = http_get(port, "/api/cars/web/")
         steady_times = [http_get(port, "/api/cars/web/")[3] for _ in range(cfg.steady_requests)]
-        new_url = median([http_get(port, f"/api/cars/web/?limit={n}")[3] for n in (97, 98, 99)])
         page = json.loads(body) if status == 200 else []
         with_image = [item for item in page if item.get("image")]
         media_status = http_get(port, _path(with_image[0]["image"]))[0] if with_image else None
+        trials = [import_while_running(site, port, csv_path, n) for n in range(1, 4)]
+        new_url = median([http_get(port, f"/api/cars/web/?limit={n}")[3] for n in (97, 98, 99)])
     steady = median(steady_times)
+    after_import = median([t["first_get_s"] for t in trials])
+    updated = all(t["updated"] for t in trials)
 
     fetch_s = timings.get("fetch", served["window_s"])
     fetch_source = "report.timings" if "fetch" in timings else "image server"
@@ -87,10 +98,14 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         "ideal_fetch_s": ideal_s,
         "server_floor_s": floor,
         "render_floor": floor_render,
+        "codec_floor": codec,
         "gunicorn_boot_s": boot,
         "first_get_s": first,
         "first_get_status": status,
         "steady_get_s": steady,
+        "imports_while_running": trials,
+        "after_import_get_s": after_import,
+        "after_import_updated": updated,
         "new_url_get_s": new_url,
         "ready_s": ready_s,
         "anchor_s": anchor_s,
@@ -141,12 +156,22 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         ),
         at_most(
             "first request after import, server running",
+            seconds(after_import),
+            seconds(steady),
+            after_import / steady if updated else None,
+            2,
+            note="median of 3 re-imports of every row into the running server (probed every "
+            f"{PROBE_EVERY_S * 1000:.0f} ms), GET 2 s after each; the worker renders the pages "
+            f"it served again within CARS_API_REFRESH_INTERVAL ({REFRESH_INTERVAL_S:g} s)"
+            + ("" if updated else "; A PAGE WAS NOT UPDATED"),
+        ),
+        info(
+            "  a page no client had asked for",
             seconds(new_url),
             seconds(steady),
             new_url / steady,
-            2,
-            note="a page the warm-up did not fill (limit=97/98/99, median): what every "
-            "page costs once after an import lands on a running server",
+            note="limit=97/98/99 after the import (median): uncached, rendered for its "
+            "first client",
         ),
         info(
             "  image server floor (plain httpx client)",
@@ -160,6 +185,21 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
             seconds(floor_render["seconds"]),
             note=f"{cfg.images} × {seconds(floor_render['per_image_s'])} "
             f"({floor_render['renderer']}, web+mobile) ÷ {floor_render['cpus']} cores",
+        ),
+        info(
+            "  codec floor (decode + 3 progressive encodes)",
+            seconds(codec["seconds"]),
+            f"{seconds(anchor_s / 9)} (9× budget)",
+            codec["seconds"] / (anchor_s / 9),
+            note=f"{cfg.images} × {seconds(codec['per_image_s'])} ÷ {codec['cpus']} cores, no "
+            f"resize, no I/O: {_reach(codec['seconds'], anchor_s / 9)}",
+        ),
+        info(
+            "  the same with baseline encodes",
+            seconds(codec["baseline_seconds"]),
+            f"{seconds(anchor_s / 9)} (9× budget)",
+            codec["baseline_seconds"] / (anchor_s / 9),
+            note="what SPEC §5's progressive JPEGs cost",
         ),
         info(f"import peak RSS ({cfg.images} img)", f"{imported.peak_rss_mb:.0f} MB"),
     ]
@@ -199,6 +239,88 @@ def render_floor(images: list, rows: int) -> dict:
         "cpus": cpus,
         "seconds": timed[name] * rows / cpus,
     }
+
+
+# The project's default (config/settings/base.py); the bench leaves it as it is.
+REFRESH_INTERVAL_S = 1.0
+PROBE_EVERY_S = 0.05
+
+
+def import_while_running(site: Site, port: int, csv_path: Path, trial: int) -> dict:
+    """An import lands while the server runs; then a client asks for the first page.
+
+    Every row gets a new description (the images do not change, so none is fetched
+    again): the catalogue version moves and every cached page is outdated. Meanwhile
+    /healthz is asked every PROBE_EVERY_S, as a load balancer would: a running server is
+    not an idle one (a request after seconds of idle costs 2-4 ms more here, imports or
+    not). The timed GET comes 2 × CARS_API_REFRESH_INTERVAL after the import ended.
+    """
+    marker = f" (update {trial})"
+    stop = threading.Event()
+
+    def probe() -> None:
+        while not stop.wait(PROBE_EVERY_S):
+            http_get(port, "/healthz")
+
+    prober = threading.Thread(target=probe, daemon=True)
+    prober.start()
+    try:
+        imported = manage(
+            site,
+            "import_csv",
+            str(updated_csv(csv_path, marker)),
+            "--no-progress",
+            log_name=f"reimport-{trial}",
+        )
+        time.sleep(2 * REFRESH_INTERVAL_S)
+    finally:
+        stop.set()
+        prober.join()
+    status, _, body, first = http_get(port, "/api/cars/web/")
+    page = json.loads(body) if status == 200 else []
+    return {
+        "import_s": imported.seconds,
+        "first_get_s": first,
+        "updated": bool(page) and all(item["description"].endswith(marker) for item in page),
+    }
+
+
+def updated_csv(csv_path: Path, marker: str) -> Path:
+    """The same rows and image URLs, `marker` added to every description."""
+    with csv_path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    path = csv_path.with_name(csv_path.stem + "-updated.csv")
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(rows[0])
+        column = rows[0].index("description")
+        for row in rows[1:]:
+            row[column] += marker
+            writer.writerow(row)
+    return path
+
+
+def codec_floor(image, rows: int) -> dict:
+    """The least CPU any renderer on this codec spends on `rows` such images, on all cores.
+
+    Per image: one decode and the progressive encodes of the three renditions
+    (bench/floors.py); resizing, checking and storing come on top in any real pipeline.
+    """
+    floor = floors.codec_floor(image.read_bytes())
+    cpus = os.cpu_count() or 1
+    return {
+        **floor,
+        "cpus": cpus,
+        "per_image_s": floor["cpu_s"],
+        "seconds": floor["cpu_s"] * rows / cpus,
+        "baseline_seconds": floor["baseline_cpu_s"] * rows / cpus,
+    }
+
+
+def _reach(floor_s: float, budget_s: float) -> str:
+    if floor_s > budget_s:
+        return f"the target is out of reach here ({floor_s / budget_s:.1f}× the budget)"
+    return "the target is within reach of the codec"
 
 
 def _path(url: str) -> str:

@@ -9,11 +9,12 @@ end up top-right), progressive, no metadata, web size within 15% of Pillow's.
 """
 
 import json
+import os
 import sys
 
 from PIL import Image
 
-from . import data, references
+from . import data, floors, references
 from .common import PYTHON, Config, Site, median, migrate, run_timed
 from .report import Row, at_most, check, info, seconds, within
 
@@ -44,6 +45,10 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         candidates["pyvips"] = vips["median_s"]
     best_name = min(candidates, key=candidates.get)
     best = candidates[best_name]
+    codec = floors.codec_floor(source, cfg.render_runs)
+    cpus = os.cpu_count() or 1
+    codec_wall = floors.wall_floor(codec, cpus, resizes=False)
+    pillow_wall = floors.wall_floor(codec, cpus, resizes=True)
 
     fits = {name: _fit_box(spec) for name, spec in ours["platforms"].items()}
     described = {
@@ -65,6 +70,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         "pillow_draft": {k: v for k, v in pillow.items() if k != "outputs"},
         "pyvips": {k: v for k, v in vips.items() if k != "outputs"} if vips else missing,
         "reference": best_name,
+        "codec_floor": {**codec, "wall_s": codec_wall, "pillow_wall_s": pillow_wall, "cpus": cpus},
         "problems": problems,
     }
     platforms = "+".join(ours["platforms"])
@@ -79,6 +85,24 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         ),
         info("  Pillow draft (web+mobile)", seconds(pillow["median_s"])),
         info("  pyvips thumbnail (web+mobile)", seconds(vips["median_s"]) if vips else missing),
+        info(
+            f"  floor: decode + {platforms} encodes",
+            seconds(codec_wall),
+            f"{seconds(best)} {best_name}",
+            codec_wall / best,
+            note=f"decode {seconds(codec['decode_s'])}, encodes "
+            + "+".join(seconds(v) for v in codec["encode_s"].values())
+            + f", no resize, {cpus} cores at best (bench/floors.py)",
+        ),
+        info(
+            "  floor with Pillow's Lanczos resizes",
+            seconds(pillow_wall),
+            f"{seconds(best)} {best_name}",
+            pillow_wall / best,
+            note="resizes "
+            + "+".join(seconds(v) for v in codec["resize_s"].values())
+            + ": above 1, no Pillow pipeline meets the target",
+        ),
         check(
             "rendition quality (dims, EXIF, progressive)",
             "ok" if not problems else f"{len(problems)} problem(s)",
