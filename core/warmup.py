@@ -18,21 +18,28 @@ in every cache key, so each page would cost one uncached render again (~3-5 ms i
 worker served (`cars.api.caching.recent_pages`) through the application again.
 """
 
+from __future__ import annotations
+
 import io
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import connections
 from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 
-from cars.api.caching import PageAddress, recent_pages
-from cars.catalog import catalog_version
 from cars.platforms import get_platforms
+
+if TYPE_CHECKING:
+    from cars.api.caching import PageAddress
+
+# gunicorn.conf.py imports this module in every project started from this folder (the
+# bench's minimal project too), so nothing here imports the cars models at import time.
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +64,18 @@ def post_worker_init(worker) -> None:
         seconds=worker.cfg.timeout / 3 if worker.cfg.timeout else MAX_SECONDS,
         between=worker.notify,
     )
-    if settings.CARS_API_REFRESH_INTERVAL > 0:
-        CatalogWatcher(worker.wsgi, settings.CARS_API_REFRESH_INTERVAL).start()
+    start_watcher(worker.wsgi)
+
+
+def start_watcher(application) -> CatalogWatcher | None:
+    """The worker's CatalogWatcher, started; None when CARS_API_REFRESH_INTERVAL is 0 (or
+    the settings are not this project's)."""
+    interval = getattr(settings, "CARS_API_REFRESH_INTERVAL", 0)
+    if interval <= 0:
+        return None
+    watcher = CatalogWatcher(application, interval)
+    watcher.start()
+    return watcher
 
 
 MAX_SECONDS = 10.0
@@ -155,6 +172,9 @@ class CatalogWatcher(threading.Thread):
 
     def check(self) -> list[tuple[str, str, int]]:
         """Read the version; if it moved since the last check, render the pages again."""
+        from cars.api.caching import recent_pages
+        from cars.catalog import catalog_version
+
         version = catalog_version()
         if self.seen is None or version == self.seen:
             self.seen = version

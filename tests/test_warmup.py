@@ -1,4 +1,4 @@
-"""The worker warm-up (core/warmup.py): which hosts, what it fills, and gunicorn runs it."""
+"""The worker warm-up and refresher (core/warmup.py): hosts, what they fill, gunicorn runs them."""
 
 import os
 import signal
@@ -14,9 +14,9 @@ from django.core.handlers.wsgi import WSGIHandler
 from cars.api.caching import PageAddress, RecentPages, recent_pages, recent_responses
 from cars.catalog import bump_catalog_version
 from cars.models import Car
-from core.warmup import CatalogWatcher, warm_up, warm_up_hosts
+from core.warmup import CatalogWatcher, start_watcher, warm_up, warm_up_hosts
 from tests.support.catalog import write_csv
-from tests.support.project import ROOT, manage, migrate, project_env
+from tests.support.project import ROOT, manage, migrate, project_env, run
 from tests.support.stack import free_port
 
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
@@ -195,6 +195,29 @@ def test_the_watcher_thread_refreshes_soon_after_a_change_and_retries_a_failed_r
     assert watcher.refreshed == 1, caplog.text
     assert calls == ["/api/cars/web/", "/api/cars/web/"]  # failed, then tried again
     assert "checking the catalogue version failed" in caplog.text
+
+
+def test_the_hook_module_loads_in_a_project_without_the_cars_app(tmp_path):
+    """gunicorn.conf.py is read by any project started from this folder (the bench's
+    minimal one has no apps): importing the hook must not import the cars models."""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "bench.minimal.settings"}
+    env["BENCH_DB"] = str(tmp_path / "db.sqlite3")
+    code = "import django; django.setup(); import core.warmup as w; print(w.start_watcher(None))"
+    result = run(["-c", code], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "None"  # no CARS_API_REFRESH_INTERVAL: no watcher
+
+
+def test_the_watcher_starts_only_when_its_interval_is_set(settings):
+    settings.CARS_API_REFRESH_INTERVAL = 0
+    assert start_watcher(WSGIHandler()) is None
+    settings.CARS_API_REFRESH_INTERVAL = 30
+    watcher = start_watcher(WSGIHandler())
+    try:
+        assert watcher is not None and watcher.is_alive() and watcher.daemon
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
 
 
 def test_recent_pages_keep_the_newest_addresses_up_to_their_limit():
