@@ -1,10 +1,12 @@
 """The worker warm-up and refresher (core/warmup.py): hosts, what they fill, gunicorn runs them."""
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -86,12 +88,12 @@ def test_warm_up_reports_liveness_between_requests_and_stops_at_its_deadline(set
     assert len(beats) == 4 and "warm-up stopped" in caplog.text
 
 
-def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path):
-    """The project's gunicorn.conf.py is read by default: the hook runs before serving."""
-    env = project_env(tmp_path, ALLOWED_HOSTS="127.0.0.1", DEBUG="false", LOG_LEVEL="INFO")
-    migrate(env)
+@contextlib.contextmanager
+def warmed_gunicorn(env: dict[str, str], log: Path) -> Iterator[tuple[int, Callable]]:
+    """gunicorn (one worker) from the project folder, once its warm-up is logged.
+
+    Yields its port and `wait_for(text)`, which waits until the log shows `text`."""
     port = free_port()
-    log = tmp_path / "gunicorn.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [GUNICORN, "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
@@ -101,16 +103,29 @@ def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path)
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    try:
-        deadline = time.monotonic() + 60
-        while "warmed up" not in log.read_text():
+    deadline = time.monotonic() + 60
+
+    def wait_for(text: str) -> None:
+        while text not in log.read_text():
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        response = httpx.get(f"http://127.0.0.1:{port}/api/cars/web/", timeout=10)
-        assert response.status_code == 200 and response.json() == []
+            time.sleep(0.05)
+
+    try:
+        wait_for("warmed up")
+        yield port, wait_for
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
+
+
+def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path):
+    """The project's gunicorn.conf.py is read by default: the hook runs before serving."""
+    env = project_env(tmp_path, ALLOWED_HOSTS="127.0.0.1", DEBUG="false", LOG_LEVEL="INFO")
+    migrate(env)
+    log = tmp_path / "gunicorn.log"
+    with warmed_gunicorn(env, log) as (port, _):
+        response = httpx.get(f"http://127.0.0.1:{port}/api/cars/web/", timeout=10)
+        assert response.status_code == 200 and response.json() == []
     warmed = next(line for line in log.read_text().splitlines() if "warmed up" in line)
     assert f"127.0.0.1:{port}/api/cars/web/ 200" in warmed
     assert "127.0.0.1/api/cars/ 200" in warmed
@@ -241,35 +256,16 @@ def test_a_running_gunicorn_renders_its_pages_again_after_an_import(tmp_path):
         CARS_API_REFRESH_INTERVAL="0.1",
     )
     migrate(env)
-    port = free_port()
     log = tmp_path / "gunicorn.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [GUNICORN, "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{port}"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while "warmed up" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with warmed_gunicorn(env, log) as (port, wait_for):
         url = f"http://127.0.0.1:{port}/api/cars/web/?limit=7"
         assert httpx.get(url, timeout=10).json() == []
         csv_path = write_csv(tmp_path / "cars.csv", [["c1", "Fresh Car", "just in", ""]])
         imported = manage(env, "import_csv", str(csv_path), "--no-progress")
         assert imported.returncode == 0, imported.stderr
-        while "recent pages rendered again" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+        wait_for("recent pages rendered again")
         page = httpx.get(url, timeout=10)
         assert [car["title"] for car in page.json()] == ["Fresh Car"]
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
     refreshed = next(line for line in log.read_text().splitlines() if "rendered again" in line)
     # 4 lists warmed for 2 hosts (127.0.0.1, the bound address), and the page asked for.
     assert "9 recent pages rendered again" in refreshed
