@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.http.request import split_domain_port, validate_host
 from django.urls import reverse
 
@@ -158,6 +158,10 @@ class CatalogWatcher(threading.Thread):
         try:
             while not self._stopping.wait(self.interval):
                 try:
+                    # What Django does around every request: drop a connection that broke
+                    # (a database restart) or outlived CONN_MAX_AGE, and health-check the
+                    # next one, so the watcher recovers instead of failing forever.
+                    close_old_connections()
                     self.check()
                     self._failing = False
                 except Exception:

@@ -235,6 +235,40 @@ def test_the_watcher_starts_only_when_its_interval_is_set(settings):
         watcher.join(timeout=10)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_watcher_recovers_when_the_database_drops_its_connection(settings):
+    """PostgreSQL: the server ends the watcher's session (a restart, a failover); the next
+    checks reconnect and the refresh after an import still happens."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a database server that can end another session")
+    settings.ALLOWED_HOSTS = ["testserver"]
+    from django.test import Client
+
+    Client().get("/api/cars/web/")
+    watcher = CatalogWatcher(WSGIHandler(), interval=0.02)
+    watcher.start()
+    try:
+        deadline = time.monotonic() + 10
+        while watcher.seen is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchall(), "the watcher had no session to end"
+        time.sleep(0.1)  # a few checks on the dead connection
+        bump_catalog_version()
+        while watcher.refreshed == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+    assert watcher.refreshed == 1
+
+
 def test_recent_pages_keep_the_newest_addresses_up_to_their_limit():
     pages = RecentPages(limit=2)
     a, b, c = (PageAddress("h", f"/api/cars/{n}/", "", False) for n in "abc")
