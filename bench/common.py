@@ -224,6 +224,16 @@ def median(values: list[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def call_times(fn, runs: int) -> list[float]:
+    """Wall seconds of `runs` calls of `fn()` (the caller warms it up first)."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
 @dataclass(frozen=True)
 class Config:
     """Sizes and durations of one run; `quick` is the smoke-test size."""

@@ -11,21 +11,21 @@ time; pyvips-binary's encoder is about twice as slow here).
   largest rendition (`draft`);
 - the progressive encode of each rendition, from pixels already at its size;
 - the same encodes as baseline JPEGs, to show what progressive costs;
-- Pillow's Lanczos resize of the decoded picture to each size.
+- Pillow's Lanczos resize of the decoded picture to each size (none, so ~0, where the
+  decoded picture already has it).
 
 No colour work, no EXIF, no storage and no Python around them: the parts left are the
 ones no pipeline can skip while SPEC §5 asks for three progressive JPEGs.
 """
 
 import io
-import time
 
 from PIL import Image
 
-from .common import median
+from .common import call_times, median
+from .references import DEFAULT, MOBILE, WEB
 
-# The built-in CARS_PLATFORMS (config/settings/base.py): fit box and JPEG quality.
-PLATFORMS = {"default": (1920, 1920, 90), "web": (1280, 960, 85), "mobile": (640, 480, 80)}
+PLATFORMS = {"default": DEFAULT, "web": WEB, "mobile": MOBILE}
 
 
 def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
@@ -66,10 +66,7 @@ def codec_floor(data: bytes, runs: int = 5) -> dict:
     decode_s = _timed(decode, runs)
     encode_s = {name: _timed(lambda n=name: encode(n, True), runs) for name in PLATFORMS}
     baseline_s = {name: _timed(lambda n=name: encode(n, False), runs) for name in PLATFORMS}
-    resize_s = {
-        name: _timed(lambda n=name: resize(n), runs) if outputs[name] != decoded.size else 0.0
-        for name in PLATFORMS
-    }
+    resize_s = {name: _timed(lambda n=name: resize(n), runs) for name in PLATFORMS}
     return {
         "size": list(size),
         "decoded_size": list(decoded.size),
@@ -100,9 +97,4 @@ def wall_floor(floor: dict, cores: int, *, resizes: bool) -> float:
 
 def _timed(fn, runs: int) -> float:
     fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return median(times)
+    return median(call_times(fn, runs))

@@ -29,6 +29,7 @@ from .report import Row, at_least, at_most, check, info, seconds
 ANCHOR_IMPORT_S = 12.4
 ANCHOR_FIRST_GET_S = 10.6
 ANCHOR_S = ANCHOR_IMPORT_S + ANCHOR_FIRST_GET_S
+GOAL = 9  # the issue's speed-up over the anchor
 
 
 def run(cfg: Config) -> tuple[dict, list[Row]]:
@@ -61,11 +62,13 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     # gunicorn right after the import. One worker, so that the request timed first is the
     # first this process serves (/healthz, the readiness probe, only proves it is up).
     # gunicorn reads the project's gunicorn.conf.py, whose warm-up hook has sent the list
-    # URLs through the worker before it accepts connections; `new_url` is a page it did
-    # not warm (what the first request after an import costs while the server runs).
-    with gunicorn(
-        "config.wsgi", env=server_env(site), workers=1, ready_path="/healthz", log_name="ready"
-    ) as (port, boot):
+    # URLs through the worker before it accepts connections. The same server then takes
+    # the re-imports of `import_while_running`; `new_url` is a page no client asked for.
+    env = {**server_env(site), "CARS_API_REFRESH_INTERVAL": str(REFRESH_INTERVAL_S)}
+    with gunicorn("config.wsgi", env=env, workers=1, ready_path="/healthz", log_name="ready") as (
+        port,
+        boot,
+    ):
         status, _, body, first = http_get(port, "/api/cars/web/")
         steady_times = [http_get(port, "/api/cars/web/")[3] for _ in range(cfg.steady_requests)]
         page = json.loads(body) if status == 200 else []
@@ -83,6 +86,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     ready_s = imported.seconds + first
     # The anchor is for 200 rows; a quick run with fewer scales it (a rough figure).
     anchor_s = ANCHOR_S * cfg.images / 200
+    budget_s = anchor_s / GOAL  # the import-to-ready time the target allows
     results = {
         "rows": cfg.images,
         "latency_s": cfg.latency,
@@ -128,7 +132,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
             if cfg.images == 200
             else f"{anchor_s:.1f} s (scaled)",
             anchor_s / ready_s,
-            9,
+            GOAL,
             note=f"anchor: FIELD-NOTES; {phases}; CPU {imported.cpu_seconds:.1f} s",
         ),
         at_most(
@@ -186,20 +190,18 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
             note=f"{cfg.images} × {seconds(floor_render['per_image_s'])} "
             f"({floor_render['renderer']}, web+mobile) ÷ {floor_render['cpus']} cores",
         ),
-        info(
+        _budget_row(
             "  codec floor (decode + 3 progressive encodes)",
-            seconds(codec["seconds"]),
-            f"{seconds(anchor_s / 9)} (9× budget)",
-            codec["seconds"] / (anchor_s / 9),
-            note=f"{cfg.images} × {seconds(codec['per_image_s'])} ÷ {codec['cpus']} cores, no "
-            f"resize, no I/O: {_reach(codec['seconds'], anchor_s / 9)}",
+            codec["seconds"],
+            budget_s,
+            f"{cfg.images} × {seconds(codec['cpu_s'])} ÷ {codec['cpus']} cores, no resize, "
+            f"no I/O: {_reach(codec['seconds'], budget_s)}",
         ),
-        info(
+        _budget_row(
             "  the same with baseline encodes",
-            seconds(codec["baseline_seconds"]),
-            f"{seconds(anchor_s / 9)} (9× budget)",
-            codec["baseline_seconds"] / (anchor_s / 9),
-            note="what SPEC §5's progressive JPEGs cost",
+            codec["baseline_seconds"],
+            budget_s,
+            "what SPEC §5's progressive JPEGs cost",
         ),
         info(f"import peak RSS ({cfg.images} img)", f"{imported.peak_rss_mb:.0f} MB"),
     ]
@@ -241,7 +243,7 @@ def render_floor(images: list, rows: int) -> dict:
     }
 
 
-# The project's default (config/settings/base.py); the bench leaves it as it is.
+# Given to the server (CARS_API_REFRESH_INTERVAL): the project's default.
 REFRESH_INTERVAL_S = 1.0
 PROBE_EVERY_S = 0.05
 
@@ -311,10 +313,14 @@ def codec_floor(image, rows: int) -> dict:
     return {
         **floor,
         "cpus": cpus,
-        "per_image_s": floor["cpu_s"],
         "seconds": floor["cpu_s"] * rows / cpus,
         "baseline_seconds": floor["baseline_cpu_s"] * rows / cpus,
     }
+
+
+def _budget_row(label: str, floor_s: float, budget_s: float, note: str) -> Row:
+    reference = f"{seconds(budget_s)} ({GOAL}× budget)"
+    return info(label, seconds(floor_s), reference, floor_s / budget_s, note=note)
 
 
 def _reach(floor_s: float, budget_s: float) -> str:

@@ -6,13 +6,14 @@ bench/api.py.
 
 import io
 import os
-import time
 
 from PIL import Image, ImageOps
 
-from .common import BIN, OUT, median, run_timed
+from .common import BIN, OUT, call_times, median, run_timed
 
-WEB = (1280, 960, 85)  # fit box and JPEG quality of the web platform
+# Fit box and JPEG quality of the built-in platforms (config/settings/base.py).
+DEFAULT = (1920, 1920, 90)
+WEB = (1280, 960, 85)
 MOBILE = (640, 480, 80)
 _SIDEWAYS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
@@ -85,11 +86,7 @@ def pyvips_thumbnail(data: bytes) -> tuple[bytes, bytes]:
 def time_renderer(render, data: bytes, runs: int) -> dict:
     """Median wall time of `render(data)` over `runs` calls, after one warm-up call."""
     outputs = render(data)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        render(data)
-        times.append(time.perf_counter() - start)
+    times = call_times(lambda: render(data), runs)
     return {
         "median_s": median(times),
         "times_s": times,

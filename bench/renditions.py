@@ -128,12 +128,6 @@ def _fit_box(processors: list) -> tuple[int, int] | None:
     return None
 
 
-def _expected(source: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
-    """`fit`: keep the aspect ratio, never upscale."""
-    scale = min(box[0] / source[0], box[1] / source[1], 1)
-    return round(source[0] * scale), round(source[1] * scale)
-
-
 def _describe(path) -> dict:
     with Image.open(path) as img:
         desc = {
@@ -168,8 +162,8 @@ def _problems(described: dict, fits: dict) -> list[str]:
         for platform, desc in outputs.items():
             where = f"{label}/{platform}"
             box = fits.get(platform)
-            if box and tuple(desc["size"]) != _expected(sources[label], box):
-                problems.append(f"{where} is {desc['size']}, not {_expected(sources[label], box)}")
+            if box and tuple(desc["size"]) != floors.fit(sources[label], box):
+                problems.append(f"{where} is {desc['size']}, not {floors.fit(sources[label], box)}")
             if desc["format"] != "JPEG" or not desc["progressive"]:
                 problems.append(f"{where} is not a progressive JPEG")
             if desc["exif"]:
