@@ -24,6 +24,13 @@ from tests.support.stack import free_port
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
 
+def _fail_if_rendered(monkeypatch) -> None:
+    """From now on a page that is not in the cache answers 500."""
+    from cars.api import views
+
+    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+
+
 @pytest.mark.parametrize(
     ("allowed", "debug", "bind", "expected"),
     [
@@ -57,9 +64,7 @@ def test_warm_up_fills_the_response_cache_for_every_list_url_and_host(settings, 
         (host, path, 200) for host in ("127.0.0.1", "127.0.0.1:8123") for path in paths
     )
     assert len(recent_responses) == 8
-    from cars.api import views
-
-    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+    _fail_if_rendered(monkeypatch)
     from django.test import Client
 
     response = Client().get("/api/cars/web/", HTTP_HOST="127.0.0.1:8123")
@@ -134,11 +139,23 @@ def test_gunicorn_started_from_the_project_folder_warms_its_workers_up(tmp_path)
 # --- the refresher: pages rendered again after an import -----------------------------------
 
 
-def _fail_if_rendered(monkeypatch) -> None:
-    """From now on a page that is not in the cache answers 500."""
-    from cars.api import views
+@contextlib.contextmanager
+def running(watcher: CatalogWatcher) -> Iterator[Callable]:
+    """The watcher's thread, stopped and joined on exit. Yields `wait_until(condition)`,
+    which waits (10 s at most) until `condition()` is true."""
+    deadline = time.monotonic() + 10
 
-    monkeypatch.setattr(views.CarListView, "get", lambda *args, **kwargs: 1 / 0)
+    def wait_until(condition: Callable[[], bool]) -> None:
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    watcher.start()
+    try:
+        yield wait_until
+    finally:
+        watcher.stop()
+        watcher.join(timeout=10)
+    assert not watcher.is_alive()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -195,18 +212,10 @@ def test_the_watcher_thread_refreshes_soon_after_a_change_and_retries_a_failed_r
         return handler(environ, start_response)
 
     watcher = CatalogWatcher(application, interval=0.02)
-    watcher.start()
-    try:
-        deadline = time.monotonic() + 10
-        while watcher.seen is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with running(watcher) as wait_until:
+        wait_until(lambda: watcher.seen is not None)
         bump_catalog_version()
-        while watcher.refreshed == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        watcher.stop()
-        watcher.join(timeout=10)
-    assert not watcher.is_alive()
+        wait_until(lambda: watcher.refreshed > 0)
     assert watcher.refreshed == 1, caplog.text
     assert calls == ["/api/cars/web/", "/api/cars/web/"]  # failed, then tried again
     assert "checking the catalogue version failed" in caplog.text
@@ -248,11 +257,8 @@ def test_the_watcher_recovers_when_the_database_drops_its_connection(settings):
 
     Client().get("/api/cars/web/")
     watcher = CatalogWatcher(WSGIHandler(), interval=0.02)
-    watcher.start()
-    try:
-        deadline = time.monotonic() + 10
-        while watcher.seen is None and time.monotonic() < deadline:
-            time.sleep(0.01)
+    with running(watcher) as wait_until:
+        wait_until(lambda: watcher.seen is not None)
         with connection.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -261,11 +267,7 @@ def test_the_watcher_recovers_when_the_database_drops_its_connection(settings):
             assert cursor.fetchall(), "the watcher had no session to end"
         time.sleep(0.1)  # a few checks on the dead connection
         bump_catalog_version()
-        while watcher.refreshed == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    finally:
-        watcher.stop()
-        watcher.join(timeout=10)
+        wait_until(lambda: watcher.refreshed > 0)
     assert watcher.refreshed == 1
 
 
