@@ -1,7 +1,9 @@
 """Full-text search over title and description, best match first.
 
-SQLite uses an FTS5 index (`cars_car_fts`, kept in sync by triggers); PostgreSQL uses a
-stored tsvector column with a GIN index. Both are created by migration 0002.
+SQLite uses an FTS5 index (`cars_car_fts`, kept in sync by triggers; unicode61 removes
+diacritics); PostgreSQL a stored tsvector column with a GIN index, in the `cars_search`
+configuration (unaccent, then English stems). Migrations 0002 and 0003 create them; both
+fold case and accents, on the text and on the query.
 """
 
 import re
@@ -12,6 +14,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet, Value
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+POSTGRES_CONFIG = "cars_search"  # migration 0003
 
 
 def search_terms(query: str) -> list[str]:
@@ -52,9 +55,11 @@ def _postgres(queryset: QuerySet, terms: list[str]) -> QuerySet:
     # Terms are \w+ only, so joining them is a safe to_tsquery expression.
     tsquery = " & ".join(terms) + ":*"
     return queryset.extra(
-        where=["cars_car.search_vector @@ to_tsquery('english', %s)"],
+        where=[f"cars_car.search_vector @@ to_tsquery('{POSTGRES_CONFIG}', %s)"],
         params=[tsquery],
-        select={"search_rank": "ts_rank(cars_car.search_vector, to_tsquery('english', %s))"},
+        select={
+            "search_rank": f"ts_rank(cars_car.search_vector, to_tsquery('{POSTGRES_CONFIG}', %s))"
+        },
         select_params=[tsquery],
     )
 

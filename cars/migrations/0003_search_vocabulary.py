@@ -1,0 +1,58 @@
+"""Search folds accents on PostgreSQL too (see cars/search.py).
+
+The tsvector now folds accents like SQLite's FTS5 (`remove_diacritics 2`) already does, so
+`citroen` finds "Citroën" on both. `unaccent` is a trusted extension (PostgreSQL 13+):
+the database owner may create it without being a superuser. A generated column's
+expression cannot be altered before PostgreSQL 17, so the column and its GIN index are
+made again (this rewrites `cars_car` once).
+"""
+
+from django.db import migrations
+
+# Kept identical to the column and index created by migration 0002, but for the
+# configuration.
+_VECTOR = """ALTER TABLE cars_car ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('{config}', coalesce(title, '')), 'A') ||
+        setweight(to_tsvector('{config}', coalesce(description, '')), 'B')
+    ) STORED"""
+_DROP_VECTOR = [
+    "DROP INDEX IF EXISTS cars_car_search_gin",
+    "ALTER TABLE cars_car DROP COLUMN IF EXISTS search_vector",
+]
+_INDEX = "CREATE INDEX cars_car_search_gin ON cars_car USING GIN (search_vector)"
+
+POSTGRES_FORWARD = [
+    "CREATE EXTENSION IF NOT EXISTS unaccent",
+    "CREATE TEXT SEARCH CONFIGURATION cars_search (COPY = english)",
+    # Words with a non-ASCII letter (and their hyphenated parts) lose their accents
+    # before stemming; ASCII words have none to lose.
+    """ALTER TEXT SEARCH CONFIGURATION cars_search
+        ALTER MAPPING FOR word, hword, hword_part WITH unaccent, english_stem""",
+    *_DROP_VECTOR,
+    _VECTOR.format(config="cars_search"),
+    _INDEX,
+]
+POSTGRES_BACKWARD = [
+    *_DROP_VECTOR,
+    _VECTOR.format(config="english"),
+    _INDEX,
+    "DROP TEXT SEARCH CONFIGURATION IF EXISTS cars_search",
+    # The extension stays: something else may have come to use it.
+]
+
+
+def _postgres(statements: list[str]):
+    def run(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            for sql in statements:
+                schema_editor.execute(sql)
+
+    return run
+
+
+class Migration(migrations.Migration):
+    dependencies = [("cars", "0002_search")]
+
+    operations = [
+        migrations.RunPython(_postgres(POSTGRES_FORWARD), _postgres(POSTGRES_BACKWARD)),
+    ]
