@@ -77,3 +77,20 @@ class CatalogState(models.Model):
 
     def __str__(self) -> str:
         return f"catalogue version {self.version}"
+
+
+class SearchWord(models.Model):
+    """One word of the catalogue's titles and descriptions: the vocabulary that search
+    corrects typos against (cars/search.py).
+
+    Derived data, rebuilt in bulk by `cars.search.rebuild_vocabulary`: never edit it by hand.
+    `word` is folded (lower case, accents removed), as both search indexes compare words;
+    `spelling` is how the catalogue writes it most often, for the correction people see.
+    """
+
+    word = models.CharField(max_length=64, primary_key=True)
+    spelling = models.CharField(max_length=64)
+    occurrences = models.PositiveIntegerField()  # the commoner of two equally near words wins
+
+    def __str__(self) -> str:
+        return self.word

@@ -1,13 +1,15 @@
-"""Search folds accents on PostgreSQL too (see cars/search.py).
+"""Search that forgives typos (see cars/search.py).
 
-The tsvector now folds accents like SQLite's FTS5 (`remove_diacritics 2`) already does, so
-`citroen` finds "Citroën" on both. `unaccent` is a trusted extension (PostgreSQL 13+):
-the database owner may create it without being a superuser. A generated column's
-expression cannot be altered before PostgreSQL 17, so the column and its GIN index are
-made again (this rewrites `cars_car` once).
+- `cars_searchword`: the catalogue's words, which a word that finds nothing is corrected
+  against. Filled here for the cars already imported; imports keep it in step.
+- PostgreSQL: the tsvector now folds accents like SQLite's FTS5 (`remove_diacritics 2`)
+  already does, so `citroen` finds "Citroën" on both. `unaccent` is a trusted extension
+  (PostgreSQL 13+): the database owner may create it without being a superuser. A
+  generated column's expression cannot be altered before PostgreSQL 17, so the column
+  and its GIN index are made again (this rewrites `cars_car` once).
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 # Kept identical to the column and index created by migration 0002, but for the
 # configuration.
@@ -50,9 +52,24 @@ def _postgres(statements: list[str]):
     return run
 
 
+def _build_vocabulary(apps, schema_editor):
+    from cars.search import rebuild_vocabulary
+
+    rebuild_vocabulary(using=schema_editor.connection.alias)
+
+
 class Migration(migrations.Migration):
     dependencies = [("cars", "0002_search")]
 
     operations = [
+        migrations.CreateModel(
+            name="SearchWord",
+            fields=[
+                ("word", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("spelling", models.CharField(max_length=64)),
+                ("occurrences", models.PositiveIntegerField()),
+            ],
+        ),
         migrations.RunPython(_postgres(POSTGRES_FORWARD), _postgres(POSTGRES_BACKWARD)),
+        migrations.RunPython(_build_vocabulary, migrations.RunPython.noop),
     ]
