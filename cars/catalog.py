@@ -4,6 +4,8 @@ Readers key ETags and cached counts by it, so one bump after an import invalidat
 cached response at once, in every process, without tracking which rows changed.
 """
 
+from datetime import datetime
+
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F
 from django.utils import timezone
@@ -28,6 +30,12 @@ def catalog_version() -> int:
     with db.wrap_database_errors:
         row = db.connection.execute(_VERSION_SQL).fetchone()
     return row[0] if row else 0
+
+
+def catalog_state() -> tuple[int, datetime] | None:
+    """The version and when it was bumped: unlike the version alone, it also tells apart
+    two databases (a restored one, a test's) that reached the same version."""
+    return CatalogState.objects.filter(pk=_STATE_PK).values_list("version", "changed_at").first()
 
 
 def bump_catalog_version() -> None:

@@ -1,30 +1,45 @@
-"""Full-text search over title and description, best match first.
+"""Full-text search over title and description, best match first, forgiving typos.
 
-SQLite uses an FTS5 index (`cars_car_fts`, kept in sync by triggers; unicode61 removes
-diacritics); PostgreSQL a stored tsvector column with a GIN index, in the `cars_search`
-configuration (unaccent, then English stems). Migrations 0002 and 0003 create them; both
-fold case and accents, on the text and on the query.
+Indexes (migrations 0002 and 0003): SQLite uses an FTS5 index (`cars_car_fts`, kept in
+sync by triggers; porter stems, unicode61 with diacritics removed); PostgreSQL a stored
+tsvector column with a GIN index, in the `cars_search` configuration (unaccent, then
+English stems). Both fold case and accents, on the text and on the query.
 
-The catalogue's words are also kept as a vocabulary (`SearchWord`), rebuilt in bulk at
-the end of each import that writes cars, for what the indexes cannot tell cheaply: which
-words the catalogue has, to correct the words a query has and the catalogue has not.
+Typos are forgiven as Elasticsearch's `match` with `fuzziness: AUTO` forgives them, on
+the engines the project already runs. A word that is not one of the catalogue's (nor,
+when it is the last, the beginning of one) also matches the catalogue's words within its
+edit budget, its "near words": none for 1-2 letters, one edit for 3-5, two for longer
+words, a swap of two neighbouring letters counting as one edit (optimal string
+alignment, as in Lucene's fuzzy queries). Cars that match the word as typed (the engine
+stems it) come first, then those needing fewer edits, then the more relevant. The
+catalogue's words are the vocabulary (`SearchWord`), rebuilt in bulk at the end of each
+import that writes cars. Reading it and correcting against it is the same Python on
+both engines, so both correct a query the same way.
+
+Words with a digit are numbers and codes (years, engine sizes, model names): one digit
+off is another car, not a typo, so they are matched as typed and never corrected.
 """
 
 import re
 import string
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q, QuerySet, Value
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
+from .catalog import catalog_state
 from .models import Car, SearchWord
 
 # Letters and digits, as both indexes split text: underscores and punctuation separate.
 _WORD = re.compile(r"[^\W_]+")
 MAX_WORDS = 16
+MAX_EXPANSIONS = 50  # near words per corrected word: Elasticsearch's max_expansions
 MAX_WORD_LENGTH = 64  # a longer run of letters is not a word anyone mistypes
 POSTGRES_CONFIG = "cars_search"  # migration 0003
 
@@ -50,54 +65,257 @@ def fold(word: str) -> str:
     return unicodedata.normalize("NFC", bare)  # Hangul and the like come back together
 
 
-def apply_search(queryset: QuerySet, query: str) -> QuerySet:
-    """Filter `queryset` to cars matching every word of `query`, ranked by relevance.
+def allowed_edits(word: str) -> int:
+    """Elasticsearch's `fuzziness: AUTO`: 0 edits for 1-2 letters, 1 for 3-5, 2 beyond."""
+    return 0 if len(word) <= 2 else 1 if len(word) <= 5 else 2
 
-    The last word matches as a prefix, so results follow the user as they type.
-    The queryset gains a `search_rank` annotation (higher is better on both engines).
+
+def correctable(word: str) -> bool:
+    return word.isalpha() and allowed_edits(word) > 0 and len(word) <= MAX_WORD_LENGTH
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@dataclass(frozen=True)
+class Near:
+    """A catalogue word that a word which is not in the catalogue may have meant."""
+
+    word: str  # folded, as the indexes hold it
+    spelling: str  # as the catalogue writes it most often (lower case)
+    edits: int
+
+
+@dataclass(frozen=True)
+class Word:
+    typed: str
+    # The last word also matches as a prefix, so that results follow typing; unless no
+    # catalogue word begins with it (then an engine would only prefix-match its stem:
+    # PostgreSQL's for `famly` is `fam`, which begins `famous`).
+    prefix: bool
+    near: tuple[Near, ...] = ()  # set when the catalogue has no such word: nearest first
+
+
+@dataclass(frozen=True)
+class Search:
+    """A query as searched: its words, and the catalogue words each mistyped one may mean."""
+
+    text: str
+    words: tuple[Word, ...]
+
+    @property
+    def corrected(self) -> str | None:
+        """The query with each corrected word replaced by its nearest catalogue word;
+        None when no word was corrected."""
+        if not any(word.near for word in self.words):
+            return None
+        return " ".join(w.near[0].spelling if w.near else w.typed for w in self.words)
+
+
+def understand(query: str) -> Search:
+    """Split `query` into words and find near words for those the catalogue lacks.
+
+    Whether a word is the catalogue's is asked of the vocabulary, never of an engine's
+    index: PostgreSQL's stemmer makes `famly` the prefix `fam`, SQLite's `famli`, and a
+    correction must not depend on the engine. A word that is the catalogue's (or, last,
+    begins one of its words) costs one indexed look-up; only a mistyped one costs a look
+    for near words.
     """
-    terms = search_terms(query)
-    if not terms:
+    typed = search_terms(query)
+    words = [Word(t, prefix=i == len(typed) - 1) for i, t in enumerate(typed)]
+    folded = [fold(t) for t in typed]
+    suspects = [i for i, f in enumerate(folded) if correctable(f)]
+    if not suspects:
+        return Search(query, tuple(words))
+    known = set(
+        SearchWord.objects.filter(word__in={folded[i] for i in suspects}).values_list(
+            "word", flat=True
+        )
+    )
+    for i in suspects:
+        if folded[i] in known:
+            continue
+        if words[i].prefix and SearchWord.objects.filter(word__startswith=folded[i]).exists():
+            continue
+        if near := near_words(folded[i]):
+            words[i] = replace(words[i], prefix=False, near=near)
+    return Search(query, tuple(words))
+
+
+def near_words(word: str) -> tuple[Near, ...]:
+    """Catalogue words within `word`'s edit budget: fewest edits first, then the commoner.
+
+    Only words whose length the budget can bridge are compared, by rapidfuzz in C
+    (bit-parallel OSA distance), against this process's copy of the vocabulary.
+    """
+    edits = allowed_edits(word)
+    vocabulary = _vocabulary()
+    found = []
+    for length in range(len(word) - edits, len(word) + edits + 1):
+        choices = vocabulary.by_length.get(length, [])
+        found += process.extract(word, choices, scorer=OSA.distance, score_cutoff=edits, limit=None)
+    near = [(int(distance), -vocabulary.details[w][1], w) for w, distance, _ in found]
+    return tuple(
+        Near(w, vocabulary.details[w][0], distance)
+        for distance, _, w in sorted(near)[:MAX_EXPANSIONS]
+    )
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    by_length: dict[int, list[str]]
+    details: dict[str, tuple[str, int]]  # word → (spelling, occurrences)
+
+
+_cached: tuple[object, _Vocabulary] | None = None
+
+
+def _vocabulary() -> _Vocabulary:
+    """The vocabulary, read once per catalogue state in each process.
+
+    Reading the words of the right lengths for every mistyped word cost 40-140 ms with a
+    vocabulary of 100k words (rows through the ORM); comparing them in memory costs a
+    few. Every import or admin change that rebuilds the vocabulary bumps the catalogue
+    version, so a copy is never used once stale.
+    """
+    global _cached
+    state = catalog_state()
+    cached = _cached
+    if cached is None or cached[0] != state:
+        by_length: dict[int, list[str]] = defaultdict(list)
+        details = {}
+        rows = SearchWord.objects.values_list("word", "spelling", "occurrences")
+        for word, spelling, occurrences in rows.iterator(chunk_size=10_000):
+            by_length[len(word)].append(word)
+            details[word] = (spelling, occurrences)
+        cached = _cached = (state, _Vocabulary(dict(by_length), details))
+    return cached[1]
+
+
+def best_match_first(search: Search) -> tuple[str, ...]:
+    """The order of results when the client asks for none: exact and prefix matches before
+    typo matches, fewer edits before more, then relevance. (Without a corrected word all
+    cars need no edit, and SQLite would read a constant in ORDER BY as a column number.)"""
+    if any(word.near for word in search.words):
+        return ("search_typos", "-search_rank", "id")
+    return ("-search_rank", "id")
+
+
+def apply_search(queryset: QuerySet, search: Search | str) -> QuerySet:
+    """Filter `queryset` to cars matching every word of `search`, ranked by relevance.
+
+    Each word matches as the engine matches it (stems; the last word as a prefix too, so
+    results follow the user as they type) and, when corrected, also as any of its near
+    words. The queryset gains `search_rank` (higher is better on both engines) and
+    `search_typos`: per corrected word, 0 when the car has the word as typed, else the
+    edits to the nearest near word it has. `best_match_first` orders by both.
+    """
+    if isinstance(search, str):
+        search = understand(search)
+    if not search.words:
         return queryset.none()
     if connection.vendor == "postgresql":
-        return _postgres(queryset, terms)
+        return _postgres(queryset, search)
     if connection.vendor == "sqlite":
-        return _sqlite(queryset, terms)
-    return _portable(queryset, terms)
+        return _sqlite(queryset, search)
+    return _portable(queryset, search)
 
 
-def _sqlite(queryset: QuerySet, terms: list[str]) -> QuerySet:
-    # Quote every term so user input is never read as FTS5 syntax.
-    quoted = ['"{}"'.format(t.replace('"', '""')) for t in terms]
-    quoted[-1] += "*"
-    match = " ".join(quoted)
+@dataclass(frozen=True)
+class _Syntax:
+    """How one engine's full-text query language spells a word, or and and."""
+
+    typed: Callable[[Word], str]
+    near: Callable[[Near], str]
+    either: str
+    both: str
+
+    def word(self, word: Word) -> str:
+        if not word.near:
+            return self.typed(word)
+        return "(" + self.either.join([self.typed(word), *map(self.near, word.near)]) + ")"
+
+    def query(self, search: Search) -> str:
+        return self.both.join(self.word(w) for w in search.words)
+
+    def typos(self, search: Search, has: str) -> tuple[str, list[str]]:
+        """SQL and parameters for `search_typos`; `has` is SQL that is true when the car
+        matches the query given as its parameter."""
+        parts, params = [], []
+        for word in search.words:
+            if not word.near:
+                continue
+            fewest, most = word.near[0].edits, word.near[-1].edits
+            if fewest == most:
+                parts.append(f"CASE WHEN {has} THEN 0 ELSE {most} END")
+                params.append(self.typed(word))
+            else:
+                nearest = [self.near(n) for n in word.near if n.edits == fewest]
+                parts.append(f"CASE WHEN {has} THEN 0 WHEN {has} THEN {fewest} ELSE {most} END")
+                params += [self.typed(word), self.either.join(nearest)]
+        return " + ".join(parts) or "0", params
+
+
+def _fts5_quoted(term: str) -> str:
+    # Quoted, so that user input is never read as FTS5 syntax.
+    return '"{}"'.format(term.replace('"', '""'))
+
+
+_FTS5 = _Syntax(
+    typed=lambda w: _fts5_quoted(w.typed) + ("*" if w.prefix else ""),
+    near=lambda n: _fts5_quoted(n.word),
+    either=" OR ",
+    both=" AND ",
+)
+
+
+def _sqlite(queryset: QuerySet, search: Search) -> QuerySet:
+    typos, typos_params = _FTS5.typos(
+        search, "cars_car.id IN (SELECT rowid FROM cars_car_fts WHERE cars_car_fts MATCH %s)"
+    )
     return queryset.extra(
         tables=["cars_car_fts"],
         where=["cars_car_fts.rowid = cars_car.id", "cars_car_fts MATCH %s"],
-        params=[match],
+        params=[_FTS5.query(search)],
         # bm25 is lower-is-better; weight a title hit ten times a description hit.
-        select={"search_rank": "-bm25(cars_car_fts, 10.0, 1.0)"},
+        select={"search_rank": "-bm25(cars_car_fts, 10.0, 1.0)", "search_typos": typos},
+        select_params=typos_params,
     )
 
 
-def _postgres(queryset: QuerySet, terms: list[str]) -> QuerySet:
-    # Terms are letters and digits only, so joining them is a safe to_tsquery expression.
-    tsquery = " & ".join(terms) + ":*"
+# Words are letters and digits only, so joining them is a safe to_tsquery expression.
+_TSQUERY = _Syntax(
+    typed=lambda w: w.typed + (":*" if w.prefix else ""),
+    near=lambda n: n.word,
+    either=" | ",
+    both=" & ",
+)
+
+
+def _postgres(queryset: QuerySet, search: Search) -> QuerySet:
+    tsquery = _TSQUERY.query(search)
+    matches = f"cars_car.search_vector @@ to_tsquery('{POSTGRES_CONFIG}', %s)"
+    typos, typos_params = _TSQUERY.typos(search, matches)
     return queryset.extra(
-        where=[f"cars_car.search_vector @@ to_tsquery('{POSTGRES_CONFIG}', %s)"],
+        where=[matches],
         params=[tsquery],
         select={
-            "search_rank": f"ts_rank(cars_car.search_vector, to_tsquery('{POSTGRES_CONFIG}', %s))"
+            "search_rank": f"ts_rank(cars_car.search_vector, to_tsquery('{POSTGRES_CONFIG}', %s))",
+            "search_typos": typos,
         },
-        select_params=[tsquery],
+        select_params=[tsquery, *typos_params],
     )
 
 
-def _portable(queryset: QuerySet, terms: list[str]) -> QuerySet:
-    """Other engines: every term in title or description, unranked."""
-    for term in terms:
-        queryset = queryset.filter(Q(title__icontains=term) | Q(description__icontains=term))
-    return queryset.annotate(search_rank=Value(0.0))
+def _portable(queryset: QuerySet, search: Search) -> QuerySet:
+    """Other engines: every word (or one of its near words) in title or description,
+    unranked."""
+    for word in search.words:
+        matches = Q()
+        for term in [word.typed, *(n.word for n in word.near)]:
+            matches |= Q(title__icontains=term) | Q(description__icontains=term)
+        queryset = queryset.filter(matches)
+    return queryset.annotate(search_rank=Value(0.0), search_typos=Value(0))
 
 
 # --------------------------------------------------------------------------- the vocabulary

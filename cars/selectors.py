@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db.models import QuerySet
 
 from .models import Car
-from .search import apply_search, search_terms
+from .search import Search, apply_search, best_match_first, understand
 
 LIST_FIELDS = ("id", "title", "description", "renditions")
 DETAIL_FIELDS = (
@@ -49,21 +49,24 @@ class Ordering:
 
 def car_rows(
     *,
-    search: str = "",
+    search: str | Search = "",
     ordering: Ordering | None = None,
     fields: tuple[str, ...] = LIST_FIELDS,
 ) -> QuerySet:
     """Cars as dicts of `fields`; best match first when searching without ordering.
 
-    The gallery asks for GALLERY_FIELDS: it also says why a car has no picture.
+    The gallery asks for GALLERY_FIELDS: it also says why a car has no picture. `search`
+    may be a query already understood (`cars.search.understand`), as views do to tell
+    what was corrected.
     """
     queryset = Car.objects.all()
     if search:
-        if not search_terms(search):
+        search = understand(search) if isinstance(search, str) else search
+        if not search.words:
             return queryset.none().values(*fields)
         queryset = apply_search(queryset, search)
         if ordering is None:
-            return queryset.values(*fields).order_by("-search_rank", "id")
+            return queryset.values(*fields).order_by(*best_match_first(search))
     ordering = ordering or Ordering("id")
     # Keyset pagination reads the ordering field of the page's last row.
     if ordering.field not in fields:
@@ -71,9 +74,10 @@ def car_rows(
     return queryset.values(*fields).order_by(*ordering.order_by())
 
 
-def count_cars(*, search: str, version: int) -> int:
+def count_cars(*, search: str | Search, version: int) -> int:
     """Total for X-Total-Count, cached per catalogue version (every change bumps it)."""
-    key = f"cars:count:{version}:{hashlib.md5(search.encode()).hexdigest()}"
+    text = search.text if isinstance(search, Search) else search
+    key = f"cars:count:{version}:{hashlib.md5(text.encode()).hexdigest()}"
     total = cache.get(key)
     if total is None:
         queryset = apply_search(Car.objects.all(), search) if search else Car.objects.all()

@@ -1,19 +1,24 @@
-"""Search, end to end on the real database.
+"""Search that forgives typos (issue #14), end to end on the real database.
 
 Every test runs on SQLite (FTS5) and on PostgreSQL (`DATABASE_URL=postgres://...`), and
 asserts the same answers on both. The catalogue is imported from a real CSV by the real
 importer, which builds the search vocabulary in its transaction.
+
+Edit counts written next to a query are optimal-string-alignment distances (a swap of
+two neighbouring letters is one edit), as `rapidfuzz.distance.OSA` computes them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cars.models import Car, SearchWord
+from cars.search import apply_search
 from imports.services import run_import
 from tests.support.catalog import write_csv
 
@@ -60,17 +65,214 @@ def vocabulary() -> dict[str, tuple[str, int]]:
     return {word: (spelling, occurrences) for word, spelling, occurrences in rows}
 
 
+def corrected(response) -> str | None:
+    value = response.get("X-Search-Corrected")
+    return None if value is None else unquote(value)
+
+
+# --------------------------------------------------------------------------- the issue's words
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("aurora", "Aurora GT"),  # a whole word
+        ("toure", "Aurora GT"),  # the last word is a prefix: tourer
+        ("estat", "Boreal Estate"),
+    ],
+)
+def test_exact_words_and_prefixes_find_their_cars_uncorrected(client, cars, query, expected):
+    response = search(client, query)
+    assert titles(response) == [expected]
+    assert corrected(response) is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "correction"),
+    [
+        ("aurra", "Aurora GT", "aurora"),  # a letter left out
+        ("famly", "Boreal Estate", "family"),
+        ("Aurra", "Aurora GT", "aurora"),  # case does not matter
+    ],
+)
+def test_a_word_the_catalogue_lacks_finds_the_nearest_word(
+    client, cars, query, expected, correction
+):
+    response = search(client, query)
+    assert titles(response) == [expected]
+    assert response["X-Total-Count"] == "1"
+    assert corrected(response) == correction
+
+
+# --------------------------------------------------------------------------- AUTO edit budget
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("gx", []),  # 2 letters: no edit allowed (gt is 1 edit away)
+        ("disel", ["Boreal Estate"]),  # 5 letters: 1 edit (diesel)
+        ("dsel", []),  # 4 letters, but diesel is 2 edits away
+        ("bonnnett", ["Aurora GT", "Hudson Coupe"]),  # 8 letters: 2 edits (bonnet)
+        ("bxnnxtt", []),  # 7 letters, but bonnet is 3 edits away
+        ("blakc", ["Citroën Traction"]),  # a swap is one edit (Levenshtein: two)
+        ("qiuet", ["Boreal Estate"]),
+    ],
+)
+def test_edits_allowed_grow_with_the_word_as_elasticsearch_auto(client, cars, query, expected):
+    assert sorted(titles(search(client, query))) == expected
+
+
+def test_words_with_a_digit_are_never_corrected(client, cars):
+    assert titles(search(client, "2018")) == ["Model 2018"]
+    response = search(client, "2019")  # one digit off is another year, not a typo
+    assert titles(response) == []
+    assert corrected(response) is None
+
+
+def test_a_word_with_nothing_near_finds_nothing_and_is_not_corrected(client, cars):
+    response = search(client, "zeppelin")
+    assert (titles(response), response["X-Total-Count"]) == ([], "0")
+    assert corrected(response) is None
+
+
+# --------------------------------------------------------------------------- several words
+
+
+@pytest.mark.parametrize(
+    ("query", "expected", "correction"),
+    [
+        ("blue famly", ["Boreal Estate"], "blue family"),
+        ("famly disel", ["Boreal Estate"], "family diesel"),  # each word on its own
+        ("red famly", [], "red family"),  # still AND: the red car is no family car
+        ("aurra estat", [], "aurora estat"),
+    ],
+)
+def test_several_words_keep_their_and_meaning(client, cars, query, expected, correction):
+    response = search(client, query)
+    assert titles(response) == expected
+    assert corrected(response) == correction
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+def _ranks(query: str) -> dict[str, float]:
+    rows = apply_search(Car.objects.all(), query).values_list("title", "search_rank")
+    return dict(rows)
+
+
+def test_fewer_edits_come_before_a_better_match(client, cars):
+    # hornett → hornet (1 edit) is in Hudson's description only; → cornets (2 edits)
+    # twice in a title, the far better match by relevance alone.
+    ranks = _ranks("hornett")
+    assert ranks["Cornets Cornets"] > ranks["Hudson Coupe"]
+
+    assert titles(search(client, "hornett")) == ["Hudson Coupe", "Cornets Cornets"]
+
+
+def test_cars_matching_the_word_as_typed_come_before_typo_matches(client, cars):
+    # "roadsters" is not a catalogue word, but both engines stem it to roadster, which
+    # Sunny Day's description has; roadstar (2 edits) fills Roadstar's title.
+    assert "roadsters" not in set(SearchWord.objects.values_list("word", flat=True))
+    ranks = _ranks("roadsters")
+    assert ranks["Roadstar Roadstar"] > ranks["Sunny Day"]
+
+    response = search(client, "roadsters")
+    assert titles(response) == ["Sunny Day", "Roadstar Roadstar"]
+    assert corrected(response) == "roadster"
+
+
+def test_an_explicit_ordering_still_wins_over_the_ranking(client, cars):
+    assert titles(search(client, "hornett", ordering="title")) == [
+        "Cornets Cornets",
+        "Hudson Coupe",
+    ]
+
+
 # --------------------------------------------------------------------------- accents and case
 
 
 @pytest.mark.parametrize("query", ["citroen", "CITROEN", "Citroën", "citroë"])
 def test_accents_and_case_are_folded_on_the_text(client, cars, query):
-    assert titles(search(client, query)) == ["Citroën Traction"]
+    response = search(client, query)
+    assert titles(response) == ["Citroën Traction"]
+    assert corrected(response) is None
 
 
 @pytest.mark.parametrize("query", ["rénault", "RENAULT", "rênault clïo"])
 def test_accents_and_case_are_folded_on_the_query(client, cars, query):
     assert titles(search(client, query)) == ["Renault Clio"]
+
+
+def test_a_correction_is_spelled_as_the_catalogue_spells_it(client, cars):
+    response = search(client, "citroan")  # 1 edit from citroen, the folded citroën
+    assert titles(response) == ["Citroën Traction"]
+    assert response["X-Search-Corrected"] == "citro%C3%ABn"  # percent-encoded UTF-8
+    assert corrected(response) == "citroën"
+
+
+# --------------------------------------------------------------------------- the API around it
+
+
+def test_paging_total_and_links_work_on_corrected_searches(client, cars):
+    first = search(client, "bonnnett", limit=1)
+    assert first["X-Total-Count"] == "2"
+    assert corrected(first) == "bonnet"
+    following = first["Link"].split(";")[0].strip("<>").replace("http://testserver", "")
+    second = client.get(following)
+    assert second.status_code == 200
+    assert sorted(titles(first) + titles(second)) == ["Aurora GT", "Hudson Coupe"]
+    assert corrected(second) == "bonnet"
+
+
+def test_cached_answers_and_conditional_gets_keep_the_correction(client, cars):
+    first = search(client, "aurra")
+    again = search(client, "aurra")  # replayed by the response cache
+    assert again.content == first.content
+    assert again["X-Search-Corrected"] == first["X-Search-Corrected"] == "aurora"
+    assert again["ETag"] == first["ETag"]
+
+    not_modified = client.get("/api/cars/", {"search": "aurra"}, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert not_modified.status_code == 304
+    assert search(client, "aurora")["ETag"] != first["ETag"]
+
+
+def test_cross_origin_clients_may_read_the_correction(client, cars, settings):
+    settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
+    for _ in range(2):  # rendered, then replayed from the cache
+        response = client.get(
+            "/api/cars/web/", {"search": "famly"}, HTTP_ORIGIN="https://shop.example"
+        )
+        assert response["Access-Control-Allow-Origin"] == "https://shop.example"
+        exposed = {h.strip().lower() for h in response["Access-Control-Expose-Headers"].split(",")}
+        assert "x-search-corrected" in exposed
+        assert response["X-Search-Corrected"] == "family"
+
+
+def test_the_openapi_schema_describes_the_correction_header(client, db):
+    schema = client.get("/api/schema/", {"format": "json"}).json()
+    for path in ("/api/cars/", "/api/cars/{platform}/"):
+        headers = schema["paths"][path]["get"]["responses"]["200"]["headers"]
+        header = headers["X-Search-Corrected"]
+        assert header["schema"]["type"] == "string"
+        assert "nearest" in header["description"]
+
+
+def test_an_empty_search_is_untouched(client, cars):
+    with CaptureQueriesContext(connection) as captured:
+        blank = search(client, "   ")
+    assert "cars_searchword" not in " ".join(q["sql"] for q in captured.captured_queries)
+    assert [car["id"] for car in blank.json()] == sorted(cars.values())
+    assert "X-Search-Corrected" not in blank
+    assert client.get("/api/cars/").content == blank.content
+
+
+def test_a_correct_query_costs_one_vocabulary_lookup(client, cars):
+    with CaptureQueriesContext(connection) as captured:
+        search(client, "blue estate")
+    vocabulary = [q["sql"] for q in captured.captured_queries if "cars_searchword" in q["sql"]]
+    assert len(vocabulary) == 1, vocabulary
 
 
 # --------------------------------------------------------------------------- the vocabulary
@@ -96,6 +298,11 @@ def test_a_new_import_brings_its_words_and_takes_the_old_ones_away(client, cars,
     assert "aurora" not in words and "family" not in words  # they left with their cars
     assert words["bonnet"] == ("bonnet", 1)
 
+    assert titles(search(client, "zephr")) == ["Zephyr GT"]
+    for gone in ("aurra", "famly"):
+        response = search(client, gone)
+        assert (titles(response), corrected(response)) == ([], None)
+
 
 def test_an_import_that_changes_nothing_leaves_the_vocabulary_alone(cars, source):
     before = vocabulary()
@@ -111,3 +318,4 @@ def test_a_dry_run_leaves_the_vocabulary_as_it_was(client, cars, source):
     write_csv(source, [["new", "Zephyr GT", "A new car.", ""]])
     run_import(source=str(source), workers=1, dry_run=True, prune=True)
     assert vocabulary() == before
+    assert titles(search(client, "aurra")) == ["Aurora GT"]

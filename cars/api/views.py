@@ -1,5 +1,7 @@
 """Cars API views: parse the request, call a selector, serialize. Nothing else."""
 
+from urllib.parse import quote
+
 from django.conf import settings
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -16,6 +18,7 @@ from rest_framework.views import APIView
 from cars.catalog import catalog_version
 from cars.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.rendition_urls import RenditionUrls
+from cars.search import understand
 from cars.selectors import Ordering, car_detail, car_rows, count_cars
 from core.serializers import ErrorSerializer
 
@@ -56,7 +59,13 @@ class CarListQuery(serializers.Serializer):
         required=False, allow_blank=True, help_text="opaque token from a Link header"
     )
     search = serializers.CharField(
-        required=False, allow_blank=True, help_text="full-text search, best match first"
+        required=False,
+        allow_blank=True,
+        help_text=(
+            "full-text search over title and description, best match first; a word the "
+            "catalogue does not have also matches its words within one or two letters "
+            "(see the X-Search-Corrected response header)"
+        ),
     )
     ordering = serializers.ChoiceField(
         required=False,
@@ -69,6 +78,17 @@ class CarListQuery(serializers.Serializer):
 PLATFORM = OpenApiParameter(
     "platform", str, OpenApiParameter.PATH, enum=list(get_platforms()), description="platform"
 )
+CORRECTED = OpenApiParameter(
+    "X-Search-Corrected",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description=(
+        "Only when `search` had a word the catalogue does not have: the query as searched, "
+        "each such word replaced by the nearest catalogue word (`aurra` → `aurora`), "
+        "percent-encoded UTF-8."
+    ),
+)
 ERRORS = {
     304: OpenApiResponse(description="not modified (If-None-Match matched the ETag)"),
     400: OpenApiResponse(ErrorSerializer, description="bad query parameter"),
@@ -78,15 +98,16 @@ ERRORS = {
 
 class CarListView(ReadOnlyCarView):
     @extend_schema(
-        parameters=[CarListQuery],
+        parameters=[CarListQuery, CORRECTED],
         responses={200: CarSerializer(many=True), **ERRORS},
         summary="List cars with the rendition for a platform",
     )
     def get(self, request, platform: str = DEFAULT_PLATFORM):
         platform = _platform(platform)
         page_request = parse_page_request(request.GET)
-        search = request.GET.get("search", "").strip()
-        ordering = _ordering(request.GET.get("ordering"), search)
+        text = request.GET.get("search", "").strip()
+        ordering = _ordering(request.GET.get("ordering"), text)
+        search = understand(text) if text else ""
         version = getattr(request, "catalog_version", None) or catalog_version()
         total = count_cars(search=search, version=version)
         page = paginate(
@@ -100,11 +121,15 @@ class CarListView(ReadOnlyCarView):
         response["X-Total-Count"] = str(total)
         if link := link_header(request, page):
             response["Link"] = link
+        if search and search.corrected:
+            response["X-Search-Corrected"] = quote(search.corrected, safe=" ")
         return response
 
 
 @extend_schema_view(
-    get=extend_schema(operation_id="cars_platform_list", parameters=[CarListQuery, PLATFORM])
+    get=extend_schema(
+        operation_id="cars_platform_list", parameters=[CarListQuery, PLATFORM, CORRECTED]
+    )
 )
 class CarPlatformListView(CarListView):
     """The same list, with `image` rendered for the platform in the path."""

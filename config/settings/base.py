@@ -193,7 +193,7 @@ if USE_S3:
 # --- CORS (django-cors-headers): only the API is shared with other origins -----------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
-CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count", "X-Request-ID"]
+CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count", "X-Request-ID", "X-Search-Corrected"]
 
 # --- Django REST framework --------------------------------------------------------------
 CARS_ANON_RATE = env("CARS_ANON_RATE", default="")
