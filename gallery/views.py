@@ -5,6 +5,7 @@ from django.shortcuts import render
 
 from cars.catalog import catalog_version
 from cars.rendition_urls import RenditionUrls
+from cars.search import understand
 from cars.selectors import GALLERY_FIELDS, car_rows, count_cars
 
 from .cards import card_from_row
@@ -15,12 +16,14 @@ PAGE_SIZE = 24  # two, three and four columns all come out even
 
 def index(request: HttpRequest) -> HttpResponse:
     search = request.GET.get("search", "").strip()
-    rows = car_rows(search=search, fields=GALLERY_FIELDS)
-    total = count_cars(search=search, version=catalog_version())
+    understood = understand(search) if search else ""
+    rows = car_rows(search=understood, fields=GALLERY_FIELDS)
+    total = count_cars(search=understood, version=catalog_version())
     page = CountedPaginator(rows, PAGE_SIZE, count=total).get_page(request.GET.get("page"))
     urls = RenditionUrls()
     context = {
         "search": search,
+        "corrected": understood.corrected if understood else None,
         "total": total,
         "page": page,
         "cards": [card_from_row(row, urls) for row in page],

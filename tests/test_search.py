@@ -319,3 +319,20 @@ def test_a_dry_run_leaves_the_vocabulary_as_it_was(client, cars, source):
     run_import(source=str(source), workers=1, dry_run=True, prune=True)
     assert vocabulary() == before
     assert titles(search(client, "aurra")) == ["Aurora GT"]
+
+
+# --------------------------------------------------------------------------- the gallery
+
+
+def test_the_gallery_says_what_it_searched_for_instead(client, cars):
+    html = client.get("/", {"search": "famly"}).content.decode()
+    assert "Showing results for “<strong>family</strong>” instead of “famly”." in html
+    assert "Boreal Estate" in html and "Aurora GT" not in html
+
+    html = client.get("/", {"search": "family"}).content.decode()
+    assert "Showing results for" not in html and "Boreal Estate" in html
+
+
+def test_the_gallery_and_the_api_agree_on_corrected_searches(client, cars):
+    html = client.get("/", {"search": "hornett"}).content.decode()
+    assert html.index("Hudson Coupe") < html.index("Cornets Cornets")
