@@ -336,3 +336,38 @@ def test_the_gallery_says_what_it_searched_for_instead(client, cars):
 def test_the_gallery_and_the_api_agree_on_corrected_searches(client, cars):
     html = client.get("/", {"search": "hornett"}).content.decode()
     assert html.index("Hudson Coupe") < html.index("Cornets Cornets")
+
+
+# --------------------------------------------------------------------------- the admin
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("aurra", {"Aurora GT"}),
+        ("citroen", {"Citroën Traction"}),
+        ("boreal", {"Boreal Estate"}),  # also the key, by substring, as before
+        ("ornet", {"Hudson Coupe", "Cornets Cornets"}),  # substrings still match
+    ],
+)
+def test_the_admin_search_forgives_typos_too(admin_client, cars, query, expected):
+    response = admin_client.get("/admin/cars/car/", {"q": query})
+    assert response.status_code == 200
+    assert {car.title for car in response.context["cl"].result_list} == expected
+
+
+def test_admin_edits_keep_the_vocabulary_in_step(admin_client, cars):
+    pk = cars["Renault Clio"]
+    form = {
+        "title": "Renault Twingo",
+        "description": "Small grey city car.",
+        "source_image_url": "",
+    }
+    response = admin_client.post(f"/admin/cars/car/{pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    assert titles(search(admin_client, "twingp")) == ["Renault Twingo"]
+    assert not SearchWord.objects.filter(word="clio").exists()
+
+    response = admin_client.post(f"/admin/cars/car/{pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not SearchWord.objects.filter(word="twingo").exists()
