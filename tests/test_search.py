@@ -10,15 +10,19 @@ two neighbouring letters is one edit), as `rapidfuzz.distance.OSA` computes them
 
 from __future__ import annotations
 
+import csv
+import itertools
+import json
 from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
+from cars.catalog import bump_catalog_version
 from cars.models import Car, SearchWord
-from cars.search import apply_search
+from cars.search import apply_search, deferred_search_index
 from imports.services import run_import
 from tests.support.catalog import write_csv
 
@@ -371,3 +375,70 @@ def test_admin_edits_keep_the_vocabulary_in_step(admin_client, cars):
     response = admin_client.post(f"/admin/cars/car/{pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not SearchWord.objects.filter(word="twingo").exists()
+
+
+# --------------------------------------------------------------------------- 1M cars
+
+
+def _bench_rows(count: int):
+    """The rows of the bench's generated CSV (`bench/data/csv/cars-<count>.csv`)."""
+    from bench import data
+
+    with data.rows_csv(count).open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        for key, title, description, _image in reader:
+            yield key, title, description
+
+
+def _load_in_bulk(rows) -> None:
+    """Insert cars without images the fastest way each engine has (COPY on PostgreSQL,
+    executemany on SQLite), inside `deferred_search_index()` as the import does, so the
+    FTS5 index and the vocabulary are built in bulk at the end."""
+    stamp = "2026-01-01 00:00:00+00:00"
+    empty = json.dumps({})
+    columns = (
+        "external_key, title, description, source_image_url, image, image_fetched_from, "
+        "image_status, image_error_message, renditions, created_at, updated_at"
+    )
+    with transaction.atomic(), deferred_search_index(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY cars_car ({columns}) FROM STDIN") as copy:
+                for key, title, description in rows:
+                    copy.write_row(
+                        (key, title, description, "", "", "", "none", "", empty, stamp, stamp)
+                    )
+        else:
+            cursor.executemany(
+                f"INSERT INTO cars_car ({columns}) "
+                "VALUES (%s, %s, %s, '', '', '', 'none', '', %s, %s, %s)",
+                (
+                    (key, title, description, empty, stamp, stamp)
+                    for key, title, description in rows
+                ),
+            )
+        bump_catalog_version()
+
+
+@pytest.mark.million
+def test_a_typo_finds_the_right_car_first_among_a_million(client, db):
+    needle = ("needle", "Aurora Tourer", "The only car of its name among a million.")
+    # Two edits from the typo below, and the better match by relevance alone.
+    decoy = ("decoy", "Aurore Tourer Aurore", "Aurore tourer, aurore.")
+    _load_in_bulk(itertools.chain(_bench_rows(1_000_000), [needle, decoy]))
+    assert Car.objects.count() == 1_000_002
+
+    ranks = _ranks("auroar tourer")  # aurora: 1 edit (a swap); aurore: 2
+    assert ranks["Aurore Tourer Aurore"] > ranks["Aurora Tourer"]
+    response = search(client, "auroar tourer")
+    assert corrected(response) == "aurora tourer"
+    assert titles(response) == ["Aurora Tourer", "Aurore Tourer Aurore"]
+
+    # A typo of a word in a third of the cars: the same cars, in the same order, as the
+    # word spelled right (bench words: "Family" leads some titles).
+    typo, exact = search(client, "famly", limit=20), search(client, "family", limit=20)
+    assert corrected(typo) == "family"
+    assert typo["X-Total-Count"] == exact["X-Total-Count"]
+    assert int(typo["X-Total-Count"]) > 100_000
+    assert typo.json() == exact.json()
+    assert titles(typo)[0].lower().startswith("family")
