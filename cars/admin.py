@@ -91,7 +91,7 @@ class CarAdmin(admin.ModelAdmin):
         )
 
     # Each change keeps the search vocabulary in step, in the same transaction: a full
-    # rebuild (~1.5 µs per car), as an edit can add, rename or remove any word.
+    # rebuild (~2 µs per car), as an edit can add, rename or remove any word.
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
         if not change or {"title", "description"} & set(form.changed_data):
