@@ -4,11 +4,15 @@ import hashlib
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import F, JSONField, QuerySet
+from django.db.models.functions import Coalesce
 
 from .models import Car
 from .search import apply_search, search_terms
 
+# A car's renditions are its picture's; cars not yet moved by `migrate_pictures` still
+# show their own files (the layout before pictures by content).
+RENDITIONS = Coalesce(F("picture__renditions"), F("legacy_renditions"), output_field=JSONField())
 LIST_FIELDS = ("id", "title", "description", "renditions")
 DETAIL_FIELDS = (
     *LIST_FIELDS,
@@ -57,7 +61,7 @@ def car_rows(
 
     The gallery asks for GALLERY_FIELDS: it also says why a car has no picture.
     """
-    queryset = Car.objects.all()
+    queryset = Car.objects.annotate(renditions=RENDITIONS)
     if search:
         if not search_terms(search):
             return queryset.none().values(*fields)
@@ -83,4 +87,4 @@ def count_cars(*, search: str, version: int) -> int:
 
 
 def car_detail(pk: int) -> dict | None:
-    return Car.objects.filter(pk=pk).values(*DETAIL_FIELDS).first()
+    return Car.objects.annotate(renditions=RENDITIONS).filter(pk=pk).values(*DETAIL_FIELDS).first()

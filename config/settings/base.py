@@ -119,7 +119,8 @@ else:
         }
     }
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Redis or RabbitMQ (amqp://). Unset (and no REDIS_URL): work runs in the calling process.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
 CELERY_RESULT_BACKEND = None  # job state lives in ImportJob rows, not in Celery results
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -127,11 +128,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
+# No task runs long: an import is a row-phase task and chunks of CARS_IMAGE_CHUNK pictures.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
-# Must exceed the longest task, or Redis redelivers a running task (celery#7918).
+# Redis hands an unacked message out again after this; it must exceed the longest task
+# (celery#7918). A dead worker's work comes back sooner, through the heartbeat sweep.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -220,7 +223,8 @@ SPECTACULAR_SETTINGS = {
 # --- django-imagekit --------------------------------------------------------------------
 # Renditions are made by the import pipeline, never on access (see cars.renditions).
 IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.renditions.GeneratedByImport"
-IMAGEKIT_CACHEFILE_DIR = "CACHE/images"
+# Renditions of `images/<sha256>.jpg` are named `CACHE/images/<sha256>/<spec hash>.jpg`.
+IMAGEKIT_CACHEFILE_DIR = "CACHE"
 
 # --- The catalogue ----------------------------------------------------------------------
 CARS_CSV_SOURCE = env("CARS_CSV_SOURCE", default=str(BASE_DIR / "sample" / "cars.csv"))
@@ -244,8 +248,10 @@ CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
 # it served, so clients find them in the cache instead of paying the first render.
 CARS_API_REFRESH_INTERVAL = env.float("CARS_API_REFRESH_INTERVAL", default=1.0)
 CARS_API_REFRESH_PAGES = env.int("CARS_API_REFRESH_PAGES", default=20)
-# Seconds after which the lock of an import whose process died is taken over.
-CARS_IMPORT_LOCK_TTL = env.int("CARS_IMPORT_LOCK_TTL", default=3 * 3600)
+# Distinct pictures per image task of a queued import.
+CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
+# Seconds without a heartbeat after which an import's lock or task counts as dead.
+CARS_IMPORT_HEARTBEAT_TIMEOUT = env.int("CARS_IMPORT_HEARTBEAT_TIMEOUT", default=60)
 
 DEFAULT_PLATFORMS = {
     "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
