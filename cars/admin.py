@@ -10,12 +10,8 @@ from .pictures import delete_files_on_commit, release_on_commit
 from .platforms import get_platforms
 
 
-def _renditions(car: Car) -> dict:
-    return car.picture.renditions if car.picture else (car.legacy_renditions or {})
-
-
 def _rendition_url(car: Car, platform: str) -> str | None:
-    entry = _renditions(car).get(platform)
+    entry = car.renditions.get(platform)
     return default_storage.url(entry["name"]) if entry else None
 
 
@@ -53,7 +49,7 @@ class CarAdmin(admin.ModelAdmin):
         rows = [
             (default_storage.url(entry["name"]), name, name, entry["width"], entry["height"])
             for name in get_platforms()
-            if (entry := _renditions(car).get(name))
+            if (entry := car.renditions.get(name))
         ]
         if not rows:
             return "—"

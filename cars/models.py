@@ -100,6 +100,17 @@ class Car(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def image(self):
+        """The original this car shows (a file of its picture, or of its own before
+        `migrate_pictures`); falsy when it has none."""
+        return self.picture.image if self.picture_id else self.legacy_image
+
+    @property
+    def renditions(self) -> dict:
+        """{platform: {"name", "width", "height"}} of the renditions this car shows."""
+        return self.picture.renditions if self.picture_id else (self.legacy_renditions or {})
+
 
 class CatalogState(models.Model):
     """One row whose version every change to the catalogue bumps.

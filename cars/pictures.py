@@ -83,6 +83,7 @@ def store_picture(new: NewPicture) -> tuple[int, bool]:
     stored = locked_pictures([new.sha256])
     if stored:
         return stored[new.sha256], False
+    written: list[str] = []
     try:
         with transaction.atomic():
             picture = Picture.objects.create(
@@ -92,11 +93,17 @@ def store_picture(new: NewPicture) -> tuple[int, bool]:
                 height=new.height,
                 renditions={name: r.stored() for name, r in new.renditions.items()},
             )
-            _write(new.name, new.data)
-            for rendition in new.renditions.values():
-                _write(rendition.name, rendition.data)
+            for name, data in [
+                (new.name, new.data),
+                *((r.name, r.data) for r in new.renditions.values()),
+            ]:
+                _write(name, data)
+                written.append(name)
     except IntegrityError:  # created by a concurrent transaction, now committed
         return locked_pictures([new.sha256])[new.sha256], False
+    except OSError:
+        _delete_files(written)  # no row, so no files: nothing half-stored is left
+        raise
     return picture.pk, True
 
 

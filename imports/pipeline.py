@@ -159,7 +159,7 @@ class ImagePipeline:
         self._rendered: set[str] = set()
 
     def __enter__(self) -> "ImagePipeline":
-        self._render_pool = _render_pool() if self.store else None
+        self.render_pool = render_pool() if self.store else None
         self._fetcher = Fetcher(image_fetch_policy(), max_connections=self.workers).__enter__()
         self._fetch_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
         return self
@@ -167,8 +167,8 @@ class ImagePipeline:
     def __exit__(self, *exc) -> None:
         self._fetch_pool.shutdown(cancel_futures=True)
         self._fetcher.__exit__(*exc)
-        if self._render_pool is not None:
-            self._render_pool.shutdown(cancel_futures=True)
+        if self.render_pool is not None:
+            self.render_pool.shutdown(cancel_futures=True)
 
     def forget(self, sha256s: Iterable[str]) -> None:
         """These contents were deleted meanwhile: render them again when they come back."""
@@ -213,7 +213,7 @@ class ImagePipeline:
                     yield ItemOutcome(item, sha256)
                 else:
                     try:
-                        render = self._render_pool.submit(render_picture, sha256, data)
+                        render = self.render_pool.submit(render_picture, sha256, data)
                     except BrokenExecutor as exc:
                         yield ItemOutcome(item, sha256, error=_render_crashed(item, exc))
                         continue
@@ -280,7 +280,7 @@ def _render_crashed(item: ImageItem, exc: Exception) -> FetchError:
     return FetchError(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
 
 
-def _render_pool():
+def render_pool():
     """One process per usable core; threads where a process may not have children.
 
     Celery's prefork children are daemonic processes, which multiprocessing forbids to

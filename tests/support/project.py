@@ -15,6 +15,7 @@ def project_env(folder: Path, **extra: str) -> dict[str, str]:
     DJANGO_*/CARS_* variables, no Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
     env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.development",
         DATABASE_URL=f"sqlite:///{folder / 'db.sqlite3'}",
