@@ -36,8 +36,8 @@ def acquire(job: ImportJob) -> None:
     except IntegrityError:
         pass
     with transaction.atomic():
-        lock = SourceLock.objects.select_for_update().select_related("job").get(key=key)
-        holder = lock.job
+        lock = SourceLock.objects.select_for_update().get(key=key)
+        holder = ImportJob.objects.filter(pk=lock.job_id).first()
         if holder is not None and holder.pk != job.pk and holder.status not in ENDED:
             if not is_dead(lock.worker, lock.heartbeat_at):
                 raise SourceBusy(f"another import of {job.source} is running")
