@@ -1,0 +1,151 @@
+"""The fetching limits of the security review (issue #15), proved on the real importer:
+`manage.py import_csv` in a subprocess, against a real local HTTP server.
+
+- gzip bombs (1 GiB of zeros gzipped twice: 1,827 bytes on the wire) are `too_large`, for
+  an image and for the CSV itself, and the importer's peak RSS stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.httpserver import LocalHTTPServer, encode, gzip_bomb
+from tests.support.images import jpeg_bytes
+from tests.support.project import ROOT
+
+MiB = 1024 * 1024
+# Peak RSS allowed to the import_csv process that meets a bomb: Django, Pillow and the
+# fetch threads, plus what the cap lets through. Before the fix an image bomb peaked at
+# 2.1 GB and a CSV bomb at about as much.
+IMAGE_BOMB_PEAK = 250 * MiB
+CSV_CAP = 200_000_000  # CARS_CSV_MAX_BYTES's default, set explicitly so the bound is clear
+CSV_BOMB_PEAK = CSV_CAP + 150 * MiB
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+    peak_rss: int
+    """The largest resident set of the process (or of any child it waited for), in bytes."""
+    seconds: float
+
+
+def manage_measured(env: dict[str, str], *args: str, timeout: float = 120) -> Finished:
+    """`python manage.py *args` as `tests.support.project.manage` runs it, reaped with
+    wait4() so that its own peak RSS is known, whatever other tests' children used."""
+    with open(os.devnull, "rb") as stdin, _temp(env, "out") as out, _temp(env, "err") as err:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=stdin,
+            stdout=out,
+            stderr=err,
+        )
+        killer = threading.Timer(timeout, process.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.monotonic() - started
+        out.seek(0)
+        err.seek(0)
+        return Finished(
+            process.returncode,
+            out.read().decode(),
+            err.read().decode(),
+            usage.ru_maxrss * 1024,  # Linux reports KiB
+            seconds,
+        )
+
+
+def _temp(env: dict[str, str], name: str):
+    folder = Path(env["MEDIA_ROOT"]).parent
+    return open(folder / f"manage.{name}", "w+b")  # the caller closes it (with)
+
+
+def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
+    lines = ["id,title,image"] + [f"{n},{title},{image}" for n, (title, image) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def image_failures(report: Path) -> dict[int, tuple[str, str]]:
+    data = json.loads(report.read_text())
+    return {f["line"]: (f["reason"], f["message"]) for f in data["image_failures"]}
+
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs wait4() (Linux)")
+
+
+# --- gzip bombs -------------------------------------------------------------------------------
+
+
+def test_an_image_gzip_bomb_is_too_large_and_the_importer_stays_small(
+    http_server: LocalHTTPServer, migrated_env, tmp_path
+):
+    bomb = {"Content-Encoding": "gzip, gzip", "Content-Type": "image/jpeg"}
+    http_server.add("/bomb.jpg", gzip_bomb(), headers=bomb)
+    http_server.add("/chunked-bomb.jpg", gzip_bomb(), headers=bomb, framing="chunked")
+    # An honest server that compresses everything still works.
+    http_server.add(
+        "/car.jpg", encode(jpeg_bytes(64, 48), "gzip"), headers={"Content-Encoding": "gzip"}
+    )
+    source = write_csv(
+        tmp_path / "cars.csv",
+        [
+            ("Bomb", http_server.url("/bomb.jpg")),
+            ("Chunked bomb", http_server.url("/chunked-bomb.jpg")),
+            ("Car", http_server.url("/car.jpg")),
+        ],
+    )
+    report = tmp_path / "report.json"
+
+    done = manage_measured(
+        migrated_env, "import_csv", str(source), "--no-progress", "--report", str(report)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith("images: 1 ok, 2 failed")
+    failures = image_failures(report)
+    assert {line: reason for line, (reason, _) in failures.items()} == {
+        2: "too_large",
+        3: "too_large",
+    }
+    print(f"import_csv peak RSS with two image bombs: {done.peak_rss / MiB:.0f} MiB")
+    assert done.peak_rss < IMAGE_BOMB_PEAK, f"peak RSS {done.peak_rss / MiB:.0f} MiB"
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_csv_gzip_bomb_is_too_large_and_the_importer_stays_small(
+    http_server: LocalHTTPServer, migrated_env, framing
+):
+    http_server.add(
+        "/cars.csv",
+        gzip_bomb(),
+        headers={"Content-Encoding": "gzip, gzip", "Content-Type": "text/csv"},
+        framing=framing,
+    )
+    env = migrated_env | {"CARS_CSV_MAX_BYTES": str(CSV_CAP)}
+
+    done = manage_measured(env, "import_csv", http_server.url("/cars.csv"), "--no-progress")
+
+    assert done.returncode == 1, done.stderr
+    assert "too_large" in done.stderr and "crashed" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    print(f"import_csv peak RSS with a CSV bomb ({framing}): {done.peak_rss / MiB:.0f} MiB")
+    assert done.peak_rss < CSV_BOMB_PEAK, f"peak RSS {done.peak_rss / MiB:.0f} MiB"
