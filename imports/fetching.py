@@ -691,7 +691,9 @@ def _resolve_inside(ref: str, base_dir: Path) -> Path:
     try:
         root = base_dir.resolve()
         path = (root / ref).resolve()
-    except (OSError, ValueError) as exc:  # a symlink loop, a NUL byte
+    # A NUL byte is a ValueError; a symlink loop is a RuntimeError from Python 3.11's
+    # pathlib (an OSError in other versions). Uncaught, either ended the whole import.
+    except (OSError, ValueError, RuntimeError) as exc:
         raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r}: not a usable path ({exc})") from exc
     if not path.is_relative_to(root):
         raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r} is outside the CSV's folder")

@@ -2,7 +2,8 @@
 `manage.py import_csv` in a subprocess, against a real local HTTP server.
 
 - gzip bombs (1 GiB of zeros gzipped twice: 1,827 bytes on the wire) are `too_large`, for
-  an image and for the CSV itself, and the importer's peak RSS stays small.
+  an image and for the CSV itself, and the importer's peak RSS stays small;
+- a symlink loop beside a local CSV fails that row's image, not the import.
 """
 
 from __future__ import annotations
@@ -149,3 +150,31 @@ def test_a_csv_gzip_bomb_is_too_large_and_the_importer_stays_small(
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     print(f"import_csv peak RSS with a CSV bomb ({framing}): {done.peak_rss / MiB:.0f} MiB")
     assert done.peak_rss < CSV_BOMB_PEAK, f"peak RSS {done.peak_rss / MiB:.0f} MiB"
+
+
+# --- local files ------------------------------------------------------------------------------
+
+
+def test_a_symlink_loop_beside_a_local_csv_fails_only_that_image(migrated_env, tmp_path):
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    (folder / "car.jpg").write_bytes(jpeg_bytes(64, 48))
+    (folder / "loop.jpg").symlink_to("loop.jpg")
+    (folder / "ping.jpg").symlink_to("pong.jpg")
+    (folder / "pong.jpg").symlink_to("ping.jpg")
+    source = write_csv(
+        folder / "cars.csv", [("Loop", "loop.jpg"), ("Ping", "ping.jpg"), ("Car", "car.jpg")]
+    )
+    report = tmp_path / "report.json"
+
+    done = manage_measured(
+        migrated_env, "import_csv", str(source), "--no-progress", "--report", str(report)
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == (
+        "created 3, updated 0, unchanged 0, deleted 0, rejected 0 rows; images: 1 ok, 2 failed"
+    )
+    reasons = {line: reason for line, (reason, _) in image_failures(report).items()}
+    assert reasons.keys() == {2, 3}
+    assert set(reasons.values()) <= {"blocked_path", "unreachable"}

@@ -847,6 +847,22 @@ def test_a_symlink_pointing_outside_the_folder_is_blocked(make_fetcher, csv_dir)
         assert error.reason == ImageReason.BLOCKED_PATH, ref
 
 
+@pytest.mark.parametrize("ref", ["self.jpg", "ping.jpg", "self.jpg/car.jpg", "images/../pong.jpg"])
+def test_a_symlink_loop_fails_that_reference_only(make_fetcher, csv_dir, ref):
+    """Python 3.11's pathlib raises RuntimeError on a loop; it must be this image's
+    failure, not an exception that ends the whole import."""
+    (csv_dir / "self.jpg").symlink_to("self.jpg")
+    (csv_dir / "ping.jpg").symlink_to("pong.jpg")
+    (csv_dir / "pong.jpg").symlink_to("ping.jpg")
+
+    error = fetch_error(lambda: fetch_reference(make_fetcher(), ref, base_dir=csv_dir))
+
+    # blocked_path where pathlib detects the loop (3.11), unreachable where it leaves the
+    # loop to the open() that fails (3.13): either way this reference alone fails.
+    assert error.reason in (ImageReason.BLOCKED_PATH, ImageReason.UNREACHABLE)
+    assert ref in error.message
+
+
 def test_a_remote_csv_may_not_name_local_files(make_fetcher):
     error = fetch_error(lambda: fetch_reference(make_fetcher(), "images/car.jpg", base_dir=None))
 
