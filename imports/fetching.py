@@ -77,6 +77,9 @@ class FetchPolicy:
 
     timeout: float = 30.0
     """Connect and read timeouts, and a hard deadline for each whole HTTP request."""
+    deadline: float | None = None
+    """Seconds for a whole fetch: every redirect hop, every retry and the pauses between
+    them. None: twice `timeout` (see `deadline_seconds`)."""
     max_bytes: int = 20_000_000
     allow_private: bool = False
     max_redirects: int = 5
@@ -85,6 +88,12 @@ class FetchPolicy:
     backoff: float = 0.5
     """Seconds before the first retry, doubled for each further one."""
     user_agent: str = "image_backend/0.1"
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Without it, retries and redirects multiply `timeout`: at the defaults (30 s,
+        2 retries, 5 redirects) one image could hold a worker for about 9 minutes."""
+        return 2 * self.timeout if self.deadline is None else self.deadline
 
 
 @dataclass(frozen=True)
@@ -135,17 +144,16 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 class _DeadlineExceeded(Exception):
-    """The request's total time ran out (a server trickling bytes slowly)."""
+    """A time budget ran out: the request's (a server trickling bytes slowly) or the whole
+    fetch's (slow hops and retries adding up). Either way the fetch is over."""
 
 
-class _Deadline:
-    """A per-request time budget, started on first network use rather than when the request
-    is made, so that waiting for a free pooled connection does not eat into it."""
+class _Budget:
+    """A time budget, started on first network use rather than when it is made, so that
+    waiting for a free pooled connection does not eat into it."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self.answering = False
-        """Set once the server has sent anything back."""
         self._ends_at: float | None = None
 
     def remaining(self) -> float:
@@ -153,6 +161,32 @@ class _Deadline:
         if self._ends_at is None:
             self._ends_at = now + self.seconds
         return self._ends_at - now
+
+
+class _FetchBudget(_Budget):
+    """The deadline of one whole fetch, shared by all its hops and attempts."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.last_error: str | None = None
+        """Why the previous attempt failed, when one did: said when time runs out."""
+
+    def exceeded(self) -> str:
+        message = (
+            f"timed out: no complete answer within the {self.seconds:g} s deadline for the "
+            "whole fetch (redirects and retries included)"
+        )
+        return message if self.last_error is None else f"{message}; before: {self.last_error}"
+
+
+class _Deadline:
+    """What bounds one HTTP request: its own budget (`timeout`) and its fetch's."""
+
+    def __init__(self, request: _Budget, fetch: _FetchBudget):
+        self.request = request
+        self.fetch = fetch
+        self.answering = False
+        """Set once the server has sent anything back."""
 
 
 # Set around each request by Fetcher. httpx's sync client does all I/O on the calling
@@ -163,16 +197,20 @@ _current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.Contex
 
 
 def _within_deadline(operation: Callable[[float | None], T], timeout: float | None) -> T:
-    """Run a socket operation with its `timeout` cut to what is left of the request's budget.
+    """Run a socket operation with its `timeout` cut to what is left of the request's and
+    the fetch's budgets.
 
     When that cut makes it time out after the server has started answering, it is reported
     as `_DeadlineExceeded`: a server that trickles bytes is not asked again, whereas one
-    that never answered (an ordinary timeout) is retried like a connect error.
+    that never answered (an ordinary timeout) is retried like a connect error. When the
+    fetch's budget is what ran out, there is no time for anything else: that is final too.
     """
     deadline = _current_deadline.get()
     if deadline is None:
         return operation(timeout)
-    remaining = deadline.remaining()
+    request_left = deadline.request.remaining()
+    fetch_left = deadline.fetch.remaining()
+    remaining = min(request_left, fetch_left)
     if timeout is not None and timeout < remaining:
         return operation(timeout)
     try:
@@ -180,9 +218,13 @@ def _within_deadline(operation: Callable[[float | None], T], timeout: float | No
             raise httpcore.TimeoutException("the request's time is up")
         return operation(remaining)
     except httpcore.TimeoutException:
+        if fetch_left <= request_left:
+            raise _DeadlineExceeded(deadline.fetch.exceeded()) from None
         if not deadline.answering:
             raise
-        raise _DeadlineExceeded(f"no complete answer within {deadline.seconds:g} s") from None
+        raise _DeadlineExceeded(
+            f"no complete answer within {deadline.request.seconds:g} s"
+        ) from None
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -371,15 +413,17 @@ class Fetcher:
         self._client.close()
 
     def fetch(self, url: str, *, headers: Mapping[str, str] | None = None) -> FetchResult:
-        """GET `url`, following at most `policy.max_redirects` redirects.
+        """GET `url`, following at most `policy.max_redirects` redirects, all within
+        `policy.deadline_seconds`.
 
         Raises FetchError with the reason a caller can record; `headers` (for example
         If-None-Match) are sent on every hop.
         """
         current = _parse_http_url(url)
         seen = {str(current)}
+        budget = _FetchBudget(self.policy.deadline_seconds)
         for redirects in range(self.policy.max_redirects + 1):
-            outcome = self._get_with_retries(current, headers or {})
+            outcome = self._get_with_retries(current, headers or {}, budget)
             if isinstance(outcome, FetchResult):
                 return outcome
             if redirects == self.policy.max_redirects:
@@ -396,16 +440,23 @@ class Fetcher:
         )
 
     def _get_with_retries(
-        self, url: httpx.URL, headers: Mapping[str, str]
+        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
     ) -> FetchResult | _Redirect:
-        """One hop, retried with exponential backoff on transient failures."""
+        """One hop, retried with exponential backoff on transient failures, as long as
+        the fetch's budget lasts: a pause that would end past it is not waited for."""
         for attempt in range(self.policy.retries + 1):
             try:
-                return self._get_once(url, headers)
+                return self._get_once(url, headers, budget)
             except _Transient as transient:
                 if attempt == self.policy.retries:
                     raise transient.error from None
-                time.sleep(self._retry_delay(attempt, transient.retry_after))
+                budget.last_error = transient.error.message.removeprefix(f"{url}: ")
+                delay = self._retry_delay(attempt, transient.retry_after)
+                if delay >= budget.remaining():
+                    raise FetchError(
+                        ImageReason.UNREACHABLE, f"{url}: {budget.exceeded()}"
+                    ) from None
+                time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
@@ -415,9 +466,11 @@ class Fetcher:
             return min(retry_after, 4 * self.policy.backoff)
         return self.policy.backoff * 2**attempt
 
-    def _get_once(self, url: httpx.URL, headers: Mapping[str, str]) -> FetchResult | _Redirect:
+    def _get_once(
+        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
+    ) -> FetchResult | _Redirect:
         """A single HTTP request under a hard deadline, with errors mapped to reasons."""
-        token = _current_deadline.set(_Deadline(self.policy.timeout))
+        token = _current_deadline.set(_Deadline(_Budget(self.policy.timeout), budget))
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 return self._handle_response(url, response)

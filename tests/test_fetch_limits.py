@@ -3,6 +3,7 @@
 
 - gzip bombs (1 GiB of zeros gzipped twice: 1,827 bytes on the wire) are `too_large`, for
   an image and for the CSV itself, and the importer's peak RSS stays small;
+- one deadline (`CARS_FETCH_DEADLINE`) covers all redirects and retries of a fetch;
 - a symlink loop beside a local CSV fails that row's image, not the import.
 """
 
@@ -150,6 +151,48 @@ def test_a_csv_gzip_bomb_is_too_large_and_the_importer_stays_small(
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     print(f"import_csv peak RSS with a CSV bomb ({framing}): {done.peak_rss / MiB:.0f} MiB")
     assert done.peak_rss < CSV_BOMB_PEAK, f"peak RSS {done.peak_rss / MiB:.0f} MiB"
+
+
+# --- one deadline per fetch -------------------------------------------------------------------
+
+
+def add_slow_redirects(server: LocalHTTPServer, name: str, body: bytes) -> str:
+    """/name0 -> ... -> /name5, each answering after 0.4 s: every request is quick
+    enough for CARS_FETCH_TIMEOUT, the chain as a whole takes 2.4 s."""
+    for hop in range(5):
+        server.add(f"/{name}{hop}", redirect_to=f"/{name}{hop + 1}", delay=0.4)
+    server.add(f"/{name}5", body, delay=0.4)
+    return server.url(f"/{name}0")
+
+
+def test_cars_fetch_deadline_bounds_each_image_and_the_csv(
+    http_server: LocalHTTPServer, migrated_env, tmp_path
+):
+    slow_image = add_slow_redirects(http_server, "img", jpeg_bytes(64, 48))
+    http_server.add("/fast.jpg", jpeg_bytes(64, 48))
+    source = write_csv(
+        tmp_path / "cars.csv", [("Slow", slow_image), ("Fast", http_server.url("/fast.jpg"))]
+    )
+    report = tmp_path / "report.json"
+    env = migrated_env | {"CARS_FETCH_TIMEOUT": "5", "CARS_FETCH_DEADLINE": "1"}
+
+    done = manage_measured(env, "import_csv", str(source), "--no-progress", "--report", str(report))
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith("images: 1 ok, 1 failed")
+    reason, message = image_failures(report)[2]
+    assert reason == "unreachable"
+    assert "1 s deadline" in message and "redirects and retries" in message, message
+    assert http_server.hits["/img5"] == 0
+
+    slow_csv = add_slow_redirects(
+        http_server, "csv", f"title,image\nA,{http_server.url('/fast.jpg')}\n".encode()
+    )
+    done = manage_measured(env, "import_csv", slow_csv, "--no-progress")
+
+    assert done.returncode == 1, done.stderr
+    assert "unreachable" in done.stderr and "1 s deadline" in done.stderr, done.stderr
+    assert http_server.hits["/csv5"] == 0
 
 
 # --- local files ------------------------------------------------------------------------------

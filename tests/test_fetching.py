@@ -605,6 +605,73 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(http_server: LocalHTTPSer
     assert http_server.hits["/trickle"] == 1  # a slow server is not asked again
 
 
+def test_one_deadline_covers_every_redirect_hop(http_server: LocalHTTPServer, make_fetcher):
+    # Each hop answers well within the 1 s timeout; together they would take 1.8 s.
+    for hop in range(5):
+        http_server.add(f"/r{hop}", redirect_to=f"/r{hop + 1}", delay=0.3)
+    http_server.add("/r5", b"end", delay=0.3)
+    started = time.monotonic()
+
+    error = fetch_error(
+        lambda: make_fetcher(timeout=1.0, deadline=1.0).fetch(http_server.url("/r0"))
+    )
+
+    elapsed = time.monotonic() - started
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "1 s deadline" in error.message and "redirects and retries" in error.message
+    assert 0.9 < elapsed < 1.4
+    assert http_server.hits["/r5"] == 0
+
+
+def test_one_deadline_covers_every_retry(http_server: LocalHTTPServer, make_fetcher):
+    http_server.add("/busy", b"down", status=503, delay=0.3)
+    started = time.monotonic()
+
+    error = fetch_error(
+        lambda: make_fetcher(timeout=1.0, deadline=1.0, retries=10).fetch(http_server.url("/busy"))
+    )
+
+    elapsed = time.monotonic() - started
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "deadline" in error.message and "HTTP 503" in error.message
+    assert elapsed < 1.4
+    assert http_server.hits["/busy"] <= 4
+
+
+def test_no_retry_is_waited_for_that_would_end_past_the_deadline(
+    http_server: LocalHTTPServer, make_fetcher
+):
+    http_server.add("/busy", b"down", status=503)
+    started = time.monotonic()
+
+    # Backoff 0.4 s then 0.8 s: the second pause would end past the 0.6 s deadline.
+    error = fetch_error(
+        lambda: make_fetcher(deadline=0.6, retries=2, backoff=0.4).fetch(http_server.url("/busy"))
+    )
+
+    assert error.reason == ImageReason.UNREACHABLE
+    assert http_server.hits["/busy"] == 2
+    assert time.monotonic() - started < 0.6
+
+
+def test_the_deadline_is_twice_the_timeout_unless_set():
+    assert FetchPolicy(timeout=3).deadline_seconds == 6
+    assert FetchPolicy(timeout=3, deadline=4.5).deadline_seconds == 4.5
+
+
+def test_the_default_deadline_stops_slow_redirects(http_server: LocalHTTPServer, make_fetcher):
+    for hop in range(5):
+        http_server.add(f"/r{hop}", redirect_to=f"/r{hop + 1}", delay=0.25)
+    http_server.add("/r5", b"end", delay=0.25)
+    started = time.monotonic()
+
+    error = fetch_error(lambda: make_fetcher(timeout=0.4).fetch(http_server.url("/r0")))
+
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "0.8 s deadline" in error.message
+    assert time.monotonic() - started < 1.2
+
+
 def test_a_silent_server_times_out_and_is_retried(http_server: LocalHTTPServer, make_fetcher):
     http_server.add("/silent", b"late", delay=1.5)
     started = time.monotonic()
