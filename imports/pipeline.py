@@ -110,6 +110,7 @@ def fetch_policy(max_bytes: int) -> FetchPolicy:
     """The CARS_FETCH_* / CARS_ALLOW_PRIVATE_URLS settings, with a size cap."""
     return FetchPolicy(
         timeout=settings.CARS_FETCH_TIMEOUT,
+        deadline=settings.CARS_FETCH_DEADLINE,
         max_bytes=max_bytes,
         allow_private=settings.CARS_ALLOW_PRIVATE_URLS,
         retries=settings.CARS_FETCH_RETRIES,

@@ -234,6 +234,9 @@ CARS_PAGE_SIZE = env.int("CARS_PAGE_SIZE", default=100)
 CARS_MAX_PAGE_SIZE = env.int("CARS_MAX_PAGE_SIZE", default=1000)
 CARS_IMPORT_WORKERS = env.int("CARS_IMPORT_WORKERS", default=16)
 CARS_FETCH_TIMEOUT = env.float("CARS_FETCH_TIMEOUT", default=30.0)
+# Seconds for one whole fetch of an image or of the CSV: every redirect, retry and pause
+# between retries. None (unset): 2 × CARS_FETCH_TIMEOUT, whichever settings module set it.
+CARS_FETCH_DEADLINE = env.float("CARS_FETCH_DEADLINE", default=None)
 CARS_FETCH_RETRIES = env.int("CARS_FETCH_RETRIES", default=2)
 CARS_FETCH_BACKOFF = env.float("CARS_FETCH_BACKOFF", default=0.5)
 CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
