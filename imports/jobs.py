@@ -89,6 +89,12 @@ def execute_job(
         def images_done(recorded, items_done: int) -> None:
             ImportJob.objects.filter(pk=job.pk).update(images_done=F("images_done") + items_done)
 
+        def track(stage: str, done: int, total: int | None) -> None:
+            if stage == "images" and done == 0 and total:
+                ImportJob.objects.filter(pk=job.pk).update(images_total=total)
+            if progress:
+                progress(stage, done, total)
+
         try:
             with Heartbeat(lambda: beat(job.pk)):
                 report = run_import(
@@ -96,7 +102,7 @@ def execute_job(
                     prune=job.prune,
                     refresh_images=job.refresh_images,
                     workers=workers,
-                    progress=progress,
+                    progress=track,
                     opened=opened,
                     on_images=images_done,
                 )

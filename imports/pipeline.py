@@ -350,94 +350,88 @@ def record_outcomes(
         if missing := shared - found.keys() - {o.sha256 for o in outcomes if o.new}:
             raise PictureGone(missing)
         picture_of.update(found)
-        cars, now = [], timezone.now()
+        updates, now = [], timezone.now()
         for outcome in outcomes:
             error = outcome.error
             if error is None and outcome.sha256 not in picture_of:
                 error = FetchError(ImageReason.STORAGE_ERROR, "the image could not be stored")
-            for n, car in enumerate(outcome.item.cars):
-                if error is not None:
-                    recorded.failed += 1
-                    recorded.failures.append(
-                        ImageProblem(
-                            car.line, car.key, outcome.item.ref, error.reason, error.message
-                        )
-                    )
-                    cars.append(_failed_car(car.car_id, error, now))
-                    continue
-                recorded.ok += 1
-                if n == 0 and outcome.sha256 in created and outcome.new is not None:
-                    recorded.pictures_new += 1
-                    created.discard(outcome.sha256)
-                else:
-                    recorded.pictures_shared += 1
-                cars.append(
-                    _ready_car(car.car_id, picture_of[outcome.sha256], outcome.item.ref, now)
-                )
-        _update_cars(cars)
+            ids = [car.car_id for car in outcome.item.cars]
+            if error is not None:
+                recorded.failed += len(ids)
+                recorded.failures += [
+                    ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
+                    for car in outcome.item.cars
+                ]
+                updates.append((ids, _failed(error, now)))
+                continue
+            recorded.ok += len(ids)
+            if outcome.new is not None and outcome.sha256 in created:
+                created.discard(outcome.sha256)
+                recorded.pictures_new += 1  # the first car of the item that stored it
+                recorded.pictures_shared += len(ids) - 1
+            else:
+                recorded.pictures_shared += len(ids)
+            updates.append((ids, _ready(picture_of[outcome.sha256], outcome.item.ref, now)))
+        _update_cars(updates)
         if inside is not None:
             inside(recorded)
     return recorded
 
 
-_OUTCOME_FIELDS = [
-    "picture",
-    "legacy_image",
-    "legacy_renditions",
-    "image_fetched_from",
-    "image_status",
-    "image_error",
-    "image_error_message",
-    "updated_at",
-]
-
-
-def _update_cars(cars: list[Car]) -> None:
-    """Apply the outcomes; release the pictures (and legacy files) the cars showed before."""
-    if not cars:
+def _update_cars(updates: list[tuple[list[int], dict]]) -> None:
+    """Apply the outcomes (one UPDATE per reference: its cars get the same values), then
+    release the pictures (and legacy files) that the cars showed before."""
+    if not updates:
         return
-    before = Car.objects.filter(pk__in=[car.pk for car in cars]).values_list(
-        "pk", "picture_id", "legacy_image", "legacy_renditions"
-    )
-    previous, legacy = [], []
-    now_showing = {car.pk: car.picture_id for car in cars}
-    for pk, picture_id, legacy_image, legacy_renditions in before:
-        if picture_id and picture_id != now_showing.get(pk):
-            previous.append(picture_id)
-        if legacy_image:
-            legacy += [legacy_image, *(r["name"] for r in (legacy_renditions or {}).values() if r)]
-    Car.objects.bulk_update(cars, _OUTCOME_FIELDS, batch_size=500)
+    showing = {pk: values["picture_id"] for ids, values in updates for pk in ids}
+    previous, legacy = set(), []
+    for some in _batches(list(showing)):
+        before = Car.objects.filter(pk__in=some).values_list(
+            "pk", "picture_id", "legacy_image", "legacy_renditions"
+        )
+        for pk, picture_id, legacy_image, legacy_renditions in before:
+            if picture_id and picture_id != showing[pk]:
+                previous.add(picture_id)
+            if legacy_image:
+                legacy.append(legacy_image)
+                legacy += [r["name"] for r in (legacy_renditions or {}).values() if r]
+    for ids, values in updates:
+        for some in _batches(ids):
+            Car.objects.filter(pk__in=some).update(**values)
     bump_catalog_version()
     release_on_commit(previous)
     delete_files_on_commit(legacy)
 
 
-def _ready_car(car_id: int, picture_id: int, ref: str, now) -> Car:
-    return Car(
-        pk=car_id,
-        picture_id=picture_id,
-        legacy_image="",
-        legacy_renditions={},
-        image_fetched_from=ref,
-        image_status=ImageStatus.READY,
-        image_error=None,
-        image_error_message="",
-        updated_at=now,
-    )
+def _batches(ids: list[int], size: int = 1000):
+    """Slices of `ids` small enough for any database's limit on query parameters."""
+    return (ids[start : start + size] for start in range(0, len(ids), size))
 
 
-def _failed_car(car_id: int, error: FetchError, now) -> Car:
-    return Car(
-        pk=car_id,
-        picture_id=None,
-        legacy_image="",
-        legacy_renditions={},
-        image_fetched_from="",
-        image_status=ImageStatus.FAILED,
-        image_error=error.reason,
-        image_error_message=error.message,
-        updated_at=now,
-    )
+def _ready(picture_id: int, ref: str, now) -> dict:
+    return {
+        "picture_id": picture_id,
+        "legacy_image": "",
+        "legacy_renditions": {},
+        "image_fetched_from": ref,
+        "image_status": ImageStatus.READY,
+        "image_error": None,
+        "image_error_message": "",
+        "updated_at": now,
+    }
+
+
+def _failed(error: FetchError, now) -> dict:
+    return {
+        "picture_id": None,
+        "legacy_image": "",
+        "legacy_renditions": {},
+        "image_fetched_from": "",
+        "image_status": ImageStatus.FAILED,
+        "image_error": error.reason,
+        "image_error_message": error.message,
+        "updated_at": now,
+    }
 
 
 def run_items(

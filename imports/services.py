@@ -150,6 +150,8 @@ def _run_images(items, opened, report, workers, dry_run, progress, on_images) ->
 
     if not items:
         return 0.0
+    if progress:
+        progress("images", 0, total)
     with ImagePipeline(base_dir=opened.base_dir, workers=workers, store=not dry_run) as pipeline:
         if dry_run:
             outcome = _check_images(pipeline, items, recorded)
