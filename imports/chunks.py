@@ -177,15 +177,15 @@ def run_chunk(chunk_id: int) -> None:
             return
         base_dir = Path(chunk.job.base_dir) if chunk.job.base_dir else None
         with ImagePipeline(base_dir=base_dir, workers=settings.CARS_IMPORT_WORKERS) as pipeline:
+            outcomes = list(pipeline.run(items))
             for attempt in range(3):
-                outcomes = list(pipeline.run(items))
                 try:
                     _record(chunk, token, outcomes)
                     return
                 except PictureGone as gone:
                     if attempt == 2:
                         raise
-                    pipeline.forget(gone.sha256s)
+                    outcomes = pipeline.again(outcomes, gone.sha256s)
 
 
 def _claim(chunk_id: int, token: str) -> ImageChunk | None:

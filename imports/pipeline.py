@@ -171,9 +171,12 @@ class ImagePipeline:
         if self.render_pool is not None:
             self.render_pool.shutdown(cancel_futures=True)
 
-    def forget(self, sha256s: Iterable[str]) -> None:
-        """These contents were deleted meanwhile: render them again when they come back."""
-        self._rendered -= set(sha256s)
+    def again(self, outcomes: list[ItemOutcome], gone: set[str]) -> list[ItemOutcome]:
+        """`outcomes` with the items whose stored picture was deleted meanwhile (`gone`)
+        fetched and rendered anew; the others are kept as they were."""
+        self._rendered -= gone
+        kept = [o for o in outcomes if o.sha256 not in gone]
+        return kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
 
     def run(self, items: Iterable[ImageItem]) -> Iterator[ItemOutcome]:
         """Every item's outcome, as it completes.
@@ -321,20 +324,31 @@ class _FetchWindow:
 
 
 def record_outcomes(
-    outcomes: list[ItemOutcome], *, inside: Callable[[Recorded], None] | None = None
+    outcomes: list[ItemOutcome],
+    *,
+    inside: Callable[[Recorded], None] | None = None,
+    touch: bool = True,
 ) -> Recorded:
     """Write a batch of outcomes on their cars, in one transaction; return what it did.
 
     New pictures are stored (or found, when a concurrent import stored the same bytes
     first); the others are looked up by content under their row's lock. A car's previous
     picture is deleted after commit if no car shows it any more. `inside(recorded)` runs
-    in the same transaction, last (a chunk marks itself done there). Raises PictureGone,
-    with nothing written, when a picture it meant to share was deleted meanwhile.
+    in the same transaction, last (a chunk marks itself done there); without `touch` the
+    cars' `updated_at` stays as it was. Raises PictureGone, with nothing written, when a
+    picture it meant to share was deleted meanwhile.
     """
     recorded = Recorded()
     picture_of: dict[str, int] = {}
     created: set[str] = set()
     with transaction.atomic():
+        # The stored pictures first: one deleted meanwhile stops the batch before anything
+        # is written.
+        shared = {o.sha256 for o in outcomes if not o.error and not o.new}
+        shared -= {o.sha256 for o in outcomes if o.new}
+        picture_of.update(locked_pictures(shared))
+        if missing := shared - picture_of.keys():
+            raise PictureGone(missing)
         for outcome in sorted((o for o in outcomes if o.new), key=lambda o: o.sha256):
             if outcome.sha256 in picture_of:
                 continue
@@ -345,11 +359,6 @@ def record_outcomes(
                 continue
             if made:
                 created.add(outcome.sha256)
-        shared = {o.sha256 for o in outcomes if not o.error and o.sha256 not in picture_of}
-        found = locked_pictures(shared)
-        if missing := shared - found.keys() - {o.sha256 for o in outcomes if o.new}:
-            raise PictureGone(missing)
-        picture_of.update(found)
         updates, now = [], timezone.now()
         for outcome in outcomes:
             error = outcome.error
@@ -372,13 +381,13 @@ def record_outcomes(
             else:
                 recorded.pictures_shared += len(ids)
             updates.append((ids, _ready(picture_of[outcome.sha256], outcome.item.ref, now)))
-        _update_cars(updates)
+        _update_cars(updates, touch=touch)
         if inside is not None:
             inside(recorded)
     return recorded
 
 
-def _update_cars(updates: list[tuple[list[int], dict]]) -> None:
+def _update_cars(updates: list[tuple[list[int], dict]], *, touch: bool = True) -> None:
     """Apply the outcomes (one UPDATE per reference: its cars get the same values), then
     release the pictures (and legacy files) that the cars showed before."""
     if not updates:
@@ -396,6 +405,8 @@ def _update_cars(updates: list[tuple[list[int], dict]]) -> None:
                 legacy.append(legacy_image)
                 legacy += [r["name"] for r in (legacy_renditions or {}).values() if r]
     for ids, values in updates:
+        if not touch:  # moving files changes no answer, so not the car's `updated_at`
+            values = {k: v for k, v in values.items() if k != "updated_at"}
         for some in _batches(ids):
             Car.objects.filter(pk__in=some).update(**values)
     bump_catalog_version()
@@ -460,8 +471,7 @@ def run_items(
             except PictureGone as gone:
                 if attempt == 2:
                     raise
-                pipeline.forget(gone.sha256s)
-                outcomes = list(pipeline.run([o.item for o in outcomes]))
+                outcomes = pipeline.again(outcomes, gone.sha256s)
         total.add(recorded)
         if on_recorded:
             on_recorded(recorded, len(outcomes))

@@ -49,7 +49,7 @@ class Command(BaseCommand):
                         legacy_image="", legacy_renditions={}
                     )
                 if outcomes:
-                    moved += record_outcomes(outcomes).ok
+                    moved += record_outcomes(outcomes, touch=False).ok
                 self.stdout.write(f"moved {moved} cars", ending="\r")
         self.stdout.write(f"moved {moved} cars; {missing} had no readable original")
 
