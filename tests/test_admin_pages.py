@@ -179,12 +179,12 @@ def test_retrying_cars_none_of_which_failed_says_so(admin_client, catalog):
     assert messages_of(response) == ["None of the selected cars has a failed image."]
 
 
-def test_with_redis_the_retry_goes_to_a_worker_after_commit(
+def test_with_a_broker_the_retry_goes_to_a_worker_after_commit(
     admin_client, catalog, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from imports import tasks
 
-    settings.REDIS_URL = "redis://broker.invalid:6379/0"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
     queued: list[tuple] = []
     monkeypatch.setattr(tasks.retry_images, "delay", lambda *args: queued.append(args))
 
@@ -347,12 +347,12 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client):
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_with_redis_the_import_is_queued_and_its_page_follows_it(
+def test_with_a_broker_the_import_is_queued_and_its_page_follows_it(
     admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from imports import tasks
 
-    settings.REDIS_URL = "redis://broker.invalid:6379/0"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
     queued: list[tuple] = []
     monkeypatch.setattr(tasks.run_import_job, "delay", lambda *args: queued.append(args))
     upload = SimpleUploadedFile("a.csv", csv_bytes([["1", "A", "", ""]]))

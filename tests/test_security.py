@@ -44,6 +44,7 @@ print("RESULT " + json.dumps(out))
 def production_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
     env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         SECRET_KEY="sk-" + secrets.token_urlsafe(32),
