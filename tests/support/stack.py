@@ -221,9 +221,12 @@ def running_stack(
     if not redis_available():
         _missing("Redis")
     if broker == "rabbitmq":
-        with rabbitmq_vhost() as broker_url, running_stack(
-            tmp_path, {"CELERY_BROKER_URL": broker_url, **extra_env}, beat=beat, worker=worker
-        ) as stack:
+        with (
+            rabbitmq_vhost() as broker_url,
+            running_stack(
+                tmp_path, {"CELERY_BROKER_URL": broker_url, **extra_env}, beat=beat, worker=worker
+            ) as stack,
+        ):
             yield stack
         return
     redis_db = secrets.randbelow(14) + 1
