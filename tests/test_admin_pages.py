@@ -340,6 +340,20 @@ def test_staff_without_the_add_permission_cannot_import(client, django_user_mode
     assert not ImportJob.objects.exists()
 
 
+def test_pruning_from_the_admin_needs_the_permission_to_delete_cars(client, django_user_model):
+    staff = django_user_model.objects.create_user("pat", password="pw", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_importjob", "view_importjob"])
+    )
+    client.force_login(staff)
+
+    response = client.post(IMPORT_CSV, {"url": "https://example.com/a.csv", "prune": "on"})
+
+    assert response.status_code == 200
+    assert "Deleting cars needs the cars.delete_car permission." in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
 def test_anonymous_visitors_are_sent_to_the_login_page(client):
     response = client.get(IMPORT_CSV)
 
