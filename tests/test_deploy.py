@@ -356,6 +356,38 @@ def test_nginx_forwards_the_scheme_and_serves_nothing_secret():
     assert not any(".env" in m for m in mounts)
 
 
+def nginx_blocks(text: str, keyword: str) -> dict[str, str]:
+    """`keyword ARGS { ... }` blocks of the nginx template: ARGS -> the block's text."""
+    blocks = {}
+    for match in re.finditer(rf"^\s*{keyword}\s+([^{{;]*?)\s*\{{", text, re.M):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        blocks[match.group(1)] = text[match.end() : end - 1]
+    return blocks
+
+
+def tls_server() -> str:
+    (server,) = [
+        b for b in nginx_blocks(NGINX_TEMPLATE.read_text(), "server").values() if "listen 443" in b
+    ]
+    return server
+
+
+def test_nginx_limits_the_rate_of_the_pages_and_the_api_per_client():
+    """Security review #15, item 4: the gallery's search was never limited."""
+    text = NGINX_TEMPLATE.read_text()
+    zones = set(re.findall(r"limit_req_zone \$binary_remote_addr zone=(\w+):\S+ rate=", text))
+    assert zones >= {"pages", "api"}
+    locations = nginx_blocks(tls_server(), "location")
+    assert re.search(r"limit_req zone=pages\b", locations["/"])
+    assert re.search(r"limit_req zone=api\b", locations["/api/"])
+    assert "limit_req_status 429;" in text
+    # The app keys its own limits on the one entry nginx appends to X-Forwarded-For.
+    assert compose()["x-app"]["environment"]["CARS_NUM_PROXIES"] == "1"
+
+
 # --- deploy/k8s sources ------------------------------------------------------------------
 def test_k8s_has_a_base_and_two_overlays():
     assert (K8S / "base" / "kustomization.yaml").is_file()

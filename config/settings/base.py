@@ -195,16 +195,23 @@ CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count", "X-Request-ID"]
 
+# --- Clients behind proxies -------------------------------------------------------------
+# How many proxies in front of the app append the address they saw to X-Forwarded-For
+# (nginx's $proxy_add_x_forwarded_for, an Ingress controller): the client is that many
+# entries from the right; whatever the client itself sent stays to the left, unused.
+# 0: no proxy, the client is the peer address. The anonymous throttles (core.throttling)
+# and the login lockout (django-axes) all read it through core.clientip.
+CARS_NUM_PROXIES = env.int("CARS_NUM_PROXIES", default=0)
+
 # --- Django REST framework --------------------------------------------------------------
 CARS_ANON_RATE = env("CARS_ANON_RATE", default="")
 REST_FRAMEWORK = {
+    "NUM_PROXIES": CARS_NUM_PROXIES,  # for any DRF throttle; ours use core.clientip
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": (
-        ["rest_framework.throttling.AnonRateThrottle"] if CARS_ANON_RATE else []
-    ),
+    "DEFAULT_THROTTLE_CLASSES": (["core.throttling.AnonThrottle"] if CARS_ANON_RATE else []),
     "DEFAULT_THROTTLE_RATES": {"anon": CARS_ANON_RATE or None},
 }
 SPECTACULAR_SETTINGS = {
