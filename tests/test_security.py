@@ -219,3 +219,53 @@ def test_without_a_proxy_the_peer_address_is_the_client_whatever_it_writes(clien
     ]
     assert [a.status_code for a in answers] == [200, 200, 429, 429]
     assert int(answers[-1]["Retry-After"]) > 0
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_weak_passwords(admin_client):
+    """Item 8: there were no password validators, so "admin" was a valid password."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    for weak in ("admin", "password", "12345678901234"):
+        with pytest.raises(ValidationError):
+            validate_password(weak)
+    validate_password("correct horse battery staple")
+
+    response = admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newbie",
+            "password1": "newbie2024",
+            "password2": "newbie2024",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 200
+    assert "This password is too short." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_failed_admin_logins_lock_the_client_out(client, settings, django_user_model):
+    """Item 8: logins were never throttled. After CARS_LOGIN_FAILURE_LIMIT failures a
+    client (as CARS_NUM_PROXIES says, whatever it writes first in X-Forwarded-For) is
+    refused even with the right password; other clients still log in."""
+    settings.CARS_NUM_PROXIES = 1
+    django_user_model.objects.create_user("ops", password="right-password-1", is_staff=True)
+
+    def log_in(password: str, proxy_saw: str, n: int = 0):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "ops", "password": password},
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, {proxy_saw}",
+        )
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        response = log_in("wrong", "203.0.113.7", n)
+        assert response.status_code in (200, 429)  # the form again, or locked at the last
+    locked = log_in("right-password-1", "203.0.113.7", 99)
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+    other = log_in("right-password-1", "203.0.113.8")
+    assert other.status_code == 302 and other["Location"] == "/admin/"

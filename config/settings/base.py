@@ -5,6 +5,7 @@ repository root (django-environ). Environment modules only override defaults.
 """
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "cars",
     "imports",
     "gallery",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +57,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Turns a login refused by django-axes into its lockout answer (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -74,6 +78,30 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Logins (the admin) -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes counts failed logins (in the database, so every process shares the count)
+# and refuses any login from a client address with CARS_LOGIN_FAILURE_LIMIT failures for
+# CARS_LOGIN_COOLOFF seconds, the right password included (429). The address is the one
+# the rate limits use (core.clientip, CARS_NUM_PROXIES).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CARS_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("CARS_LOGIN_COOLOFF", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
+AXES_RESET_ON_SUCCESS = True
 
 # --- Database ---------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
@@ -306,6 +334,7 @@ def logging_config(log_format: str, level: str) -> dict:
             "django.server": {"level": "ERROR" if log_format == "json" else "INFO"},
             "httpx": {"level": "WARNING"},  # a line per image is noise; failures are reported
             "django_guid": {"level": "WARNING"},
+            "axes": {"level": "WARNING"},  # a line per login; lockouts are warnings
         },
     }
 
