@@ -222,7 +222,7 @@ def test_dockerfile_bakes_in_no_secret():
 
 # --- gunicorn and the health check script ------------------------------------------------
 def _gunicorn_settings(monkeypatch, **environ) -> dict:
-    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "WEB_CONCURRENCY"):
+    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "WEB_CONCURRENCY", "CARS_METRICS_PORT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -235,7 +235,9 @@ def test_gunicorn_workers_and_threads_come_from_the_environment(monkeypatch):
     assert defaults["worker_class"] == "gthread"
     sized = _gunicorn_settings(monkeypatch, GUNICORN_WORKERS="5", GUNICORN_THREADS="1")
     assert (sized["workers"], sized["threads"], sized["worker_class"]) == (5, 1, "sync")
-    assert sized["bind"] == "0.0.0.0:8000"
+    # The public port, and the metrics port that only the scraper reaches (review #15, item 5).
+    assert sized["bind"] == ["0.0.0.0:8000", "0.0.0.0:9100"]
+    assert _gunicorn_settings(monkeypatch, CARS_METRICS_PORT="0")["bind"] == ["0.0.0.0:8000"]
     # Everything it writes is under /tmp (read-only root filesystem in Kubernetes).
     assert sized["worker_tmp_dir"] == "/tmp"
     assert sized["control_socket"].startswith("/tmp/")
@@ -616,6 +618,19 @@ def test_k8s_ingress_routes_an_allowed_host_to_the_web_service(overlay):
             assert backend["name"] == "image-backend-web"
             assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
     assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} <= allowed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_metrics_are_on_a_port_no_service_exposes(overlay, monkeypatch):
+    """Security review #15, item 5: the Ingress routes /, and /metrics was public."""
+    web = objects(overlay, "Deployment")["image-backend-web"]
+    ports = {p["name"]: p["containerPort"] for p in pod_spec(web)["containers"][0]["ports"]}
+    annotations = web["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"] == 9100
+    assert _gunicorn_settings(monkeypatch)["bind"][1].endswith(":9100")
+    for service in objects(overlay, "Service").values():
+        exposed = {p["targetPort"] for p in service["spec"]["ports"]}
+        assert "metrics" not in exposed and 9100 not in exposed
 
 
 def test_k8s_overlays_differ_where_they_must():

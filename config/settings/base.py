@@ -252,6 +252,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
+# --- Metrics ----------------------------------------------------------------------------
+# Set: /metrics answers only on connections to this port (gunicorn binds it beside the
+# public one: deploy/docker/gunicorn.conf.py), which no Ingress or proxy routes to.
+# 0: on any port (development; a process not behind gunicorn cannot tell ports apart).
+CARS_METRICS_PORT = env.int("CARS_METRICS_PORT", default=0)
+
 # --- django-imagekit --------------------------------------------------------------------
 # Renditions are made by the import pipeline, never on access (see cars.renditions).
 IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.renditions.GeneratedByImport"

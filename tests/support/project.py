@@ -57,13 +57,15 @@ GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], log: Path, *, ports: int = 1) -> Iterator[list[str]]:
-    """gunicorn (one worker) from the repository root, bound to `ports` free ports on
-    127.0.0.1, once it answers `/healthz` on the first. Yields the base URLs, one per port;
-    stopped (its whole process group) on exit. Its output goes to `log`."""
+def gunicorn(
+    env: dict[str, str], log: Path, *, ports: list[int] | None = None
+) -> Iterator[list[str]]:
+    """gunicorn (one worker) from the repository root, bound to `ports` on 127.0.0.1 (one
+    free port by default), once it answers `/healthz` on the first. Yields the base URLs,
+    one per port; stopped (its whole process group) on exit. Its output goes to `log`."""
     from tests.support.stack import free_port
 
-    bound = [free_port() for _ in range(ports)]
+    bound = ports or [free_port()]
     binds = [arg for port in bound for arg in ("-b", f"127.0.0.1:{port}")]
     with log.open("w") as out:
         process = subprocess.Popen(
