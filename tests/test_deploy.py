@@ -603,7 +603,8 @@ def test_k8s_env_names_are_documented(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_ingress_routes_an_allowed_host_to_the_web_service(overlay):
-    (ingress,) = objects(overlay, "Ingress").values()
+    ingresses = objects(overlay, "Ingress")
+    assert set(ingresses) == {"image-backend", "image-backend-upload"}
     allowed = set(configmap(overlay)["ALLOWED_HOSTS"].split(","))
     service = objects(overlay, "Service")["image-backend-web"]
     web = objects(overlay, "Deployment")["image-backend-web"]
@@ -611,13 +612,69 @@ def test_k8s_ingress_routes_an_allowed_host_to_the_web_service(overlay):
     assert service["spec"]["selector"].items() <= pod_labels.items()
     ports = {p["name"] for p in pod_spec(web)["containers"][0]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
-    for rule in ingress["spec"]["rules"]:
-        assert rule["host"] in allowed, f"{rule['host']} is not in ALLOWED_HOSTS"
-        for path in rule["http"]["paths"]:
-            backend = path["backend"]["service"]
-            assert backend["name"] == "image-backend-web"
-            assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
-    assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} <= allowed
+    for ingress in ingresses.values():
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] in allowed, f"{rule['host']} is not in ALLOWED_HOSTS"
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] == "image-backend-web"
+                assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+        assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} <= allowed
+
+
+UPLOAD_PATH = "/admin/imports/importjob/import-csv/"
+BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_only_the_upload_page_takes_a_large_body(overlay):
+    """Security review #15, item 9: the 210 MB body limit applied to every path."""
+    ingresses = objects(overlay, "Ingress")
+    upload = ingresses.pop("image-backend-upload")
+    assert upload["metadata"]["annotations"][BODY_SIZE] == "210m"
+    paths = [p for rule in upload["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"]) for p in paths] == [(UPLOAD_PATH, "Exact")]
+    for name, ingress in ingresses.items():
+        assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m", name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_only_the_ingress_controller_reaches_gunicorn(overlay):
+    """Item 9: other pods could send gunicorn X-Forwarded-Proto (and X-Forwarded-For)."""
+    policies = objects(overlay, "NetworkPolicy")
+    deny = policies["image-backend-default-deny"]["spec"]
+    assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "image-backend"}}
+    assert deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    web = policies["image-backend-web"]["spec"]
+    pod_labels = objects(overlay, "Deployment")["image-backend-web"]["spec"]["template"]
+    assert web["podSelector"]["matchLabels"].items() <= pod_labels["metadata"]["labels"].items()
+    allowed = {}
+    for rule in web["ingress"]:
+        assert rule.get("from"), "a rule without `from` admits every pod"
+        for port in rule["ports"]:
+            allowed[port["port"]] = rule["from"]
+    assert set(allowed) == {"http", "metrics"}
+    namespaces = {
+        port: {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in peers
+        }
+        for port, peers in allowed.items()
+    }
+    assert namespaces == {"http": {"ingress-nginx"}, "metrics": {"monitoring"}}
+
+
+def test_nginx_takes_a_large_body_on_the_upload_page_only():
+    server = re.sub(r"#.*", "", tls_server())
+    locations = nginx_blocks(server, "location")
+    outside = re.sub(r"location[^{]*\{[^{}]*(\{[^{}]*\}[^{}]*)*\}", "", server)
+    assert re.findall(r"client_max_body_size (\S+);", outside) == ["1m"]
+    sized = {
+        where: size
+        for where, block in locations.items()
+        for size in re.findall(r"client_max_body_size (\S+);", block)
+    }
+    assert sized == {f"= {UPLOAD_PATH}": "210m"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
