@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 from .jobs import create_job, job_summary, submit_job
 from .models import ImportJob
 from .permissions import PRUNE, may_start_import
-from .sources import save_upload
+from .uploads import discard_upload, store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
@@ -173,7 +173,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         form = ImportCsvForm(request.POST, request.FILES) if posted else ImportCsvForm()
         if posted and form.is_valid() and _prune_allowed(form, request.user):
             data = form.cleaned_data
-            source = data["url"] or save_upload(data["file"])
+            source = data["url"] or store_upload(data["file"])
             job = create_job(
                 source=source,
                 prune=data["prune"],
@@ -182,6 +182,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             )
             submit_job(job)
             self._report_start(request, job)
+            if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+                discard_upload(source)  # ran inline; a Celery-run job's end deletes it
             return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),

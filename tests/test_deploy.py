@@ -664,6 +664,21 @@ def test_k8s_only_the_ingress_controller_reaches_gunicorn(overlay):
     assert namespaces == {"http": {"ingress-nginx"}, "metrics": {"monitoring"}}
 
 
+def test_uploaded_csvs_have_a_private_bucket_of_their_own():
+    """Security review #15, item 3: uploads were kept in the anonymous-read media bucket."""
+    environment = compose()["x-app"]["environment"]
+    media = environment["AWS_STORAGE_BUCKET_NAME"]
+    uploads = environment["AWS_IMPORTS_BUCKET_NAME"]
+    assert uploads != media
+    script = compose()["services"]["createbucket"]["entrypoint"][-1]
+    assert 'mc anonymous set download "local/$$BUCKET"' in script
+    assert 'mc anonymous set none "local/$$IMPORTS_BUCKET"' in script
+    assert 'download "local/$$IMPORTS_BUCKET' not in script
+    for overlay in OVERLAYS:
+        config = configmap(overlay)
+        assert config["AWS_IMPORTS_BUCKET_NAME"] != config["AWS_STORAGE_BUCKET_NAME"]
+
+
 def test_nginx_takes_a_large_body_on_the_upload_page_only():
     server = re.sub(r"#.*", "", tls_server())
     locations = nginx_blocks(server, "location")

@@ -218,6 +218,42 @@ if USE_S3:
         },
     }
 
+# Uploaded CSVs (the admin's "Import CSV" page) are private: never under MEDIA_ROOT nor in
+# the public bucket, stored as `text/csv` attachments whatever the uploader said, and
+# deleted when their job ends (imports.uploads). Locally a folder nothing serves; with S3
+# a bucket of their own (AWS_IMPORTS_BUCKET_NAME), which must not be public nor behind
+# the CDN, with short-lived signed URLs if one is ever asked for.
+CARS_UPLOAD_ROOT = env.path("CARS_UPLOAD_ROOT", default=BASE_DIR / "uploads")
+STORAGES["imports"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {
+        "location": CARS_UPLOAD_ROOT,
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+    },
+}
+AWS_IMPORTS_BUCKET_NAME = env("AWS_IMPORTS_BUCKET_NAME", default="")
+if USE_S3:
+    STORAGES["imports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **STORAGES["default"]["OPTIONS"],
+            # Development may share the media bucket (keys under imports/); production
+            # refuses to start without a bucket of their own (config.settings.production).
+            "bucket_name": AWS_IMPORTS_BUCKET_NAME or STORAGES["default"]["OPTIONS"]["bucket_name"],
+            "custom_domain": None,
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+            "default_acl": None,  # the bucket is private; per-object ACLs are off on AWS
+            "object_parameters": {
+                "ContentType": "text/csv",
+                "ContentDisposition": "attachment",
+                "CacheControl": "private, no-store",
+            },
+        },
+    }
+
 # --- CORS (django-cors-headers): only the API is shared with other origins -----------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
