@@ -43,6 +43,12 @@ FAMILIES = {
 }
 
 
+ROWS, FAILURES = "rows", "failures"
+# Jobs added to the totals per scrape, so that the first scrape after a deployment (or
+# after many jobs) stays short; the totals catch up over the next scrapes.
+JOBS_PER_SCRAPE = 20
+
+
 def _family(name: str, values: dict[str, int]):
     kind, documentation, label = FAMILIES[name]
     family = kind(name, documentation, labels=[label])
@@ -80,12 +86,6 @@ class CatalogueCollector(Collector):
                 grouped(Car.objects.exclude(image_error=None), "image_error"),
             ),
         ]
-
-
-ROWS, FAILURES = "rows", "failures"
-# Jobs added to the totals per scrape, so that the first scrape after a deployment (or
-# after many jobs) stays short; the totals catch up over the next scrapes.
-JOBS_PER_SCRAPE = 20
 
 
 def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
