@@ -15,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 
 from .jobs import create_job, job_summary, submit_job
 from .models import ImportJob
-from .sources import save_upload
+from .permissions import PRUNE, may_start_import
+from .uploads import discard_upload, store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
@@ -83,6 +84,14 @@ class ImportCsvForm(forms.Form):
         return data
 
 
+def _prune_allowed(form: ImportCsvForm, user) -> bool:
+    """Pruning deletes cars: only for users who may delete them (else a form error)."""
+    if may_start_import(user, prune=form.cleaned_data["prune"]):
+        return True
+    form.add_error("prune", f"Deleting cars needs the {PRUNE} permission.")
+    return False
+
+
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
     list_display = (
@@ -147,7 +156,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return False  # the model form is never used: imports start on the Import CSV page
 
     def can_import(self, request) -> bool:
-        return request.user.has_perm("imports.add_importjob")
+        return may_start_import(request.user)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.import_csv_view)
@@ -162,9 +171,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         posted = request.method == "POST"
         form = ImportCsvForm(request.POST, request.FILES) if posted else ImportCsvForm()
-        if posted and form.is_valid():
+        if posted and form.is_valid() and _prune_allowed(form, request.user):
             data = form.cleaned_data
-            source = data["url"] or save_upload(data["file"])
+            source = data["url"] or store_upload(data["file"])
             job = create_job(
                 source=source,
                 prune=data["prune"],
@@ -173,6 +182,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             )
             submit_job(job)
             self._report_start(request, job)
+            if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+                discard_upload(source)  # ran inline; a Celery-run job's end deletes it
             return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),

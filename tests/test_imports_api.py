@@ -10,6 +10,7 @@ import io
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.authtoken.models import Token
@@ -253,6 +254,50 @@ def test_logged_in_non_staff_users_are_refused_with_403(client, member):
     by_token = Client().get("/api/imports/", headers={"authorization": f"Token {token}"})
     assert by_token.status_code == 403
     assert not ImportJob.objects.exists()
+
+
+def staff_with(django_user_model, *codenames: str):
+    user = django_user_model.objects.create_user("staffer", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_staff_without_the_admins_permissions_can_neither_import_nor_read(
+    client, django_user_model, catalog_url
+):
+    """Security review #15, item 2: staff status alone started an import (and a prune)."""
+    Car.objects.create(external_key="kept", title="Must survive")
+    client.force_login(staff_with(django_user_model))
+
+    for body in ({"source": catalog_url}, {"source": catalog_url, "prune": True}):
+        response = post(client, body)
+        assert response.status_code == 403, response.content
+        assert response["Content-Type"] == "application/json"
+    assert client.get("/api/imports/").status_code == 403
+    assert not ImportJob.objects.exists()
+    assert Car.objects.filter(external_key="kept").exists()
+
+
+def test_pruning_through_the_api_also_needs_the_permission_to_delete_cars(
+    client, django_user_model, catalog_url
+):
+    Car.objects.create(external_key="kept", title="Must survive")
+    user = staff_with(django_user_model, "add_importjob", "view_importjob")
+    token = Token.objects.create(user=user).key
+    auth = {"authorization": f"Token {token}"}
+
+    refused = post(client, {"source": catalog_url, "prune": True}, **auth)
+
+    assert refused.status_code == 403
+    assert "cars.delete_car" in refused.json()["detail"]
+    assert not ImportJob.objects.exists()
+    assert Car.objects.filter(external_key="kept").exists()
+    assert post(client, {"source": catalog_url}, **auth).status_code == 202  # no prune: fine
+    assert client.get("/api/imports/", headers=auth).status_code == 200
+    user.user_permissions.add(Permission.objects.get(codename="delete_car"))
+
+    assert post(client, {"source": catalog_url, "prune": True}, **auth).status_code == 202
+    assert not Car.objects.filter(external_key="kept").exists()
 
 
 def test_a_staff_session_without_a_csrf_token_cannot_post(admin_user, catalog_url):

@@ -73,6 +73,17 @@ def test_production_refuses_to_start_without_required_variables(dev_env, module,
         assert f"Set the {missing} environment variable" in result.stderr
 
 
+def test_production_with_s3_needs_a_private_bucket_for_uploads(dev_env):
+    """Security review #15, item 3: uploads never share the public media bucket."""
+    env = {**dev_env, **PRODUCTION, "USE_S3": "true", "AWS_STORAGE_BUCKET_NAME": "media"}
+    result = run(["-c", "import django; django.setup()"], env)
+    assert result.returncode != 0
+    assert "Set the AWS_IMPORTS_BUCKET_NAME environment variable" in result.stderr
+    env["AWS_IMPORTS_BUCKET_NAME"] = "uploads"
+    result = run(["-c", "import django; django.setup()"], env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_production_passes_check_deploy_without_warnings(dev_env):
     env = {**dev_env, **PRODUCTION, "DEBUG": "true"}  # DEBUG can never be on in production
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)

@@ -41,7 +41,8 @@ from cars.models import Car, Picture
 from imports.services import run_import
 from tests.support.catalog import small_catalog, write_csv
 from tests.support.images import jpeg_bytes
-from tests.support.s3 import MotoServer, S3Request
+from tests.support.project import project_env, run
+from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, S3Request
 
 pytestmark = pytest.mark.django_db
 
@@ -385,3 +386,63 @@ def test_readyz_names_the_storage_when_s3_stops(client, settings):
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failed": ["storage"]}
     assert elapsed < 10, f"the storage check took {elapsed:.1f} s with S3 down"
+
+
+# --------------------------------------------------------------------------- uploaded CSVs
+
+UPLOAD_SCRIPT = """
+import django, sys
+django.setup()
+from django.core.files.uploadedfile import SimpleUploadedFile
+from imports.uploads import discard_upload, store_upload
+if sys.argv[1] == "store":
+    body = b"title\\n<script>alert(document.cookie)</script>\\n"
+    print("SOURCE " + store_upload(SimpleUploadedFile("cars.csv", body, content_type="text/html")))
+else:
+    discard_upload(sys.argv[2])
+"""
+
+
+def test_an_uploaded_csv_goes_to_the_private_bucket_as_a_csv_attachment(s3_server, tmp_path):
+    """Security review #15, item 3: with S3 an upload was stored in the public media
+    bucket with the Content-Type its uploader chose: text/html with a <script> body was
+    served from the site's own origin (/media/ on the compose stack). Production settings
+    in a process of their own, against the S3 server: the media bucket public-read, the
+    uploads bucket private, as docker-compose.yml and deploy/k8s make them."""
+    media = make_bucket(s3_server)
+    private = f"imports-{uuid.uuid4().hex[:12]}"
+    media.client.create_bucket(Bucket=private)
+    env = project_env(
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY="x7!k2-production-secret-key-long-enough-for-check-deploy-0123456789abcdef",
+        ALLOWED_HOSTS="cars.example.com",
+        USE_S3="true",
+        AWS_STORAGE_BUCKET_NAME=media.name,
+        AWS_IMPORTS_BUCKET_NAME=private,
+        AWS_S3_ENDPOINT_URL=s3_server.url,
+        AWS_S3_REGION_NAME=REGION,
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+    )
+
+    stored = run(["-c", UPLOAD_SCRIPT, "store"], env)
+    assert stored.returncode == 0, stored.stderr
+    source = stored.stdout.split("SOURCE ", 1)[1].strip()
+    key = source.removeprefix("upload:")
+
+    assert re.fullmatch(r"imports/[0-9a-f]{32}/cars\.csv", key), source
+    assert not media.keys(), "nothing in the public media bucket"
+    head = media.client.head_object(Bucket=private, Key=key)
+    assert head["ContentType"] == "text/csv"  # whatever the uploader said
+    assert head["ContentDisposition"] == "attachment"
+    assert head["CacheControl"] == "private, no-store"
+    anonymous = httpx.get(f"{s3_server.url}/{private}/{key}", trust_env=False)
+    assert anonymous.status_code == 403, "an anonymous reader gets nothing"
+    body = media.client.get_object(Bucket=private, Key=key)["Body"].read()
+    assert b"<script>" in body  # kept as it came, for the importer to read and refuse
+
+    discarded = run(["-c", UPLOAD_SCRIPT, "discard", source], env)
+    assert discarded.returncode == 0, discarded.stderr
+    listed = media.client.list_objects_v2(Bucket=private).get("Contents", [])
+    assert listed == [], "deleted once its job has ended"
