@@ -101,6 +101,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         "trigger",
         "created_at",
         "finished_at",
+        "progress",
         "counts_summary",
     )
     list_display_links = ("id", "source")
@@ -119,7 +120,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "attempts",
+        "progress",
         "counts_summary",
+        "pictures_summary",
         "error",
         "warnings_list",
         "rejected_rows_table",
@@ -130,6 +133,25 @@ class ImportJobAdmin(admin.ModelAdmin):
     @admin.display(description="Counts")
     def counts_summary(self, job: ImportJob) -> str:
         return job_summary(job) or "—"
+
+    @admin.display(description="Pictures")
+    def progress(self, job: ImportJob) -> str:
+        """Distinct pictures fetched and rendered (or failed) of those the job has."""
+        if not job.images_total:
+            return "—"
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {} / {}',
+            job.images_done,
+            job.images_total,
+            job.images_done,
+            job.images_total,
+        )
+
+    @admin.display(description="New and shared pictures")
+    def pictures_summary(self, job: ImportJob) -> str:
+        if not job.pictures:
+            return "—"
+        return f"{job.pictures.get('new', 0)} new, {job.pictures.get('shared', 0)} shared"
 
     @admin.display(description="Warnings")
     def warnings_list(self, job: ImportJob) -> str:

@@ -35,6 +35,7 @@ from .reasons import FetchError, ImageReason
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
 from .sources import OpenedSource, SourceError, open_source
+from .uploads import discard_upload
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def _fail(job: ImportJob, error: str) -> None:
             status=Status.FAILED, finished_at=timezone.now(), error=error
         )
         release(job.pk)
+    discard_upload(job.source)
 
 
 # --- The chunks ------------------------------------------------------------------------
@@ -266,6 +268,7 @@ def _close(job_id: int) -> None:
     )
     chunks.delete()  # their outcomes are on the cars and the job now
     release(job_id)
+    transaction.on_commit(lambda: discard_upload(job.source))  # not needed again
     logger.info("import job %s succeeded: %s", job_id, counts)
 
 

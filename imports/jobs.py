@@ -20,6 +20,7 @@ from .queue import enqueue, queued
 from .report import Counts, ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
+from .uploads import discard_upload
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, 
             job.save(update_fields=fields)
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)
+    discard_upload(job.source)  # the job has ended: its uploaded CSV is not needed again
 
 
 # --- Reading jobs (the imports API and the admin) ----------------------------------------

@@ -15,15 +15,13 @@ from pathlib import Path, PurePosixPath
 from django.core.files.storage import Storage, storages
 from django.utils.text import get_valid_filename
 
-from .sources import UPLOAD_DIR, UPLOAD_PREFIX
+from .sources import UPLOAD_DIR, UPLOAD_PREFIX, UPLOAD_STORAGE
 
 logger = logging.getLogger(__name__)
 
-STORAGE = "imports"  # the alias in settings.STORAGES
-
 
 def upload_storage() -> Storage:
-    return storages[STORAGE]
+    return storages[UPLOAD_STORAGE]
 
 
 def store_upload(file) -> str:

@@ -253,22 +253,10 @@ def test_importing_from_a_url_runs_a_job_and_shows_it(admin_client, admin_user, 
     assert Car.objects.get().image_status == ImageStatus.READY
 
 
-NEEDS_READ_HOOK = pytest.mark.xfail(
-    strict=True,
-    reason="needs the upload-read hook: sources._open_upload opens uploads from "
-    "imports.uploads.upload_storage(), not default_storage",
-)
-NEEDS_JOB_END_HOOK = pytest.mark.xfail(
-    strict=True,
-    reason="needs the job-end hook: jobs._finish calls imports.uploads.discard_upload",
-)
-
-
 def upload_exists(source: str) -> bool:
     return upload_storage().exists(source.removeprefix("upload:"))
 
 
-@NEEDS_READ_HOOK
 def test_an_uploaded_csv_is_stored_and_imported_by_the_same_importer(
     admin_client, http_server, settings
 ):
@@ -328,7 +316,6 @@ def test_an_upload_is_stored_privately_until_its_queued_job_runs(settings, tmp_p
     assert stored.stat().st_mode & 0o777 == 0o600
 
 
-@NEEDS_JOB_END_HOOK
 def test_a_job_run_elsewhere_deletes_its_upload_when_it_ends():
     """With REDIS_URL a worker runs the job: the admin cannot delete the file then."""
     source = store_upload(SimpleUploadedFile("x.csv", b"title\nA\n"))
@@ -456,6 +443,17 @@ def test_a_job_page_reloads_itself_until_the_job_ends(admin_client, status, refr
     assert ("The page reloads every 2 seconds" in html) is refreshes
 
 
+def test_a_running_job_shows_its_progress_in_the_list_and_on_its_page(admin_client):
+    job = create_job(source="https://example.com/cars.csv")
+    ImportJob.objects.filter(pk=job.pk).update(status="running", images_done=5, images_total=12)
+
+    page = admin_client.get(f"{JOBS}{job.pk}/change/").content.decode()
+    listing = admin_client.get(JOBS).content.decode()
+
+    for html in (page, listing):
+        assert '<progress value="5" max="12"></progress> 5 / 12' in html
+
+
 # --------------------------------------------------------------------------- upload: sources
 
 
@@ -463,7 +461,6 @@ def policy(max_bytes: int = 1_000_000) -> FetchPolicy:
     return FetchPolicy(timeout=1, max_bytes=max_bytes, allow_private=True, retries=0, backoff=0)
 
 
-@NEEDS_READ_HOOK
 def test_an_upload_source_reads_back_what_was_saved():
     source = store_upload(SimpleUploadedFile("x.csv", b"title\nA\n"))
 
@@ -487,7 +484,6 @@ def test_an_upload_source_that_cannot_be_read_is_a_source_error(source, words):
         open_source(source, policy=policy())
 
 
-@NEEDS_READ_HOOK
 def test_an_upload_source_over_the_cap_is_a_source_error():
     source = store_upload(SimpleUploadedFile("x.csv", b"title\n" + b"A\n" * 100))
 

@@ -190,11 +190,6 @@ def test_a_window_picks_the_rendition_of_its_platform(
 # --------------------------------------------------------------------------- the admin
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the upload-read hook: sources._open_upload opens uploads from "
-    "imports.uploads.upload_storage(), not default_storage",
-)
 def test_an_admin_logs_in_imports_an_uploaded_csv_and_sees_it_succeed(
     window, live_server, django_user_model, http_server, tmp_path
 ):
