@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -42,7 +40,15 @@ from imports.services import run_import
 from tests.support.catalog import small_catalog, write_csv
 from tests.support.images import jpeg_bytes
 from tests.support.project import project_env, run
-from tests.support.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, S3Request
+from tests.support.s3 import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Bucket,
+    MotoServer,
+    S3Request,
+    make_bucket,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,53 +65,6 @@ def s3_server():
     """One moto S3 server for the whole run (each test has its own bucket in it)."""
     with MotoServer() as server:
         yield server
-
-
-@dataclass
-class Bucket:
-    server: MotoServer
-    name: str
-    client: Any
-
-    def keys(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def head(self, key: str) -> dict:
-        return self.client.head_object(Bucket=self.name, Key=key)
-
-    def key_of(self, request: S3Request) -> str | None:
-        """The object key a request addressed in this bucket (path-style), else None."""
-        prefix = f"/{self.name}/"
-        path = unquote(request.path)
-        return path[len(prefix) :] if path.startswith(prefix) else None
-
-    @property
-    def endpoint(self) -> str:
-        """Where the bucket's objects are served: `<endpoint>/<key>`."""
-        return f"{self.server.url}/{self.name}"
-
-
-def make_bucket(server: MotoServer) -> Bucket:
-    name = f"cars-{uuid.uuid4().hex[:12]}"
-    client = server.client()
-    client.create_bucket(Bucket=name)
-    public_read = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{name}/*",
-            }
-        ],
-    }
-    client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read))
-    return Bucket(server, name, client)
 
 
 def s3_storages(bucket: Bucket, **options: Any) -> dict:

@@ -9,7 +9,6 @@ runserver` on a free port.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -18,16 +17,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
+from tests.support import s3
 from tests.support.httpserver import LocalHTTPServer, Route
 from tests.support.images import jpeg_bytes
 from tests.support.project import ROOT
@@ -66,54 +64,20 @@ class LocalMedia:
         return (self.root / name).read_bytes()
 
 
-@dataclass
-class Bucket:
-    """A bucket of the moto S3 server, publicly readable as production's is."""
-
-    server: Any  # tests.support.s3.MotoServer
-    name: str
-    client: Any
+class Bucket(s3.Bucket):
+    """A bucket of the moto S3 server, read like `Media` (names, read)."""
 
     kind = "s3"
 
     def names(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+        return self.keys()
 
     def read(self, name: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=name)["Body"].read()
-
-    def head(self, name: str) -> dict:
-        return self.client.head_object(Bucket=self.name, Key=name)
-
-    def key_of(self, request) -> str | None:
-        """The object key an S3Request addressed in this bucket (path-style), else None."""
-        prefix = f"/{self.name}/"
-        path = unquote(request.path)
-        return path[len(prefix) :] if path.startswith(prefix) else None
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.server.url}/{self.name}"
+        return self.get(name)
 
 
 def make_bucket(server) -> Bucket:
-    name = f"pictures-{uuid.uuid4().hex[:12]}"
-    client = server.client()
-    client.create_bucket(Bucket=name)
-    public_read = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{name}/*",
-            }
-        ],
-    }
-    client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read))
-    return Bucket(server, name, client)
+    return s3.make_bucket(server, Bucket)
 
 
 def s3_storages(current: dict, bucket: Bucket) -> dict:
