@@ -57,7 +57,8 @@ def project_env(db: Path, media: Path, **extra: str) -> dict[str, str]:
         DATABASE_URL=f"sqlite:///{db}",
         MEDIA_ROOT=str(media),
         LOG_LEVEL="WARNING",
-        REDIS_URL="",  # no broker: imports and renditions run inline
+        REDIS_URL="",  # no Redis cache and no broker: imports and renditions run inline
+        CELERY_BROKER_URL="",
         USE_S3="false",
         CARS_ALLOW_PRIVATE_URLS="true",  # the image server is on 127.0.0.1
         CARS_IMPORT_WORKERS="16",

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--only NAME[,NAME]] [--out FILE]
 
-NAME is one of: imports, renditions, bulk, api, search. `--quick` uses smaller sizes and short
+NAME is one of: imports, renditions, bulk, api, pipeline, search. `--quick` uses smaller sizes
 wrk runs (the smoke test). Exit status 1 when a benchmark could not run; misses of a
 target are results, not errors.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api, bulk, imports, renditions, search
+from bench import api, bulk, imports, pipeline, renditions, search
 from bench.common import OUT, ROOT, Config
 from bench.references import pyvips_missing
 from bench.report import Row, table, write_json
@@ -31,6 +31,7 @@ BENCHMARKS = {
     "renditions": renditions.run,
     "bulk": bulk.run,
     "api": api.run,
+    "pipeline": pipeline.run,
     "search": search.run,
 }
 

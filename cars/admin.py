@@ -6,12 +6,13 @@ from imports.retry import submit_retry
 
 from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
+from .pictures import delete_files_on_commit, release_on_commit
 from .platforms import get_platforms
 from .search import apply_search, rebuild_vocabulary
 
 
 def _rendition_url(car: Car, platform: str) -> str | None:
-    entry = (car.renditions or {}).get(platform)
+    entry = car.renditions.get(platform)
     return default_storage.url(entry["name"]) if entry else None
 
 
@@ -23,7 +24,7 @@ class CarAdmin(admin.ModelAdmin):
     search_fields = ("title", "description", "external_key")
     readonly_fields = (
         "external_key",
-        "image",
+        "picture",
         "image_fetched_from",
         "image_status",
         "image_error",
@@ -32,7 +33,8 @@ class CarAdmin(admin.ModelAdmin):
         "created_at",
         "updated_at",
     )
-    exclude = ("renditions",)
+    exclude = ("legacy_image", "legacy_renditions")
+    list_select_related = ("picture",)
     list_per_page = 50
     actions = ("retry_failed_images",)
 
@@ -57,7 +59,7 @@ class CarAdmin(admin.ModelAdmin):
         rows = [
             (default_storage.url(entry["name"]), name, name, entry["width"], entry["height"])
             for name in get_platforms()
-            if (entry := (car.renditions or {}).get(name))
+            if (entry := car.renditions.get(name))
         ]
         if not rows:
             return "—"
@@ -99,11 +101,22 @@ class CarAdmin(admin.ModelAdmin):
         bump_catalog_version()
 
     def delete_model(self, request, obj):
+        release_on_commit([obj.picture_id])
+        delete_files_on_commit(_legacy_files(obj))
         super().delete_model(request, obj)
         rebuild_vocabulary()
         bump_catalog_version()
 
     def delete_queryset(self, request, queryset):
+        for car in queryset:
+            release_on_commit([car.picture_id])
+            delete_files_on_commit(_legacy_files(car))
         super().delete_queryset(request, queryset)
         rebuild_vocabulary()
         bump_catalog_version()
+
+
+def _legacy_files(car: Car) -> list[str]:
+    if not car.legacy_image:
+        return []
+    return [car.legacy_image.name, *(r["name"] for r in car.legacy_renditions.values() if r)]

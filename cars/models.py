@@ -5,7 +5,8 @@ from imagekit.models import ImageSpecField
 from .platforms import get_platforms
 
 
-def original_upload_to(instance: "Car", filename: str) -> str:
+def original_upload_to(instance, filename: str) -> str:
+    """The per-car layout before pictures by content (kept for migration 0001)."""
     return f"images/image_{instance.pk}/{filename}"
 
 
@@ -14,6 +15,47 @@ class ImageStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     READY = "ready", "Ready"
     FAILED = "failed", "Failed"
+
+
+class Picture(models.Model):
+    """One distinct picture, by content: stored once, rendered once per platform.
+
+    Its original is `images/<sha256>.<ext>`; imagekit names its renditions after that
+    name and the spec (`CACHE/images/<sha256>/<spec hash>.jpg`), so every car that shows
+    the same bytes, under whatever URL, shares the same files, and a name never serves
+    other bytes (CDNs may cache forever). Files are deleted with the last car that shows
+    them (`cars.pictures.release_pictures`).
+    """
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    image = models.ImageField(upload_to="images/", max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    renditions = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Per platform: stored name, width and height, so reads need no storage call.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    def __str__(self) -> str:
+        return self.image.name
+
+    def stored_names(self) -> list[str]:
+        """Every file this picture owns: its original and its renditions."""
+        return [self.image.name, *(r["name"] for r in (self.renditions or {}).values() if r)]
+
+
+for _platform in get_platforms().values():
+    Picture.add_to_class(
+        _platform.attname,
+        ImageSpecField(
+            source="image",
+            processors=list(_platform.processors),
+            format=_platform.format,
+            options=_platform.options,
+        ),
+    )
 
 
 class Car(models.Model):
@@ -25,7 +67,9 @@ class Car(models.Model):
     source_image_url = models.TextField(
         blank=True, default="", help_text="The image reference as written in the CSV."
     )
-    image = models.ImageField(upload_to=original_upload_to, max_length=500, blank=True)
+    picture = models.ForeignKey(
+        Picture, null=True, blank=True, on_delete=models.PROTECT, related_name="cars"
+    )
     image_fetched_from = models.TextField(
         blank=True, default="", help_text="The reference the stored image was fetched from."
     )
@@ -35,7 +79,10 @@ class Car(models.Model):
     # NULL, not "", means "no error": the API reports it as null.
     image_error = models.CharField(max_length=32, null=True, blank=True, db_index=True)  # noqa: DJ001
     image_error_message = models.TextField(blank=True, default="")
-    renditions = models.JSONField(
+    # The per-car files of the layout before pictures by content (`images/image_<id>/…`),
+    # read until `manage.py migrate_pictures` has moved them; empty afterwards.
+    legacy_image = models.ImageField(upload_to=original_upload_to, max_length=500, blank=True)
+    legacy_renditions = models.JSONField(
         default=dict,
         blank=True,
         help_text="Per platform: stored name, width and height, so reads need no storage call.",
@@ -53,17 +100,16 @@ class Car(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    @property
+    def image(self):
+        """The original this car shows (a file of its picture, or of its own before
+        `migrate_pictures`); falsy when it has none."""
+        return self.picture.image if self.picture_id else self.legacy_image
 
-for _platform in get_platforms().values():
-    Car.add_to_class(
-        _platform.attname,
-        ImageSpecField(
-            source="image",
-            processors=list(_platform.processors),
-            format=_platform.format,
-            options=_platform.options,
-        ),
-    )
+    @property
+    def renditions(self) -> dict:
+        """{platform: {"name", "width", "height"}} of the renditions this car shows."""
+        return self.picture.renditions if self.picture_id else (self.legacy_renditions or {})
 
 
 class CatalogState(models.Model):

@@ -1,23 +1,23 @@
 """Making and forgetting renditions.
 
 Renditions are django-imagekit cache files (`CACHE/images/...`), one ImageSpecField per
-platform. They are generated here, by the import pipeline, right after an original is
-stored, and their names and sizes are written on the car, so that reading the catalogue
-never processes an image nor asks the storage anything.
+platform on `Picture`. They are made here, by the import pipeline, once per distinct
+picture, and their names and sizes are written on the picture, so that reading the
+catalogue never processes an image nor asks the storage anything.
 """
 
 import math
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from io import BytesIO
 
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from PIL import Image
 from pilkit.processors import ProcessorPipeline
 from pilkit.utils import save_image
 
-from .models import Car
+from .models import Picture
 from .platforms import Platform, get_platforms
 from .processors import REDUCING_GAP, Fill, Fit, normalize
 
@@ -42,32 +42,43 @@ class GeneratedByImport:
         return False
 
 
-def render_all(car: Car) -> dict[str, dict]:
-    """Generate every platform's rendition of `car.image`; return what the car stores.
+@dataclass(frozen=True)
+class Rendition:
+    """One platform's rendition, made but not stored yet."""
 
-    The returned mapping is `{platform: {"name", "width", "height"}}`. Names and specs are
-    imagekit's (the car's ImageSpecFields). The original is decoded once, at the smallest
-    JPEG DCT scale that covers every platform, instead of once per platform. The largest
-    `fit` is resized from it on a thread of its own; the other fits, largest first, on a
-    second thread, the first from the decoded original and each next one from the
-    previous; any other platform on a thread of its own. Pillow releases the GIL while it
-    resizes and while it encodes to a file (see `_encoded`): one 4000×3000 photo's three
-    renditions took 423 ms in a row. Sizes come from the images just made and files are
-    written in place (names carry the source's content hash): one storage write per
-    rendition.
+    name: str  # imagekit's cache-file name
+    width: int
+    height: int
+    data: bytes
+
+    def stored(self) -> dict:
+        """What a picture keeps of it: reads need no storage call."""
+        return {"name": self.name, "width": self.width, "height": self.height}
+
+
+def render_all(image_name: str, data: bytes) -> dict[str, Rendition]:
+    """Every platform's rendition of the original `data` stored as `image_name`.
+
+    Names and specs are imagekit's (the picture's ImageSpecFields): they derive from the
+    original's name, which is its content hash, so the same bytes always give the same
+    names. Nothing is stored here: the caller writes the files when it records the
+    picture. The original is decoded once, at the smallest JPEG DCT scale that covers
+    every platform, instead of once per platform. The largest `fit` is resized from it on
+    a thread of its own; the other fits, largest first, on a second thread, the first
+    from the decoded original and each next one from the previous; any other platform on
+    a thread of its own. Pillow releases the GIL while it resizes and while it encodes to
+    a file (see `_encoded`).
     """
     platforms = get_platforms().values()
-    source = car.image
-    if not source.closed:
-        source.seek(0)
-    with Image.open(source) as original:
+    picture = Picture(image=image_name)  # names only: nothing is read from the storage
+    with Image.open(BytesIO(data)) as original:
         size = _upright_size(original)
         scales = {p.name: _needed_scale(p, size) for p in platforms}
         base = _decode(original, max(scales.values()))
     # imagekit's cache files (names, specs) are made here, on this thread; the threads
     # only work on pixels.
     largest_first = sorted(platforms, key=lambda p: scales[p.name], reverse=True)
-    cachefiles = {p.name: getattr(car, p.attname) for p in largest_first}
+    cachefiles = {p.name: getattr(picture, p.attname) for p in largest_first}
     fits = [p.name for p in largest_first if _single_fit(cachefiles[p.name].generator)]
     chains = [fits[:1], fits[1:], *([p.name] for p in largest_first if p.name not in fits)]
     chains = [chain for chain in chains if chain]
@@ -76,10 +87,8 @@ def render_all(car: Car) -> dict[str, dict]:
         made = {name: result for job in jobs for name, result in job.result().items()}
     renditions = {}
     for name in get_platforms():
-        img_size, data = made[name]
-        cachefile = cachefiles[name]
-        stored = cachefile.storage.save(cachefile.name, ContentFile(data))
-        renditions[name] = {"name": stored, "width": img_size[0], "height": img_size[1]}
+        (width, height), encoded = made[name]
+        renditions[name] = Rendition(cachefiles[name].name, width, height, encoded)
     return renditions
 
 
@@ -164,36 +173,3 @@ def _exif_orientation(img: Image.Image) -> int:
         return int(img.getexif().get(0x0112, 1))
     except Exception:
         return 1
-
-
-def delete_files(names: list[str]) -> None:
-    """Delete stored originals/renditions; a file already gone is not an error."""
-    for name in names:
-        if name:
-            default_storage.delete(name)
-
-
-def stored_files(image_name: str, renditions: dict) -> list[str]:
-    """Every file a car owns: its original and its renditions."""
-    return [image_name, *(r["name"] for r in (renditions or {}).values() if r)]
-
-
-def rerender_car(car_id: int) -> bool:
-    """Make every platform's rendition again from the stored original (e.g. a new platform).
-
-    Returns False when the car is gone or has no image.
-    """
-    from django.db import transaction
-
-    from .catalog import bump_catalog_version
-
-    car = Car.objects.filter(pk=car_id).first()
-    if car is None or not car.image:
-        return False
-    old = [r["name"] for r in (car.renditions or {}).values() if r]
-    renditions = render_all(car)
-    delete_files([name for name in old if name not in {r["name"] for r in renditions.values()}])
-    with transaction.atomic():
-        Car.objects.filter(pk=car_id).update(renditions=renditions)
-        bump_catalog_version()
-    return True

@@ -4,11 +4,15 @@ import hashlib
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import F, JSONField, QuerySet
+from django.db.models.functions import Coalesce
 
 from .models import Car
 from .search import Search, apply_search, best_match_first, understand
 
+# A car's renditions are its picture's; cars not yet moved by `migrate_pictures` still
+# show their own files (the layout before pictures by content).
+RENDITIONS = Coalesce(F("picture__renditions"), F("legacy_renditions"), output_field=JSONField())
 LIST_FIELDS = ("id", "title", "description", "renditions")
 DETAIL_FIELDS = (
     *LIST_FIELDS,
@@ -59,7 +63,7 @@ def car_rows(
     may be a query already understood (`cars.search.understand`), as views do to tell
     what was corrected.
     """
-    queryset = Car.objects.all()
+    queryset = Car.objects.annotate(renditions=RENDITIONS)
     if search:
         search = understand(search) if isinstance(search, str) else search
         if not search.words:
@@ -87,4 +91,4 @@ def count_cars(*, search: str | Search, version: int) -> int:
 
 
 def car_detail(pk: int) -> dict | None:
-    return Car.objects.filter(pk=pk).values(*DETAIL_FIELDS).first()
+    return Car.objects.annotate(renditions=RENDITIONS).filter(pk=pk).values(*DETAIL_FIELDS).first()

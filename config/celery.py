@@ -1,5 +1,5 @@
 """The Celery app: `celery -A config worker` serves every task; `celery -A config beat`
-schedules the periodic sync when CARS_SYNC_INTERVAL > 0."""
+schedules the import sweep, and the periodic sync when CARS_SYNC_INTERVAL > 0."""
 
 import os
 
@@ -13,9 +13,16 @@ app.autodiscover_tasks()
 
 
 @app.on_after_finalize.connect
-def _schedule_sync(sender: Celery, **kwargs) -> None:
+def _schedule(sender: Celery, **kwargs) -> None:
     from django.conf import settings
 
+    # Several sweeps per heartbeat timeout: dead workers' work is handed out again soon
+    # after their beats go stale.
+    sender.add_periodic_task(
+        max(5.0, settings.CARS_IMPORT_HEARTBEAT_TIMEOUT / 4),
+        sender.signature("imports.tasks.sweep_imports"),
+        name="hand out again the work of dead import workers",
+    )
     if settings.CARS_SYNC_INTERVAL > 0:
         sender.add_periodic_task(
             float(settings.CARS_SYNC_INTERVAL),

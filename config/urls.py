@@ -1,12 +1,12 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.errors import api_not_found
 from core.health import healthz, readyz
 from core.media import serve_media
+from core.metrics import metrics_view
 
 urlpatterns = [
     path("api/", include("cars.api.urls")),
@@ -16,7 +16,7 @@ urlpatterns = [
     re_path(r"^api/", api_not_found),  # JSON 404 under /api/, even with DEBUG on
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
-    path("metrics", ExportToDjangoView, name="metrics"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("", include("gallery.urls")),
 ]

@@ -1,13 +1,24 @@
 """Import and image metrics for /metrics, read from the database at scrape time.
 
 Imports run in Celery workers, not in the web process that serves /metrics, so
-in-process counters would miss them; the job table and the cars are the truth.
-Request counts and latency come from django-prometheus.
+in-process counters would miss them; the database is the truth. A scrape must stay cheap
+however many jobs there are and however many failures each recorded: the import
+counters are running totals (core.models), to which each succeeded job is added once, by
+the first scrape after it ends (at most JOBS_PER_SCRAPE jobs per scrape); the gauges are
+GROUP BYs on indexed columns. Request counts and latency come from django-prometheus.
+
+/metrics is for the scraper only: with CARS_METRICS_PORT set (production), it answers
+only on that port, which gunicorn binds beside the public one and no Service or Ingress
+routes to (deploy/), and 404 anywhere else.
 """
 
 from collections import Counter
 
-from django.db.models import Count
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F
+from django.http import Http404, HttpRequest, HttpResponse
+from django_prometheus.exports import ExportToDjangoView
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
@@ -32,6 +43,12 @@ FAMILIES = {
 }
 
 
+ROWS, FAILURES = "rows", "failures"
+# Jobs added to the totals per scrape, so that the first scrape after a deployment (or
+# after many jobs) stays short; the totals catch up over the next scrapes.
+JOBS_PER_SCRAPE = 20
+
+
 def _family(name: str, values: dict[str, int]):
     kind, documentation, label = FAMILIES[name]
     family = kind(name, documentation, labels=[label])
@@ -49,26 +66,84 @@ class CatalogueCollector(Collector):
         from cars.models import Car
         from imports.models import ImportJob
 
-        rows: Counter[str] = Counter()
-        failures: Counter[str] = Counter()
-        succeeded = ImportJob.objects.filter(status=ImportJob.Status.SUCCEEDED)
-        for counts, image_failures in succeeded.values_list("counts", "image_failures"):
-            rows.update({k: v for k, v in (counts or {}).items() if isinstance(v, int)})
-            failures.update(f["reason"] for f in image_failures or [])
+        from .models import ImportTotal
+
+        count_finished_jobs()
+        totals: dict[str, dict[str, int]] = {ROWS: {}, FAILURES: {}}
+        for metric, label, value in ImportTotal.objects.values_list("metric", "label", "value"):
+            totals.setdefault(metric, {})[label] = value
 
         def grouped(queryset, field: str) -> dict[str, int]:
             return {r[field]: r["n"] for r in queryset.values(field).annotate(n=Count("id"))}
 
         return [
             _family("image_backend_import_jobs", grouped(ImportJob.objects, "status")),
-            _family("image_backend_import_rows", rows),
-            _family("image_backend_import_image_failures", failures),
+            _family("image_backend_import_rows", totals[ROWS]),
+            _family("image_backend_import_image_failures", totals[FAILURES]),
             _family("image_backend_cars", grouped(Car.objects, "image_status")),
             _family(
                 "image_backend_car_image_errors",
                 grouped(Car.objects.exclude(image_error=None), "image_error"),
             ),
         ]
+
+
+def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
+    """Add the succeeded jobs not counted yet to the running totals; return how many.
+
+    Each job is claimed by inserting its CountedJob row in the transaction that adds its
+    figures, so two scrapes at once never count a job twice.
+    """
+    from imports.models import ImportJob
+
+    from .models import CountedJob
+
+    pending = (
+        ImportJob.objects.filter(status=ImportJob.Status.SUCCEEDED)
+        .exclude(pk__in=CountedJob.objects.values("job_id"))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    counted = 0
+    for job_id in list(pending):
+        try:
+            with transaction.atomic():
+                CountedJob.objects.create(job_id=job_id)
+                counts, failures = ImportJob.objects.values_list("counts", "image_failures").get(
+                    pk=job_id
+                )
+                _add(ROWS, {k: v for k, v in (counts or {}).items() if isinstance(v, int)})
+                _add(FAILURES, Counter(f.get("reason", "") for f in failures or []))
+            counted += 1
+        except IntegrityError:
+            continue  # another scrape counted it meanwhile
+    return counted
+
+
+def _add(metric: str, values: dict[str, int]) -> None:
+    from .models import ImportTotal
+
+    for label, value in values.items():
+        total, _ = ImportTotal.objects.get_or_create(metric=metric, label=label)
+        ImportTotal.objects.filter(pk=total.pk).update(value=F("value") + value)
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """django-prometheus's export, on the metrics port only (when one is set)."""
+    port = settings.CARS_METRICS_PORT
+    if port and _local_port(request) != port:
+        raise Http404
+    return ExportToDjangoView(request)
+
+
+def _local_port(request: HttpRequest) -> int | None:
+    """The port the connection came in on: gunicorn's socket, not the Host header (which
+    the client writes). None under any other server: then nothing is served."""
+    sock = request.META.get("gunicorn.socket")
+    try:
+        return sock.getsockname()[1] if sock is not None else None
+    except (OSError, IndexError, TypeError):
+        return None
 
 
 _registered = False

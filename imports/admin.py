@@ -15,7 +15,8 @@ from django.utils.html import format_html, format_html_join
 
 from .jobs import create_job, job_summary, submit_job
 from .models import ImportJob
-from .sources import save_upload
+from .permissions import PRUNE, may_start_import
+from .uploads import discard_upload, store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
@@ -83,6 +84,14 @@ class ImportCsvForm(forms.Form):
         return data
 
 
+def _prune_allowed(form: ImportCsvForm, user) -> bool:
+    """Pruning deletes cars: only for users who may delete them (else a form error)."""
+    if may_start_import(user, prune=form.cleaned_data["prune"]):
+        return True
+    form.add_error("prune", f"Deleting cars needs the {PRUNE} permission.")
+    return False
+
+
 @admin.register(ImportJob)
 class ImportJobAdmin(admin.ModelAdmin):
     list_display = (
@@ -92,6 +101,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         "trigger",
         "created_at",
         "finished_at",
+        "progress",
         "counts_summary",
     )
     list_display_links = ("id", "source")
@@ -110,7 +120,9 @@ class ImportJobAdmin(admin.ModelAdmin):
         "started_at",
         "finished_at",
         "attempts",
+        "progress",
         "counts_summary",
+        "pictures_summary",
         "error",
         "warnings_list",
         "rejected_rows_table",
@@ -121,6 +133,25 @@ class ImportJobAdmin(admin.ModelAdmin):
     @admin.display(description="Counts")
     def counts_summary(self, job: ImportJob) -> str:
         return job_summary(job) or "—"
+
+    @admin.display(description="Pictures")
+    def progress(self, job: ImportJob) -> str:
+        """Distinct pictures fetched and rendered (or failed) of those the job has."""
+        if not job.images_total:
+            return "—"
+        return format_html(
+            '<progress value="{}" max="{}"></progress> {} / {}',
+            job.images_done,
+            job.images_total,
+            job.images_done,
+            job.images_total,
+        )
+
+    @admin.display(description="New and shared pictures")
+    def pictures_summary(self, job: ImportJob) -> str:
+        if not job.pictures:
+            return "—"
+        return f"{job.pictures.get('new', 0)} new, {job.pictures.get('shared', 0)} shared"
 
     @admin.display(description="Warnings")
     def warnings_list(self, job: ImportJob) -> str:
@@ -147,7 +178,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return False  # the model form is never used: imports start on the Import CSV page
 
     def can_import(self, request) -> bool:
-        return request.user.has_perm("imports.add_importjob")
+        return may_start_import(request.user)
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.import_csv_view)
@@ -162,9 +193,9 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         posted = request.method == "POST"
         form = ImportCsvForm(request.POST, request.FILES) if posted else ImportCsvForm()
-        if posted and form.is_valid():
+        if posted and form.is_valid() and _prune_allowed(form, request.user):
             data = form.cleaned_data
-            source = data["url"] or save_upload(data["file"])
+            source = data["url"] or store_upload(data["file"])
             job = create_job(
                 source=source,
                 prune=data["prune"],
@@ -173,6 +204,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             )
             submit_job(job)
             self._report_start(request, job)
+            if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
+                discard_upload(source)  # ran inline; a Celery-run job's end deletes it
             return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),

@@ -14,6 +14,11 @@ reused for another name that happens to share an IP address. Every redirect hop 
 needs a new connection goes through the same backend; a reused connection was checked
 when it was opened.
 
+Compressed bodies are decoded here, not by httpx, which inflates each network read whole:
+a 1,827-byte answer marked `Content-Encoding: gzip, gzip` became 1 GiB in one step,
+before any size cap could count it. `_decode` inflates what arrives a bounded step at a
+time, so the cap counts decoded bytes and memory stays near the cap (see `_read_capped`).
+
 No Django here: callers turn settings into a `FetchPolicy`.
 """
 
@@ -28,6 +33,7 @@ import re
 import socket
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +59,17 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _DRAIN_LIMIT = 64 * 1024
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
+# Content codings decoded by `_decode`, and what every request asks for: brotli and zstd
+# would need libraries of their own for little gain on JPEG/PNG and CSV.
+ACCEPT_ENCODING = "gzip, deflate"
+_GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
+_DEFLATE_CODING = "deflate"
+_MAX_CODINGS = 5
+"""More stacked codings than this are refused (urllib3 2.6 set the same bound after
+CVE-2025-66418): each layer costs a decoder, and no honest server needs more than two."""
+_DECODE_STEP = 64 * 1024
+"""The most any decoding layer inflates at a time: the memory a bomb can claim per step."""
+
 
 @dataclass(frozen=True)
 class FetchPolicy:
@@ -60,6 +77,9 @@ class FetchPolicy:
 
     timeout: float = 30.0
     """Connect and read timeouts, and a hard deadline for each whole HTTP request."""
+    deadline: float | None = None
+    """Seconds for a whole fetch: every redirect hop, every retry and the pauses between
+    them. None: twice `timeout` (see `deadline_seconds`)."""
     max_bytes: int = 20_000_000
     allow_private: bool = False
     max_redirects: int = 5
@@ -68,6 +88,12 @@ class FetchPolicy:
     backoff: float = 0.5
     """Seconds before the first retry, doubled for each further one."""
     user_agent: str = "image_backend/0.1"
+
+    @property
+    def deadline_seconds(self) -> float:
+        """Without it, retries and redirects multiply `timeout`: at the defaults (30 s,
+        2 retries, 5 redirects) one image could hold a worker for about 9 minutes."""
+        return 2 * self.timeout if self.deadline is None else self.deadline
 
 
 @dataclass(frozen=True)
@@ -118,17 +144,16 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 
 class _DeadlineExceeded(Exception):
-    """The request's total time ran out (a server trickling bytes slowly)."""
+    """A time budget ran out: the request's (a server trickling bytes slowly) or the whole
+    fetch's (slow hops and retries adding up). Either way the fetch is over."""
 
 
-class _Deadline:
-    """A per-request time budget, started on first network use rather than when the request
-    is made, so that waiting for a free pooled connection does not eat into it."""
+class _Budget:
+    """A time budget, started on first network use rather than when it is made, so that
+    waiting for a free pooled connection does not eat into it."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
-        self.answering = False
-        """Set once the server has sent anything back."""
         self._ends_at: float | None = None
 
     def remaining(self) -> float:
@@ -136,6 +161,32 @@ class _Deadline:
         if self._ends_at is None:
             self._ends_at = now + self.seconds
         return self._ends_at - now
+
+
+class _FetchBudget(_Budget):
+    """The deadline of one whole fetch, shared by all its hops and attempts."""
+
+    def __init__(self, seconds: float):
+        super().__init__(seconds)
+        self.last_error: str | None = None
+        """Why the previous attempt failed, when one did: said when time runs out."""
+
+    def exceeded(self) -> str:
+        message = (
+            f"timed out: no complete answer within the {self.seconds:g} s deadline for the "
+            "whole fetch (redirects and retries included)"
+        )
+        return message if self.last_error is None else f"{message}; before: {self.last_error}"
+
+
+class _Deadline:
+    """What bounds one HTTP request: its own budget (`timeout`) and its fetch's."""
+
+    def __init__(self, request: _Budget, fetch: _FetchBudget):
+        self.request = request
+        self.fetch = fetch
+        self.answering = False
+        """Set once the server has sent anything back."""
 
 
 # Set around each request by Fetcher. httpx's sync client does all I/O on the calling
@@ -146,16 +197,20 @@ _current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.Contex
 
 
 def _within_deadline(operation: Callable[[float | None], T], timeout: float | None) -> T:
-    """Run a socket operation with its `timeout` cut to what is left of the request's budget.
+    """Run a socket operation with its `timeout` cut to what is left of the request's and
+    the fetch's budgets.
 
     When that cut makes it time out after the server has started answering, it is reported
     as `_DeadlineExceeded`: a server that trickles bytes is not asked again, whereas one
-    that never answered (an ordinary timeout) is retried like a connect error.
+    that never answered (an ordinary timeout) is retried like a connect error. When the
+    fetch's budget is what ran out, there is no time for anything else: that is final too.
     """
     deadline = _current_deadline.get()
     if deadline is None:
         return operation(timeout)
-    remaining = deadline.remaining()
+    request_left = deadline.request.remaining()
+    fetch_left = deadline.fetch.remaining()
+    remaining = min(request_left, fetch_left)
     if timeout is not None and timeout < remaining:
         return operation(timeout)
     try:
@@ -163,9 +218,13 @@ def _within_deadline(operation: Callable[[float | None], T], timeout: float | No
             raise httpcore.TimeoutException("the request's time is up")
         return operation(remaining)
     except httpcore.TimeoutException:
+        if fetch_left <= request_left:
+            raise _DeadlineExceeded(deadline.fetch.exceeded()) from None
         if not deadline.answering:
             raise
-        raise _DeadlineExceeded(f"no complete answer within {deadline.seconds:g} s") from None
+        raise _DeadlineExceeded(
+            f"no complete answer within {deadline.request.seconds:g} s"
+        ) from None
 
 
 class _DeadlineStream(httpcore.NetworkStream):
@@ -336,7 +395,7 @@ class Fetcher:
             timeout=httpx.Timeout(policy.timeout, pool=None),
             follow_redirects=False,  # each hop is checked by fetch()
             trust_env=False,  # a proxy from the environment would bypass the guard
-            headers={"User-Agent": policy.user_agent},
+            headers={"User-Agent": policy.user_agent, "Accept-Encoding": ACCEPT_ENCODING},
         )
 
     def __enter__(self) -> Fetcher:
@@ -354,15 +413,17 @@ class Fetcher:
         self._client.close()
 
     def fetch(self, url: str, *, headers: Mapping[str, str] | None = None) -> FetchResult:
-        """GET `url`, following at most `policy.max_redirects` redirects.
+        """GET `url`, following at most `policy.max_redirects` redirects, all within
+        `policy.deadline_seconds`.
 
         Raises FetchError with the reason a caller can record; `headers` (for example
         If-None-Match) are sent on every hop.
         """
         current = _parse_http_url(url)
         seen = {str(current)}
+        budget = _FetchBudget(self.policy.deadline_seconds)
         for redirects in range(self.policy.max_redirects + 1):
-            outcome = self._get_with_retries(current, headers or {})
+            outcome = self._get_with_retries(current, headers or {}, budget)
             if isinstance(outcome, FetchResult):
                 return outcome
             if redirects == self.policy.max_redirects:
@@ -379,16 +440,23 @@ class Fetcher:
         )
 
     def _get_with_retries(
-        self, url: httpx.URL, headers: Mapping[str, str]
+        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
     ) -> FetchResult | _Redirect:
-        """One hop, retried with exponential backoff on transient failures."""
+        """One hop, retried with exponential backoff on transient failures, as long as
+        the fetch's budget lasts: a pause that would end past it is not waited for."""
         for attempt in range(self.policy.retries + 1):
             try:
-                return self._get_once(url, headers)
+                return self._get_once(url, headers, budget)
             except _Transient as transient:
                 if attempt == self.policy.retries:
                     raise transient.error from None
-                time.sleep(self._retry_delay(attempt, transient.retry_after))
+                budget.last_error = transient.error.message.removeprefix(f"{url}: ")
+                delay = self._retry_delay(attempt, transient.retry_after)
+                if delay >= budget.remaining():
+                    raise FetchError(
+                        ImageReason.UNREACHABLE, f"{url}: {budget.exceeded()}"
+                    ) from None
+                time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float:
@@ -398,9 +466,11 @@ class Fetcher:
             return min(retry_after, 4 * self.policy.backoff)
         return self.policy.backoff * 2**attempt
 
-    def _get_once(self, url: httpx.URL, headers: Mapping[str, str]) -> FetchResult | _Redirect:
+    def _get_once(
+        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
+    ) -> FetchResult | _Redirect:
         """A single HTTP request under a hard deadline, with errors mapped to reasons."""
-        token = _current_deadline.set(_Deadline(self.policy.timeout))
+        token = _current_deadline.set(_Deadline(_Budget(self.policy.timeout), budget))
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 return self._handle_response(url, response)
@@ -440,20 +510,34 @@ class Fetcher:
         return _result(url, response, self._read_capped(url, response))
 
     def _read_capped(self, url: httpx.URL, response: httpx.Response) -> bytes:
-        """The body, refused as soon as it is known to exceed max_bytes: from Content-Length
-        when the server sends one, else by counting what arrives."""
+        """The decoded body, refused as soon as it is known to exceed max_bytes: from
+        Content-Length when the server sends one, else by counting what arrives.
+
+        The cap counts decoded bytes, and decoding proceeds `_DECODE_STEP` bytes at a time,
+        so a compression bomb is refused having cost about `max_bytes` of memory. The bytes
+        on the wire are capped too (with room for the few bytes compression adds to data it
+        cannot shrink), so that a stream of empty gzip members cannot run on forever.
+        """
         limit = self.policy.max_bytes
+        codings = _content_codings(url, response)
+        # Deflate stores what it cannot shrink with 5 bytes per 64 KiB block, and gzip adds
+        # a header and a trailer: 1/64 and 1 KiB per layer are room enough.
+        wire_limit = limit if not codings else limit + limit // 64 + 1024 * len(codings)
         declared = _content_length(response)
-        if declared is not None and declared > limit:
+        if declared is not None and declared > wire_limit:
             raise FetchError(
                 ImageReason.TOO_LARGE, f"{url}: Content-Length {declared} is over {limit} bytes"
             )
+        raw = _capped_raw(url, response, wire_limit)
         chunks: list[bytes] = []
         received = 0
-        for chunk in response.iter_bytes():
+        for chunk in _decode(url, raw, codings):
             received += len(chunk)
             if received > limit:
-                raise FetchError(ImageReason.TOO_LARGE, f"{url}: body is over {limit} bytes")
+                decoded = f" once decoded ({', '.join(codings)})" if codings else ""
+                raise FetchError(
+                    ImageReason.TOO_LARGE, f"{url}: body is over {limit} bytes{decoded}"
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -499,12 +583,119 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
 
 
 def _drain(response: httpx.Response) -> None:
-    """Read a small unwanted body so the connection can be reused; give up on big ones."""
+    """Read a small unwanted body so the connection can be reused; give up on big ones.
+
+    Read as it is on the wire: nobody looks at it, so nothing is decompressed.
+    """
     received = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_raw():
         received += len(chunk)
         if received > _DRAIN_LIMIT:
             return
+
+
+# --- content codings -------------------------------------------------------------------------
+
+
+def _content_codings(url: httpx.URL, response: httpx.Response) -> list[str]:
+    """The codings the body went through, in the order they were applied (RFC 9110
+    §8.4), without `identity`; refused unless each is one we decode."""
+    names = response.headers.get_list("Content-Encoding", split_commas=True)
+    codings = [name.strip().lower() for name in names]
+    codings = [coding for coding in codings if coding and coding != "identity"]
+    for coding in codings:
+        if coding not in _GZIP_CODINGS and coding != _DEFLATE_CODING:
+            raise FetchError(
+                ImageReason.HTTP_ERROR,
+                f"{url}: Content-Encoding {coding!r} was not asked for ({ACCEPT_ENCODING})",
+            )
+    if len(codings) > _MAX_CODINGS:
+        raise FetchError(
+            ImageReason.HTTP_ERROR,
+            f"{url}: Content-Encoding stacks {len(codings)} content codings "
+            f"(at most {_MAX_CODINGS} are decoded)",
+        )
+    return codings
+
+
+def _capped_raw(url: httpx.URL, response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """The body as it arrives, before decoding; over `limit` bytes is `too_large`."""
+    received = 0
+    for chunk in response.iter_raw():
+        received += len(chunk)
+        if received > limit:
+            raise FetchError(ImageReason.TOO_LARGE, f"{url}: over {limit} bytes on the wire")
+        yield chunk
+
+
+def _decode(url: httpx.URL, chunks: Iterator[bytes], codings: Sequence[str]) -> Iterator[bytes]:
+    """Undo `codings`, last applied first, each layer handing on at most `_DECODE_STEP`
+    bytes at a time: however much a layer would expand to, only one step of it exists
+    at once, and the caller may stop asking whenever it has seen enough."""
+    for coding in reversed(codings):
+        chunks = _inflate(url, chunks, coding)
+    return chunks
+
+
+def _inflate(url: httpx.URL, chunks: Iterator[bytes], coding: str) -> Iterator[bytes]:
+    """One gzip or deflate layer, as a stream of steps of at most `_DECODE_STEP` bytes.
+
+    gzip may hold several members one after the other (RFC 1952 §2.2); "deflate" is the
+    zlib format, though some servers send a bare deflate stream under that name. A body
+    that is cut short or corrupt is an `http_error`: it is not what the server meant.
+    """
+    decoder: Any = None  # a zlib decompression object, made once the first bytes are in
+    head = b""  # the first bytes, until there are enough to tell zlib from bare deflate
+    try:
+        for chunk in chunks:
+            if decoder is None:
+                head += chunk
+                if len(head) < 2:
+                    continue
+                decoder, chunk, head = _decompressor(coding, head), head, b""
+            elif decoder.eof and chunk:
+                decoder = _next_gzip_member(coding)
+            yield from _inflate_chunk(decoder, chunk)
+            # A new gzip member may begin inside this chunk.
+            while decoder.eof and decoder.unused_data:
+                rest = decoder.unused_data
+                decoder = _next_gzip_member(coding)
+                yield from _inflate_chunk(decoder, rest)
+        if head:
+            raise zlib.error("a one-byte body")
+        if decoder is not None and not decoder.eof:
+            raise zlib.error("the body ends inside the compressed stream")
+    except zlib.error as exc:
+        raise FetchError(
+            ImageReason.HTTP_ERROR, f"{url}: the {coding} body is corrupt ({exc})"
+        ) from None
+
+
+def _decompressor(coding: str, head: bytes) -> Any:
+    if coding in _GZIP_CODINGS:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    # A zlib header: compression method 8 and a header checksum (RFC 1950 §2.2).
+    is_zlib = head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+    return zlib.decompressobj(zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS)
+
+
+def _next_gzip_member(coding: str) -> Any:
+    if coding not in _GZIP_CODINGS:
+        raise zlib.error("data after the end of the deflate stream")
+    return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
+def _inflate_chunk(decoder: Any, data: bytes) -> Iterator[bytes]:
+    """Everything `data` decodes to (up to the end of its stream), a step at a time."""
+    while True:
+        out = decoder.decompress(data, _DECODE_STEP)
+        if out:
+            yield out
+        if decoder.eof:
+            return  # what follows is in decoder.unused_data
+        data = decoder.unconsumed_tail
+        if not data and len(out) < _DECODE_STEP:
+            return  # all input used, nothing left inside the decoder: wait for more
 
 
 # --- CSV image references --------------------------------------------------------------------
@@ -553,7 +744,9 @@ def _resolve_inside(ref: str, base_dir: Path) -> Path:
     try:
         root = base_dir.resolve()
         path = (root / ref).resolve()
-    except (OSError, ValueError) as exc:  # a symlink loop, a NUL byte
+    # A NUL byte is a ValueError; a symlink loop is a RuntimeError from Python 3.11's
+    # pathlib (an OSError in other versions). Uncaught, either ended the whole import.
+    except (OSError, ValueError, RuntimeError) as exc:
         raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r}: not a usable path ({exc})") from exc
     if not path.is_relative_to(root):
         raise FetchError(ImageReason.BLOCKED_PATH, f"{ref!r} is outside the CSV's folder")

@@ -1,23 +1,26 @@
 """Import jobs: every import is recorded, whoever starts it, and runs through here.
 
-`submit_job` runs a job inline (no REDIS_URL: the laptop default) or queues the Celery
-task once the transaction that created the job commits. `execute_job` is the one place
-that runs a job: the command, the task and the periodic sync all call it.
+`submit_job` runs a job here (no broker: the laptop default) or queues its row phase for
+a Celery worker once the transaction that created the job commits (imports.chunks then
+shares its images among the workers). `execute_job` runs a whole job in this process:
+the command, the laptop-mode API and admin, and the periodic sync without a broker.
 """
 
 import logging
 from dataclasses import fields
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from .locks import SourceBusy, acquire, release
+from .heartbeat import Heartbeat, worker_id
+from .locks import SourceBusy, acquire, beat, release
 from .models import ImportJob
+from .queue import enqueue, queued
 from .report import Counts, ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
+from .uploads import discard_upload
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +41,23 @@ def create_job(
         refresh_images=refresh_images,
         trigger=trigger,
         created_by=user if user is not None and user.is_authenticated else None,
+        heartbeat_at=timezone.now(),  # for a queued job: when its task was sent
     )
 
 
 def submit_job(job: ImportJob) -> None:
-    """Run `job` now, or on a Celery worker when REDIS_URL is set."""
-    if settings.REDIS_URL:
+    """Run `job` now, or on Celery workers when a broker is configured."""
+    if queued():
         from .tasks import run_import_job
 
-        transaction.on_commit(lambda: run_import_job.delay(job.pk))
-    else:
-        try:
-            execute_job(job.pk)
-        except SourceBusy as exc:
-            fail_job(job, str(exc))
-        except SourceError:
-            pass  # recorded on the job by execute_job
+        enqueue(run_import_job, job.pk)
+        return
+    try:
+        execute_job(job.pk)
+    except SourceBusy as exc:
+        fail_job(job, str(exc))
+    except SourceError:
+        pass  # recorded on the job by execute_job
 
 
 def execute_job(
@@ -63,32 +67,46 @@ def execute_job(
     progress: Progress | None = None,
     opened: OpenedSource | None = None,
 ) -> ImportReport | None:
-    """Run a job to its end, record the outcome on it and return its report.
+    """Run a job to its end in this process, record the outcome on it, return its report.
 
-    Safe to run twice (a redelivered task): a finished job is left as it is (None is
-    returned), and running an import again changes nothing the first run applied.
-    Raises SourceBusy (job still queued) when another import holds the source, and
-    SourceError (job failed) for fatal source errors.
+    A finished job is left as it is (None is returned), and running an import again
+    changes nothing the first run applied. Raises SourceBusy (job still queued) when
+    another import holds the source, and SourceError (job failed) for fatal source errors.
+    While it runs, this process beats the source's lock, so that if it dies the next
+    import takes over at once on this host, or after CARS_IMPORT_HEARTBEAT_TIMEOUT.
     """
     job = ImportJob.objects.get(pk=job_id)
     if job.status in (Status.SUCCEEDED, Status.FAILED):
         return None
-    token = acquire(job.source, ttl=settings.CARS_IMPORT_LOCK_TTL)
-    if token is None:
-        raise SourceBusy(f"another import of {job.source} is running")
+    acquire(job)
     try:
         ImportJob.objects.filter(pk=job.pk).update(
-            status=Status.RUNNING, started_at=timezone.now(), attempts=F("attempts") + 1
+            status=Status.RUNNING,
+            started_at=timezone.now(),
+            attempts=F("attempts") + 1,
+            worker=worker_id(),
         )
+
+        def images_done(recorded, items_done: int) -> None:
+            ImportJob.objects.filter(pk=job.pk).update(images_done=F("images_done") + items_done)
+
+        def track(stage: str, done: int, total: int | None) -> None:
+            if stage == "images" and done == 0 and total:
+                ImportJob.objects.filter(pk=job.pk).update(images_total=total)
+            if progress:
+                progress(stage, done, total)
+
         try:
-            report = run_import(
-                source=job.source,
-                prune=job.prune,
-                refresh_images=job.refresh_images,
-                workers=workers,
-                progress=progress,
-                opened=opened,
-            )
+            with Heartbeat(lambda: beat(job.pk)):
+                report = run_import(
+                    source=job.source,
+                    prune=job.prune,
+                    refresh_images=job.refresh_images,
+                    workers=workers,
+                    progress=track,
+                    opened=opened,
+                    on_images=images_done,
+                )
         except SourceError as exc:
             _finish(job, Status.FAILED, error=str(exc))
             raise
@@ -98,7 +116,7 @@ def execute_job(
             raise
         _finish(job, Status.SUCCEEDED, report=report)
     finally:
-        release(job.source, token)
+        release(job.pk)
     logger.info(
         "import job %s succeeded: %s",
         job.pk,
@@ -120,14 +138,17 @@ def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, 
     if report is not None:
         data = report.as_dict()
         job.counts = data["counts"]
+        job.pictures = data["pictures"]
         job.rejected_rows = data["rejected_rows"]
         job.image_failures = data["image_failures"]
         job.warnings = data["warnings"]
-        fields += ["counts", "rejected_rows", "image_failures", "warnings"]
+        fields += ["counts", "pictures", "rejected_rows", "image_failures", "warnings"]
     try:
-        job.save(update_fields=fields)
+        with transaction.atomic():
+            job.save(update_fields=fields)
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)
+    discard_upload(job.source)  # the job has ended: its uploaded CSV is not needed again
 
 
 # --- Reading jobs (the imports API and the admin) ----------------------------------------
@@ -143,6 +164,9 @@ JOB_FIELDS = (
     "rejected_rows",
     "image_failures",
     "error",
+    "images_done",
+    "images_total",
+    "pictures",
 )
 
 

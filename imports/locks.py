@@ -1,15 +1,21 @@
-"""One import per source at a time: a database lock with a time-to-live."""
+"""One import per source at a time: a database lock held by a job, kept alive by beats.
+
+The process that runs the job's row phase, and then every chunk of its image work, beats
+the lock. The next import of the same source takes it over as soon as the holder is dead
+(`heartbeat.is_dead`: no beat for CARS_IMPORT_HEARTBEAT_TIMEOUT, or a process gone from
+this host) or its job has ended; the dead holder's job is then marked failed.
+"""
 
 import hashlib
-import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import SourceLock
+from .heartbeat import is_dead, worker_id
+from .models import ImportJob, SourceLock
+
+Status = ImportJob.Status
+ENDED = (Status.SUCCEEDED, Status.FAILED)
 
 
 class SourceBusy(Exception):
@@ -20,34 +26,34 @@ def lock_key(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def acquire(source: str, *, ttl: float) -> str | None:
-    """Take the lock; return its token, or None when a live holder has it."""
-    key, token = lock_key(source), secrets.token_hex(16)
-    now = timezone.now()
-    expires = now + timedelta(seconds=ttl)
+def acquire(job: ImportJob) -> None:
+    """Take the lock of `job.source` for `job` (again, if it holds it); else SourceBusy."""
+    key, now = lock_key(job.source), timezone.now()
     try:
         with transaction.atomic():
-            SourceLock.objects.create(key=key, token=token, expires_at=expires)
-        return token
+            SourceLock.objects.create(key=key, job=job, worker=worker_id(), heartbeat_at=now)
+        return
     except IntegrityError:
-        # Held, or left behind by a holder that died: take it over only once expired.
-        taken = SourceLock.objects.filter(key=key, expires_at__lt=now).update(
-            token=token, expires_at=expires
-        )
-        return token if taken else None
+        pass
+    with transaction.atomic():
+        lock = SourceLock.objects.select_for_update().get(key=key)
+        holder = ImportJob.objects.filter(pk=lock.job_id).first()
+        if holder is not None and holder.pk != job.pk and holder.status not in ENDED:
+            if not is_dead(lock.worker, lock.heartbeat_at):
+                raise SourceBusy(f"another import of {job.source} is running")
+            ImportJob.objects.filter(pk=holder.pk).exclude(status__in=ENDED).update(
+                status=Status.FAILED,
+                finished_at=now,
+                error=f"abandoned: its process ({lock.worker}) stopped, and import "
+                f"#{job.pk} took the source over",
+            )
+        lock.job, lock.worker, lock.heartbeat_at = job, worker_id(), now
+        lock.save()
 
 
-def release(source: str, token: str) -> None:
-    SourceLock.objects.filter(key=lock_key(source), token=token).delete()
+def beat(job_id: int) -> None:
+    SourceLock.objects.filter(job_id=job_id).update(heartbeat_at=timezone.now(), worker=worker_id())
 
 
-@contextmanager
-def source_lock(source: str, *, ttl: float) -> Iterator[None]:
-    """Hold the source's lock for the block; raise SourceBusy if another import has it."""
-    token = acquire(source, ttl=ttl)
-    if token is None:
-        raise SourceBusy(f"another import of {source} is running")
-    try:
-        yield
-    finally:
-        release(source, token)
+def release(job_id: int) -> None:
+    SourceLock.objects.filter(job_id=job_id).delete()

@@ -37,6 +37,21 @@ class ImportJob(models.Model):
     image_failures = models.JSONField(default=list, blank=True)
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
+    # Queued jobs (Celery): the row phase is one task, the images are chunks of at most
+    # CARS_IMAGE_CHUNK distinct references, taken by any worker. The job's progress and
+    # outcome live here; the chunk that brings chunks_pending to 0 closes the job.
+    rows_applied_at = models.DateTimeField(null=True, blank=True)
+    base_dir = models.TextField(
+        blank=True, default="", help_text="Folder that relative image paths resolve in."
+    )
+    images_total = models.PositiveIntegerField(default=0, help_text="Distinct pictures to fetch.")
+    images_done = models.PositiveIntegerField(default=0)
+    chunks_pending = models.PositiveIntegerField(default=0)
+    pictures = models.JSONField(default=dict, blank=True, help_text='{"new": n, "shared": n}')
+    # Who runs the row phase ("host:pid"), and when it last proved it is alive; for a
+    # queued job, also when its task was last sent (a lost message is sent again).
+    worker = models.CharField(max_length=255, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -45,19 +60,57 @@ class ImportJob(models.Model):
         return f"import #{self.pk} of {self.source} ({self.status})"
 
 
-class SourceLock(models.Model):
-    """A lock with a time-to-live per import source, so two imports never overlap.
+class ImageChunk(models.Model):
+    """A share of a queued job's image work: at most CARS_IMAGE_CHUNK distinct references.
 
-    Kept in the database so it works across processes with or without Redis; an expired
-    lock (its holder died) is taken over by the next import.
+    Its task is idempotent: a done chunk is left alone, and a chunk is marked done in the
+    same transaction that writes its outcomes on the cars.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    items = models.JSONField(help_text="[[reference, [[car id, line, key], ...]], ...]")
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+    worker = models.CharField(max_length=255, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    images_ok = models.PositiveIntegerField(default=0)
+    images_failed = models.PositiveIntegerField(default=0)
+    pictures_new = models.PositiveIntegerField(default=0)
+    pictures_shared = models.PositiveIntegerField(default=0)
+    image_failures = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="chunk_job_index")]
+
+    def __str__(self) -> str:
+        return f"chunk {self.index} of import #{self.job_id} ({self.status})"
+
+
+class SourceLock(models.Model):
+    """One import per source at a time: the job that holds the source, and its heartbeat.
+
+    Kept in the database so it works across processes and machines, with or without a
+    broker. Whoever works for the job beats; a lock whose beat is older than
+    CARS_IMPORT_HEARTBEAT_TIMEOUT, or whose holder is a process gone from this host, or
+    whose job has ended, is taken over by the next import.
     """
 
     key = models.CharField(max_length=64, primary_key=True)
-    token = models.CharField(max_length=32)
-    expires_at = models.DateTimeField()
+    job = models.ForeignKey(ImportJob, null=True, on_delete=models.SET_NULL, related_name="+")
+    worker = models.CharField(max_length=255, blank=True, default="")  # "host:pid"
+    heartbeat_at = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"lock {self.key} until {self.expires_at}"
+        return f"lock {self.key} held by {self.worker}, alive at {self.heartbeat_at}"
 
 
 class SourceState(models.Model):

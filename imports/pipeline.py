@@ -1,21 +1,22 @@
-"""The image phase of an import: fetch, check, store, render — concurrently, per URL.
+"""The image phase of an import: fetch, check, hash and render each distinct reference.
 
-Runs after the row transaction has committed. Worker threads never touch the database:
-they fetch, validate, store the original and render the renditions; the calling thread
-writes the outcomes in batches. Each distinct reference is fetched once per import, even
-when several cars share it.
+Runs after the row transaction has committed, over `ImageItem`s: one reference and the
+cars that name it. `ImagePipeline.run` fetches the items on threads (I/O bound), hashes
+the bytes, and renders only the contents that are not stored yet, in a process per core
+(threads inside a Celery worker, whose children may not fork). It asks the database only
+which contents are stored already. `record_outcomes` then writes a batch of outcomes in
+one transaction: the new pictures and their files, the cars that show them, and whatever
+the caller records beside them (a chunk's progress), so a batch is applied whole or not
+at all.
 """
 
-import contextlib
-import errno
 import hashlib
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import (
     FIRST_COMPLETED,
     BrokenExecutor,
@@ -25,41 +26,91 @@ from concurrent.futures import (
     wait,
 )
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from urllib.parse import unquote, urlsplit
+from pathlib import Path
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
-from django.utils.text import get_valid_filename
 
 from cars.catalog import bump_catalog_version
 from cars.models import Car, ImageStatus
-from cars.renditions import delete_files, render_all
+from cars.pictures import (
+    NewPicture,
+    PictureGone,
+    delete_files_on_commit,
+    locked_pictures,
+    release_on_commit,
+    store_picture,
+    stored_sha256s,
+)
+from cars.renditions import render_all
 
 from .fetching import Fetcher, FetchPolicy, fetch_reference
-from .images import ImageInfo, inspect_image
+from .images import inspect_image
 from .reasons import FetchError, ImageReason
-from .rows import ImageJob
+from .report import ImageProblem
 
 logger = logging.getLogger(__name__)
 
-WRITE_BATCH = 200
+
+@dataclass(frozen=True)
+class CarRef:
+    """A car waiting for the picture of a reference, and where the CSV named it."""
+
+    car_id: int
+    line: int
+    key: str
 
 
 @dataclass(frozen=True)
-class ImageOutcome:
-    job: ImageJob
-    image_name: str = ""
-    renditions: dict = field(default_factory=dict)
+class ImageItem:
+    """One distinct reference of an import, and every car that names it."""
+
+    ref: str
+    cars: tuple[CarRef, ...]
+
+    def to_json(self) -> list:
+        return [self.ref, [[c.car_id, c.line, c.key] for c in self.cars]]
+
+    @classmethod
+    def from_json(cls, value: list) -> "ImageItem":
+        ref, cars = value
+        return cls(ref, tuple(CarRef(*car) for car in cars))
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one item: a picture by content (`new` if rendered here) or an error."""
+
+    item: ImageItem
+    sha256: str = ""
+    new: NewPicture | None = None
     error: FetchError | None = None
+
+
+@dataclass
+class Recorded:
+    """What a batch of outcomes did to the cars, counted per car."""
+
+    ok: int = 0
+    failed: int = 0
+    pictures_new: int = 0  # cars that got a picture stored by this batch
+    pictures_shared: int = 0  # cars that got a picture stored before
+    failures: list[ImageProblem] = field(default_factory=list)
+
+    def add(self, other: "Recorded") -> None:
+        self.ok += other.ok
+        self.failed += other.failed
+        self.pictures_new += other.pictures_new
+        self.pictures_shared += other.pictures_shared
+        self.failures += other.failures
 
 
 def fetch_policy(max_bytes: int) -> FetchPolicy:
     """The CARS_FETCH_* / CARS_ALLOW_PRIVATE_URLS settings, with a size cap."""
     return FetchPolicy(
         timeout=settings.CARS_FETCH_TIMEOUT,
+        deadline=settings.CARS_FETCH_DEADLINE,
         max_bytes=max_bytes,
         allow_private=settings.CARS_ALLOW_PRIVATE_URLS,
         retries=settings.CARS_FETCH_RETRIES,
@@ -71,128 +122,175 @@ def image_fetch_policy() -> FetchPolicy:
     return fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
 
 
-def original_filename(ref: str, info: ImageInfo, data: bytes) -> str:
-    """`<name from the URL>-<content hash>.<real extension>`.
-
-    The hash makes a new picture a new name, so neither the original's URL nor its
-    renditions' (imagekit names them after the source) ever serve stale bytes from a CDN.
-    """
-    stem = PurePosixPath(unquote(urlsplit(ref).path)).stem
-    stem = get_valid_filename(stem)[:80] if stem else ""
-    digest = hashlib.sha256(data).hexdigest()[:10]
-    return f"{stem or 'image'}-{digest}{info.extension}"
-
-
-def run_image_jobs(
-    jobs: Iterable[ImageJob],
-    *,
-    base_dir: Path | None,
-    workers: int,
-    store: bool = True,
-    on_outcome: Callable[[ImageOutcome], None] | None = None,
-) -> float:
-    """Fetch every job's image; with `store`, save originals and renditions on the cars.
-
-    `workers` threads fetch (I/O bound); checking and rendering, which are CPU bound and
-    hold the GIL for much of their time, run in a pool of one process per core, so
-    downloads are never queued behind them and both cores render. At most `workers` fetches and
-    `RENDER_BACKLOG_BYTES` of fetched-but-unrendered images are in flight, so memory stays
-    bounded however long the CSV. Returns the fetch window: first request to last byte.
-    """
-    by_ref: dict[str, list[ImageJob]] = defaultdict(list)
-    for job in jobs:
-        by_ref[job.ref].append(job)
-    if not by_ref:
-        return 0.0
-    window = _FetchWindow()
-    writer = _OutcomeWriter() if store else None
-
-    def deliver(outcomes: Iterable[ImageOutcome]) -> None:
-        for outcome in outcomes:
-            if writer:
-                writer.add(outcome)
-            if on_outcome:
-                on_outcome(outcome)
-
-    pending_refs = iter(by_ref.items())
-    fetching: dict[Future, list[ImageJob]] = {}
-    rendering: dict[Future, tuple[ImageJob, int]] = {}  # -> its job, bytes it holds
-    with (
-        Fetcher(image_fetch_policy(), max_connections=workers) as fetcher,
-        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch") as fetch_pool,
-        _render_pool() if store else contextlib.nullcontext() as render_pool,
-    ):
-        while True:
-            while len(fetching) < workers and _held(rendering) < RENDER_BACKLOG_BYTES:
-                ref, group = next(pending_refs, (None, None))
-                if ref is None:
-                    break
-                future = fetch_pool.submit(
-                    _fetch, fetcher, ref, base_dir, window, inspect=not store
-                )
-                fetching[future] = group
-            if not fetching and not rendering:
-                break
-            done, _ = wait([*fetching, *rendering], return_when=FIRST_COMPLETED)
-            for future in done:
-                if future in rendering:
-                    job, _ = rendering.pop(future)
-                    deliver([_rendered(future, job)])
-                    continue
-                group = fetching.pop(future)
-                data, error = future.result()
-                if error is not None:
-                    if store:
-                        delete_files([name for job in group for name in job.old_files])
-                    deliver(ImageOutcome(job, error=error) for job in group)
-                elif not store:
-                    deliver(ImageOutcome(job) for job in group)
-                else:
-                    for job in group:
-                        try:
-                            rendering[render_pool.submit(_store, job, data)] = (
-                                job,
-                                len(data),
-                            )
-                        except BrokenExecutor as exc:
-                            deliver([_render_crashed(job, exc)])
-    if writer:
-        writer.flush()
-    return window.seconds
+def group_items(refs: Iterable[tuple[str, CarRef]]) -> list[ImageItem]:
+    """One item per distinct reference, in the order references first appear."""
+    by_ref: dict[str, list[CarRef]] = {}
+    for ref, car in refs:
+        by_ref.setdefault(ref, []).append(car)
+    return [ImageItem(ref, tuple(cars)) for ref, cars in by_ref.items()]
 
 
 RENDER_BACKLOG_BYTES = 256 * 1024 * 1024
 # Render processes run at this lower priority: rendering keeps every core busy, and the
-# fetch threads (waiting on the network, then needing a little CPU to read and check each
-# image) would otherwise queue behind it, stretching the download window.
+# fetch threads (waiting on the network, then needing a little CPU to read each image)
+# would otherwise queue behind it, stretching the download window.
 RENDER_NICENESS = 10
 
 
-def _held(rendering: dict[Future, tuple[ImageJob, int]]) -> int:
+def usable_cores() -> int:
+    """Cores this process may run on (a worker pinned with taskset sees its own)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class ImagePipeline:
+    """Fetch threads and a render pool, set up once and used for many items.
+
+    With `store` False (a dry run) images are fetched and checked, never rendered.
+    """
+
+    def __init__(self, *, base_dir: Path | None, workers: int, store: bool = True):
+        self.base_dir = base_dir
+        self.workers = workers
+        self.store = store
+        self.window = _FetchWindow()
+        # Contents rendered by this pipeline: a later item with the same bytes shares them.
+        self._rendered: set[str] = set()
+
+    def __enter__(self) -> "ImagePipeline":
+        self.render_pool = render_pool() if self.store else None
+        self._fetcher = Fetcher(image_fetch_policy(), max_connections=self.workers).__enter__()
+        self._fetch_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fetch_pool.shutdown(cancel_futures=True)
+        self._fetcher.__exit__(*exc)
+        if self.render_pool is not None:
+            self.render_pool.shutdown(cancel_futures=True)
+
+    def again(self, outcomes: list[ItemOutcome], gone: set[str]) -> list[ItemOutcome]:
+        """`outcomes` with the items whose stored picture was deleted meanwhile (`gone`)
+        fetched and rendered anew; the others are kept as they were."""
+        self._rendered -= gone
+        kept = [o for o in outcomes if o.sha256 not in gone]
+        return kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
+
+    def run(self, items: Iterable[ImageItem]) -> Iterator[ItemOutcome]:
+        """Every item's outcome, as it completes.
+
+        At most `workers` fetches and `RENDER_BACKLOG_BYTES` of fetched-but-unrendered
+        images are in flight, so memory stays bounded however long the CSV. A content is
+        rendered once per pipeline: items with the same bytes wait for that render.
+        """
+        pending = iter(items)
+        fetching: dict[Future, ImageItem] = {}
+        rendering: dict[Future, tuple[str, int]] = {}  # -> content hash, bytes it holds
+        waiting: dict[str, list[ImageItem]] = {}  # content hash -> items awaiting its render
+        while True:
+            while len(fetching) < self.workers and _held(rendering) < RENDER_BACKLOG_BYTES:
+                item = next(pending, None)
+                if item is None:
+                    break
+                fetching[self._fetch_pool.submit(self._fetch, item.ref)] = item
+            if not fetching and not rendering:
+                return
+            done, _ = wait([*fetching, *rendering], return_when=FIRST_COMPLETED)
+            for future in done:
+                if future in rendering:
+                    sha256, _ = rendering.pop(future)
+                    yield from self._rendered_outcomes(future, sha256, waiting.pop(sha256))
+                    continue
+                item = fetching.pop(future)
+                data, error = future.result()
+                if error is not None:
+                    yield ItemOutcome(item, error=error)
+                    continue
+                sha256 = hashlib.sha256(data).hexdigest()
+                if not self.store:
+                    yield self._checked(item, sha256, data)
+                elif sha256 in waiting:
+                    waiting[sha256].append(item)
+                elif sha256 in self._rendered or sha256 in stored_sha256s([sha256]):
+                    yield ItemOutcome(item, sha256)
+                else:
+                    try:
+                        render = self.render_pool.submit(render_picture, sha256, data)
+                    except BrokenExecutor as exc:
+                        yield ItemOutcome(item, sha256, error=_render_crashed(item, exc))
+                        continue
+                    rendering[render] = (sha256, len(data))
+                    waiting[sha256] = [item]
+
+    def _rendered_outcomes(
+        self, future: Future, sha256: str, items: list[ImageItem]
+    ) -> Iterator[ItemOutcome]:
+        try:
+            new = future.result()
+        except FetchError as exc:
+            new, error = None, exc
+        except Exception as exc:  # a render process died (killed for memory, a crash in C)
+            new, error = None, _render_crashed(items[0], exc)
+        if new is None:
+            yield from (ItemOutcome(item, sha256, error=error) for item in items)
+            return
+        self._rendered.add(sha256)
+        first, *others = items
+        yield ItemOutcome(first, sha256, new=new)
+        yield from (ItemOutcome(item, sha256) for item in others)
+
+    def _checked(self, item: ImageItem, sha256: str, data: bytes) -> ItemOutcome:
+        try:
+            inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
+        except FetchError as exc:
+            return ItemOutcome(item, sha256, error=exc)
+        return ItemOutcome(item, sha256)
+
+    def _fetch(self, ref: str) -> tuple[bytes | None, FetchError | None]:
+        """Fetch one reference (a fetch thread): (data, None) or (None, the error).
+
+        The bytes are checked in the render process (`render_picture`), which decodes
+        them anyway; done here, the check held the GIL the other fetch threads need.
+        """
+        started = time.monotonic()
+        try:
+            return fetch_reference(self._fetcher, ref, base_dir=self.base_dir), None
+        except FetchError as exc:
+            return None, exc
+        finally:
+            self.window.record(started, time.monotonic())
+
+
+def render_picture(sha256: str, data: bytes) -> NewPicture:
+    """Check `data` is an image we accept, then make its renditions (a render process)."""
+    info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
+    new = NewPicture(sha256, info.extension, info.width, info.height, data, {})
+    try:
+        renditions = render_all(new.name, data)
+    except Exception as exc:  # anything the decoders raise is the image's fault
+        raise FetchError(ImageReason.INVALID_IMAGE, f"cannot render the image: {exc}") from None
+    return NewPicture(sha256, info.extension, info.width, info.height, data, renditions)
+
+
+def _held(rendering: dict[Future, tuple[str, int]]) -> int:
     return sum(size for _, size in rendering.values())
 
 
-def _rendered(future: Future, job: ImageJob) -> ImageOutcome:
-    try:
-        return future.result()
-    except Exception as exc:  # a render process died (killed for memory, a crash in C)
-        return _render_crashed(job, exc)
+def _render_crashed(item: ImageItem, exc: Exception) -> FetchError:
+    """Recorded on the cars like any failure, so the next import retries them."""
+    logger.error("rendering the image of %s crashed: %r", item.ref, exc)
+    return FetchError(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
 
 
-def _render_crashed(job: ImageJob, exc: Exception) -> ImageOutcome:
-    """Recorded on the car like any failure, so the next import retries it."""
-    logger.error("rendering the image of car %s crashed: %r", job.car_id, exc)
-    error = FetchError(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
-    return ImageOutcome(job, error=error)
-
-
-def _render_pool():
-    """One process per core; threads where a process may not have children.
+def render_pool():
+    """One process per usable core; threads where a process may not have children.
 
     Celery's prefork children are daemonic processes, which multiprocessing forbids to
     fork; there (and on one core) rendering falls back to a thread pool.
     """
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if cores > 1 and not multiprocessing.current_process().daemon:
         pool = ProcessPoolExecutor(
             max_workers=cores,
@@ -225,114 +323,163 @@ class _FetchWindow:
         return 0.0 if self.first is None else self.last - self.first
 
 
-def _fetch(
-    fetcher: Fetcher, ref: str, base_dir: Path | None, window: _FetchWindow, *, inspect: bool
-) -> tuple[bytes | None, FetchError | None]:
-    """Fetch one reference (a fetch thread): (data, None) or (None, the error).
+def record_outcomes(
+    outcomes: list[ItemOutcome],
+    *,
+    inside: Callable[[Recorded], None] | None = None,
+    touch: bool = True,
+) -> Recorded:
+    """Write a batch of outcomes on their cars, in one transaction; return what it did.
 
-    With `inspect`, the bytes are checked here too; when they are to be stored, the check
-    runs in the render process instead (`_store`): it decodes the whole image, and done
-    here it held the GIL that the other fetch threads need to download (200 photos: a
-    2.0 s download window instead of 1.2 s).
+    New pictures are stored (or found, when a concurrent import stored the same bytes
+    first); the others are looked up by content under their row's lock. A car's previous
+    picture is deleted after commit if no car shows it any more. `inside(recorded)` runs
+    in the same transaction, last (a chunk marks itself done there); without `touch` the
+    cars' `updated_at` stays as it was. Raises PictureGone, with nothing written, when a
+    picture it meant to share was deleted meanwhile.
     """
-    started = time.monotonic()
-    try:
-        try:
-            data = fetch_reference(fetcher, ref, base_dir=base_dir)
-        finally:
-            window.record(started, time.monotonic())
-        if inspect:
-            inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
-    except FetchError as exc:
-        return None, exc
-    return data, None
+    recorded = Recorded()
+    picture_of: dict[str, int] = {}
+    created: set[str] = set()
+    with transaction.atomic():
+        # The stored pictures first: one deleted meanwhile stops the batch before anything
+        # is written.
+        shared = {o.sha256 for o in outcomes if not o.error and not o.new}
+        shared -= {o.sha256 for o in outcomes if o.new}
+        picture_of.update(locked_pictures(shared))
+        if missing := shared - picture_of.keys():
+            raise PictureGone(missing)
+        for outcome in sorted((o for o in outcomes if o.new), key=lambda o: o.sha256):
+            if outcome.sha256 in picture_of:
+                continue
+            try:
+                picture_of[outcome.sha256], made = store_picture(outcome.new)
+            except OSError as exc:
+                logger.warning("storing the picture of %s failed: %s", outcome.item.ref, exc)
+                continue
+            if made:
+                created.add(outcome.sha256)
+        updates, now = [], timezone.now()
+        for outcome in outcomes:
+            error = outcome.error
+            if error is None and outcome.sha256 not in picture_of:
+                error = FetchError(ImageReason.STORAGE_ERROR, "the image could not be stored")
+            ids = [car.car_id for car in outcome.item.cars]
+            if error is not None:
+                recorded.failed += len(ids)
+                recorded.failures += [
+                    ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
+                    for car in outcome.item.cars
+                ]
+                updates.append((ids, _failed(error, now)))
+                continue
+            recorded.ok += len(ids)
+            if outcome.new is not None and outcome.sha256 in created:
+                created.discard(outcome.sha256)
+                recorded.pictures_new += 1  # the first car of the item that stored it
+                recorded.pictures_shared += len(ids) - 1
+            else:
+                recorded.pictures_shared += len(ids)
+            updates.append((ids, _ready(picture_of[outcome.sha256], outcome.item.ref, now)))
+        _update_cars(updates, touch=touch)
+        if inside is not None:
+            inside(recorded)
+    return recorded
 
 
-def _store(job: ImageJob, data: bytes) -> ImageOutcome:
-    """Check `data` is an image we accept, then replace the car's original and renditions."""
-    try:
-        info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
-    except FetchError as exc:
-        try:
-            delete_files(list(job.old_files))
-        except OSError as storage_exc:  # the image's own fault is still the reason
-            logger.warning("deleting old files of car %s failed: %s", job.car_id, storage_exc)
-        return ImageOutcome(job, error=exc)
-    try:
-        delete_files(list(job.old_files))
-        car = Car(pk=job.car_id)
-        car.image.save(original_filename(job.ref, info, data), ContentFile(data), save=False)
-        car.image.file = ContentFile(data)  # render from memory, not from the storage
-    except OSError as exc:
-        logger.warning("storing the image of car %s failed: %s", job.car_id, exc)
-        return ImageOutcome(job, error=FetchError(ImageReason.STORAGE_ERROR, str(exc)))
-    try:
-        renditions = render_all(car)
-    except Exception as exc:
-        # Filesystem/storage errors carry an errno; anything else is the image's fault.
-        reason = ImageReason.STORAGE_ERROR if _is_storage_error(exc) else ImageReason.INVALID_IMAGE
-        logger.warning("rendering the image of car %s failed: %s", job.car_id, exc)
-        delete_files([car.image.name])
-        return ImageOutcome(job, error=FetchError(reason, f"cannot render the image: {exc}"))
-    return ImageOutcome(job, image_name=car.image.name, renditions=renditions)
-
-
-def _is_storage_error(exc: Exception) -> bool:
-    return isinstance(exc, OSError) and exc.errno in set(errno.errorcode)
-
-
-class _OutcomeWriter:
-    """Writes outcomes to the cars in batches, each batch visible at once (version bump)."""
-
-    def __init__(self) -> None:
-        self._pending: list[ImageOutcome] = []
-
-    def add(self, outcome: ImageOutcome) -> None:
-        self._pending.append(outcome)
-        if len(self._pending) >= WRITE_BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        if not pending:
-            return
-        now = timezone.now()
-        cars = [_car_from_outcome(o, now) for o in pending]
-        with transaction.atomic():
-            Car.objects.bulk_update(
-                cars,
-                [
-                    "image",
-                    "image_fetched_from",
-                    "image_status",
-                    "image_error",
-                    "image_error_message",
-                    "renditions",
-                    "updated_at",
-                ],
-            )
-            bump_catalog_version()
-
-
-def _car_from_outcome(outcome: ImageOutcome, now) -> Car:
-    if outcome.error:
-        return Car(
-            pk=outcome.job.car_id,
-            image="",
-            renditions={},
-            image_fetched_from="",
-            image_status=ImageStatus.FAILED,
-            image_error=outcome.error.reason,
-            image_error_message=outcome.error.message,
-            updated_at=now,
+def _update_cars(updates: list[tuple[list[int], dict]], *, touch: bool = True) -> None:
+    """Apply the outcomes (one UPDATE per reference: its cars get the same values), then
+    release the pictures (and legacy files) that the cars showed before."""
+    if not updates:
+        return
+    showing = {pk: values["picture_id"] for ids, values in updates for pk in ids}
+    previous, legacy = set(), []
+    for some in _batches(list(showing)):
+        before = Car.objects.filter(pk__in=some).values_list(
+            "pk", "picture_id", "legacy_image", "legacy_renditions"
         )
-    return Car(
-        pk=outcome.job.car_id,
-        image=outcome.image_name,
-        renditions=outcome.renditions,
-        image_fetched_from=outcome.job.ref,
-        image_status=ImageStatus.READY,
-        image_error=None,
-        image_error_message="",
-        updated_at=now,
-    )
+        for pk, picture_id, legacy_image, legacy_renditions in before:
+            if picture_id and picture_id != showing[pk]:
+                previous.add(picture_id)
+            if legacy_image:
+                legacy.append(legacy_image)
+                legacy += [r["name"] for r in (legacy_renditions or {}).values() if r]
+    for ids, values in updates:
+        if not touch:  # moving files changes no answer, so not the car's `updated_at`
+            values = {k: v for k, v in values.items() if k != "updated_at"}
+        for some in _batches(ids):
+            Car.objects.filter(pk__in=some).update(**values)
+    bump_catalog_version()
+    release_on_commit(previous)
+    delete_files_on_commit(legacy)
+
+
+def _batches(ids: list[int], size: int = 1000):
+    """Slices of `ids` small enough for any database's limit on query parameters."""
+    return (ids[start : start + size] for start in range(0, len(ids), size))
+
+
+def _ready(picture_id: int, ref: str, now) -> dict:
+    return {
+        "picture_id": picture_id,
+        "legacy_image": "",
+        "legacy_renditions": {},
+        "image_fetched_from": ref,
+        "image_status": ImageStatus.READY,
+        "image_error": None,
+        "image_error_message": "",
+        "updated_at": now,
+    }
+
+
+def _failed(error: FetchError, now) -> dict:
+    return {
+        "picture_id": None,
+        "legacy_image": "",
+        "legacy_renditions": {},
+        "image_fetched_from": "",
+        "image_status": ImageStatus.FAILED,
+        "image_error": error.reason,
+        "image_error_message": error.message,
+        "updated_at": now,
+    }
+
+
+def run_items(
+    pipeline: ImagePipeline,
+    items: list[ImageItem],
+    *,
+    on_recorded: Callable[[Recorded, int], None] | None = None,
+    batch: int | None = None,
+) -> Recorded:
+    """Run `items` through `pipeline` and record the outcomes in batches of `batch` items.
+
+    `on_recorded(recorded, items_done)` follows each batch (progress). A batch that meets a
+    picture deleted meanwhile is run again, rendering it anew.
+    """
+    batch = batch or settings.CARS_IMAGE_CHUNK
+    total = Recorded()
+    buffer: list[ItemOutcome] = []
+
+    def flush() -> None:
+        outcomes = list(buffer)
+        buffer.clear()
+        for attempt in range(3):
+            try:
+                recorded = record_outcomes(outcomes)
+                break
+            except PictureGone as gone:
+                if attempt == 2:
+                    raise
+                outcomes = pipeline.again(outcomes, gone.sha256s)
+        total.add(recorded)
+        if on_recorded:
+            on_recorded(recorded, len(outcomes))
+
+    for outcome in pipeline.run(items):
+        buffer.append(outcome)
+        if len(buffer) >= batch:
+            flush()
+    if buffer:
+        flush()
+    return total

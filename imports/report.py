@@ -14,6 +14,14 @@ class Counts:
     images_failed: int = 0
 
 
+@dataclass
+class Pictures:
+    """Cars whose picture was new (stored by this import) or shared (stored before)."""
+
+    new: int = 0
+    shared: int = 0
+
+
 @dataclass(frozen=True)
 class RowProblem:
     line: int
@@ -35,6 +43,7 @@ class ImportReport:
     source: str
     dry_run: bool = False
     counts: Counts = field(default_factory=Counts)
+    pictures: Pictures = field(default_factory=Pictures)
     rejected_rows: list[RowProblem] = field(default_factory=list)
     image_failures: list[ImageProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -46,6 +55,7 @@ class ImportReport:
             "source": self.source,
             "dry_run": self.dry_run,
             "counts": asdict(self.counts),
+            "pictures": asdict(self.pictures),
             "rejected_rows": [asdict(r) for r in self.rejected_rows],
             "image_failures": [asdict(f) for f in self.image_failures],
             "warnings": list(self.warnings),

@@ -12,15 +12,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import transaction
 
 from cars.models import Car, ImageStatus
-from cars.renditions import stored_files
 
-from .pipeline import ImageOutcome, run_image_jobs
-from .rows import ImageJob
+from .pipeline import CarRef, ImagePipeline, group_items, run_items
+from .queue import enqueue, queued
 
-NO_LINE = 0  # an ImageJob's CSV line: there is no CSV here
+NO_LINE = 0  # a CarRef's CSV line: there is no CSV here
 
 
 @dataclass
@@ -55,39 +53,29 @@ def retry_failed_images(*, car_ids: Iterable[int], workers: int | None = None) -
     the cars exactly as an import writes them (status, reason code, renditions).
     """
     outcome = RetryOutcome()
-    jobs = []
+    refs = []
     failed = Car.objects.filter(pk__in=list(car_ids), image_status=ImageStatus.FAILED)
-    for pk, key, ref, image, renditions in failed.values_list(
-        "pk", "external_key", "source_image_url", "image", "renditions"
-    ).order_by("pk"):
+    for pk, key, ref in failed.values_list("pk", "external_key", "source_image_url").order_by("pk"):
         if not is_retryable(ref):
             outcome.skipped += 1
             continue
-        old_files = tuple(stored_files(image, renditions)) if image else ()
-        jobs.append(ImageJob(pk, NO_LINE, key, ref.strip(), old_files))
-
-    def record(result: ImageOutcome) -> None:
-        if result.error:
-            outcome.failed += 1
-            outcome.reasons[str(result.error.reason)] += 1
-        else:
-            outcome.ok += 1
-
-    run_image_jobs(
-        jobs,
-        base_dir=None,  # URLs only: see the module docstring
-        workers=workers or settings.CARS_IMPORT_WORKERS,
-        on_outcome=record,
-    )
+        refs.append((ref.strip(), CarRef(pk, NO_LINE, key)))
+    if not refs:
+        return outcome
+    # URLs only (see the module docstring): no folder to resolve paths in.
+    with ImagePipeline(base_dir=None, workers=workers or settings.CARS_IMPORT_WORKERS) as pipeline:
+        recorded = run_items(pipeline, group_items(refs))
+    outcome.ok, outcome.failed = recorded.ok, recorded.failed
+    outcome.reasons.update(str(failure.reason) for failure in recorded.failures)
     return outcome
 
 
 def submit_retry(*, car_ids: Iterable[int]) -> RetryOutcome | None:
-    """Retry now and return the outcome, or (with REDIS_URL) queue it for a worker: None."""
+    """Retry now and return the outcome, or (with a broker) queue it for a worker: None."""
     ids = [int(pk) for pk in car_ids]
-    if settings.REDIS_URL:
+    if queued():
         from .tasks import retry_images
 
-        transaction.on_commit(lambda: retry_images.delay(ids))
+        enqueue(retry_images, ids)
         return None
     return retry_failed_images(car_ids=ids)

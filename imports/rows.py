@@ -13,9 +13,10 @@ from django.db import connection
 from django.utils import timezone
 
 from cars.models import Car, ImageStatus
-from cars.renditions import stored_files
+from cars.pictures import delete_files_on_commit, release_on_commit
 
 from .csv_reader import CsvRow
+from .pipeline import CarRef
 from .report import Counts
 
 BATCH_SIZE = 2000
@@ -26,12 +27,13 @@ _COLUMNS = (
     "title",
     "description",
     "source_image_url",
-    "image",
+    "picture_id",
+    "legacy_image",
     "image_fetched_from",
     "image_status",
     "image_error",
     "image_error_message",
-    "renditions",
+    "legacy_renditions",
     "updated_at",
 )
 _INSERT = (
@@ -39,17 +41,6 @@ _INSERT = (
     f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 2))})"
 )
 _UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in _COLUMNS)} WHERE id = %s"
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """One car whose image must be fetched (again)."""
-
-    car_id: int
-    line: int
-    key: str
-    ref: str
-    old_files: tuple[str, ...] = ()
 
 
 @dataclass
@@ -60,13 +51,21 @@ class _Car:
     title: str
     description: str
     source_image_url: str
-    image: str
+    picture_id: int | None
+    legacy_image: str
     image_fetched_from: str
     image_status: str
     image_error: str | None
     image_error_message: str
-    renditions: dict
+    legacy_renditions: dict
     updated_at: object
+
+    def legacy_files(self) -> list[str]:
+        """The per-car files of the layout before pictures by content, if any are left."""
+        if not self.legacy_image:
+            return []
+        renditions = (r["name"] for r in (self.legacy_renditions or {}).values() if r)
+        return [self.legacy_image, *renditions]
 
     def values(self) -> tuple:
         return tuple(getattr(self, c) for c in _COLUMNS)
@@ -80,15 +79,15 @@ def needs_fetch(car: _Car, ref: str, *, refresh: bool) -> bool:
 class RowApplier:
     """Upserts rows by natural key, one batch at a time.
 
-    Collects the image jobs to run after the transaction commits and the files that
-    became orphans (to delete only once the change is committed).
+    Collects the image references to fetch once the transaction has committed, as
+    `(reference, car)` pairs in CSV order. Pictures that a car stops showing are released
+    when the transaction commits (and deleted if no other car shows them).
     """
 
     def __init__(self, counts: Counts, *, refresh_images: bool = False):
         self.counts = counts
         self.refresh_images = refresh_images
-        self.jobs: list[ImageJob] = []
-        self.orphaned_files: list[str] = []
+        self.refs: list[tuple[str, CarRef]] = []
         self.changed = False
         self._batch: list[CsvRow] = []
         self._empty_json = json.dumps({})
@@ -116,7 +115,7 @@ class RowApplier:
                 if row.image:
                     with_images.append(row)
             elif self._apply(row, car, now):
-                renditions = json.dumps(car.renditions or {})
+                renditions = json.dumps(car.legacy_renditions or {})
                 stamp = car.updated_at
                 if not isinstance(stamp, str):  # unchanged: the value read back from the db
                     stamp = connection.ops.adapt_datetimefield_value(stamp)
@@ -132,7 +131,7 @@ class RowApplier:
                     "external_key", "id"
                 )
             )
-            self.jobs += [ImageJob(ids[r.key], r.line, r.key, r.image) for r in with_images]
+            self.refs += [(r.image, CarRef(ids[r.key], r.line, r.key)) for r in with_images]
         self.counts.created += len(inserts)
         self.changed = self.changed or bool(inserts or updates)
 
@@ -150,7 +149,8 @@ class RowApplier:
             row.title,
             row.description,
             row.image or "",
-            "",  # image
+            None,  # picture_id
+            "",  # legacy_image
             "",  # image_fetched_from
             status.value,
             None,  # image_error
@@ -174,16 +174,17 @@ class RowApplier:
         else:
             self.counts.unchanged += 1
         if not ref:
-            if car.image or car.image_status != ImageStatus.NONE:
-                self.orphaned_files += stored_files(car.image, car.renditions)
-                car.image, car.renditions, car.image_fetched_from = "", {}, ""
+            if car.picture_id or car.legacy_image or car.image_status != ImageStatus.NONE:
+                release_on_commit([car.picture_id])
+                delete_files_on_commit(car.legacy_files())
+                car.picture_id, car.image_fetched_from = None, ""
+                car.legacy_image, car.legacy_renditions = "", {}
                 car.image_status, car.image_error, car.image_error_message = "none", None, ""
                 car.updated_at = now
                 changed = True
         elif needs_fetch(car, ref, refresh=self.refresh_images):
-            old = tuple(stored_files(car.image, car.renditions)) if car.image else ()
-            self.jobs.append(ImageJob(car.id, row.line, row.key, ref, old))
-            if car.image_status != ImageStatus.PENDING and not car.image:
+            self.refs.append((ref, CarRef(car.id, row.line, row.key)))
+            if car.image_status != ImageStatus.PENDING and not car.picture_id:
                 car.image_status = ImageStatus.PENDING
                 changed = True
         return changed
@@ -191,14 +192,23 @@ class RowApplier:
     def prune(self, key_seen: Callable[[str], bool]) -> None:
         """Delete every car whose key the (fully parsed) source did not name."""
         doomed: list[int] = []
-        for pk, key, image, renditions in Car.objects.values_list(
-            "pk", "external_key", "image", "renditions"
+        pictures: set[int] = set()
+        legacy: list[str] = []
+        for pk, key, picture_id, legacy_image, legacy_renditions in Car.objects.values_list(
+            "pk", "external_key", "picture_id", "legacy_image", "legacy_renditions"
         ).iterator(chunk_size=5000):
             if not key_seen(key):
                 doomed.append(pk)
-                if image:
-                    self.orphaned_files += stored_files(image, renditions)
+                if picture_id:
+                    pictures.add(picture_id)
+                if legacy_image:
+                    legacy += [
+                        legacy_image,
+                        *(r["name"] for r in (legacy_renditions or {}).values() if r),
+                    ]
         for start in range(0, len(doomed), BATCH_SIZE):
             Car.objects.filter(pk__in=doomed[start : start + BATCH_SIZE]).delete()
+        release_on_commit(pictures)
+        delete_files_on_commit(legacy)
         self.counts.deleted += len(doomed)
         self.changed = self.changed or bool(doomed)

@@ -1,7 +1,11 @@
-"""Running an import: the one service the command, the Celery task and the API call.
+"""Running an import: the service the command, the Celery tasks and the API all go through.
 
-source → parsed rows → applied in one transaction → images fetched → renditions.
-A fatal source error raises SourceError before anything is committed.
+source → parsed rows → applied in one transaction → images fetched → pictures stored and
+rendered. A fatal source error raises SourceError before anything is committed.
+
+`run_import` does all of it in the calling process (the laptop default, and dry runs);
+queued jobs (imports.chunks) apply the rows the same way (`apply_source`) and hand the
+images to workers in chunks.
 """
 
 import logging
@@ -13,12 +17,19 @@ from django.conf import settings
 from django.db import transaction
 
 from cars.catalog import bump_catalog_version
-from cars.renditions import delete_files
+from cars.pictures import stored_sha256s
 from cars.search import deferred_search_index
 
 from .csv_reader import CsvReader, CsvRow, CsvSourceError
 from .fetching import FetchPolicy
-from .pipeline import ImageOutcome, fetch_policy, run_image_jobs
+from .pipeline import (
+    ImageItem,
+    ImagePipeline,
+    Recorded,
+    fetch_policy,
+    group_items,
+    run_items,
+)
 from .report import ImageProblem, ImportReport, RowProblem
 from .rows import RowApplier
 from .sources import OpenedSource, SourceError, open_source
@@ -42,27 +53,30 @@ def run_import(
     refresh_images: bool = False,
     progress: Progress | None = None,
     opened: OpenedSource | None = None,
+    on_images: Callable[[Recorded, int], None] | None = None,
 ) -> ImportReport:
-    """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images.
+    """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images, here.
 
     With `dry_run` the rows are applied and rolled back (so the counts are exact) and the
     images are fetched and checked but not stored. `opened` is a source already opened
     by the caller (the periodic sync, which fetched it to see whether it changed).
+    `on_images(recorded, items_done)` follows each batch of image outcomes written.
     """
     source = source or settings.CARS_CSV_SOURCE
     workers = workers or settings.CARS_IMPORT_WORKERS
     report = ImportReport(source=source, dry_run=dry_run)
     opened = opened or open_source(source, policy=csv_fetch_policy())
     started = time.monotonic()
-    with closing(opened.stream):
-        try:
-            applier = _apply_rows(opened.stream, report, prune, dry_run, refresh_images, progress)
-        except CsvSourceError as exc:
-            raise SourceError(str(exc)) from None
-    if not dry_run:
-        delete_files(applier.orphaned_files)
+    items = apply_source(
+        opened,
+        report,
+        prune=prune,
+        dry_run=dry_run,
+        refresh_images=refresh_images,
+        progress=progress,
+    )
     rows_done = time.monotonic()
-    fetch = _fetch_images(applier, opened.base_dir, report, workers, dry_run, progress)
+    fetch = _run_images(items, opened, report, workers, dry_run, progress, on_images)
     report.timings = {
         "rows": round(rows_done - started, 3),
         "images": round(time.monotonic() - rows_done, 3),
@@ -72,51 +86,113 @@ def run_import(
     return report
 
 
-def _apply_rows(stream, report, prune, dry_run, refresh_images, progress) -> RowApplier:
-    reader = CsvReader(stream)
-    if reader.unknown_columns:
-        report.warnings.append("unknown columns ignored: " + ", ".join(reader.unknown_columns))
-    applier = RowApplier(report.counts, refresh_images=refresh_images)
-    with transaction.atomic():
-        with deferred_search_index():
-            for done, item in enumerate(reader, start=1):
-                if isinstance(item, CsvRow):
-                    applier.add(item)
-                else:
-                    report.rejected_rows.append(RowProblem(item.line, item.reason, item.message))
-                    report.counts.rejected += 1
-                if progress and done % 1000 == 0:
-                    progress("rows", done, None)
-            applier.flush()
-            if prune:
-                applier.prune(reader.key_seen)
-        if applier.changed:
-            bump_catalog_version()
-        if dry_run:
-            transaction.set_rollback(True)
-    return applier
+def apply_source(
+    opened: OpenedSource,
+    report: ImportReport,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    refresh_images: bool = False,
+    progress: Progress | None = None,
+    before_commit: Callable[[list[ImageItem]], None] | None = None,
+) -> list[ImageItem]:
+    """Read the source and apply its rows in one transaction; return the image work.
+
+    The work is one item per distinct reference, naming its cars. `before_commit(items)`
+    runs inside the transaction (a queued job records its chunks there).
+    """
+    with closing(opened.stream):
+        try:
+            reader = CsvReader(opened.stream)
+            if reader.unknown_columns:
+                report.warnings.append(
+                    "unknown columns ignored: " + ", ".join(reader.unknown_columns)
+                )
+            applier = RowApplier(report.counts, refresh_images=refresh_images)
+            with transaction.atomic():
+                with deferred_search_index():
+                    for done, item in enumerate(reader, start=1):
+                        if isinstance(item, CsvRow):
+                            applier.add(item)
+                        else:
+                            report.rejected_rows.append(
+                                RowProblem(item.line, item.reason, item.message)
+                            )
+                            report.counts.rejected += 1
+                        if progress and done % 1000 == 0:
+                            progress("rows", done, None)
+                    applier.flush()
+                    if prune:
+                        applier.prune(reader.key_seen)
+                if applier.changed:
+                    bump_catalog_version()
+                items = group_items(applier.refs)
+                if before_commit is not None:
+                    before_commit(items)
+                if dry_run:
+                    transaction.set_rollback(True)
+        except CsvSourceError as exc:
+            raise SourceError(str(exc)) from None
+    return items
 
 
-def _fetch_images(applier, base_dir, report, workers, dry_run, progress) -> float:
-    total = len(applier.jobs)
+def _run_images(items, opened, report, workers, dry_run, progress, on_images) -> float:
+    total = len(items)
     done = 0
 
-    def record(outcome: ImageOutcome) -> None:
+    def recorded(batch: Recorded, items_done: int) -> None:
         nonlocal done
-        done += 1
-        if outcome.error:
-            report.counts.images_failed += 1
-            job, err = outcome.job, outcome.error
-            report.image_failures.append(
-                ImageProblem(job.line, job.key, job.ref, err.reason, err.message)
-            )
-        else:
-            report.counts.images_ok += 1
+        done += items_done
+        if on_images:
+            on_images(batch, items_done)
         if progress:
             progress("images", done, total)
 
-    fetch_seconds = run_image_jobs(
-        applier.jobs, base_dir=base_dir, workers=workers, store=not dry_run, on_outcome=record
-    )
+    if not items:
+        return 0.0
+    if progress:
+        progress("images", 0, total)
+    with ImagePipeline(base_dir=opened.base_dir, workers=workers, store=not dry_run) as pipeline:
+        if dry_run:
+            outcome = _check_images(pipeline, items, recorded)
+        else:
+            outcome = run_items(pipeline, items, on_recorded=recorded)
+    add_images(report, outcome)
+    return pipeline.window.seconds
+
+
+def _check_images(pipeline: ImagePipeline, items: list[ImageItem], recorded) -> Recorded:
+    """A dry run's image phase: fetch and check, and tell new contents from stored ones."""
+    outcome = Recorded()
+    outcomes = []
+    for result in pipeline.run(items):
+        outcomes.append(result)
+        recorded(Recorded(), 1)
+    stored = stored_sha256s(o.sha256 for o in outcomes if not o.error)
+    seen: set[str] = set()
+    for result in outcomes:
+        for car in result.item.cars:
+            if result.error:
+                outcome.failed += 1
+                error = result.error
+                outcome.failures.append(
+                    ImageProblem(car.line, car.key, result.item.ref, error.reason, error.message)
+                )
+                continue
+            outcome.ok += 1
+            if result.sha256 in stored or result.sha256 in seen:
+                outcome.pictures_shared += 1
+            else:
+                outcome.pictures_new += 1
+                seen.add(result.sha256)
+    return outcome
+
+
+def add_images(report: ImportReport, outcome: Recorded) -> None:
+    """Count image outcomes into the report (failures in CSV order)."""
+    report.counts.images_ok += outcome.ok
+    report.counts.images_failed += outcome.failed
+    report.pictures.new += outcome.pictures_new
+    report.pictures.shared += outcome.pictures_shared
+    report.image_failures += outcome.failures
     report.image_failures.sort(key=lambda f: f.line)
-    return fetch_seconds

@@ -7,20 +7,19 @@ job's source is `upload:<storage name>`.
 
 import hashlib
 import io
-import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-from django.core.files.storage import default_storage
-from django.utils.text import get_valid_filename
+from django.core.files.storage import storages
 
 from .fetching import Fetcher, FetchPolicy
 from .reasons import FetchError
 
-UPLOAD_PREFIX = "upload:"  # + the name the default storage saved the file under
+UPLOAD_PREFIX = "upload:"  # + the name the uploads' storage saved the file under
 UPLOAD_DIR = "imports"  # every upload is stored below this folder of the storage
+UPLOAD_STORAGE = "imports"  # uploads' private storage (settings.STORAGES; imports.uploads)
 
 
 class SourceError(Exception):
@@ -105,17 +104,6 @@ def _open_url(url: str, policy: FetchPolicy, etag: str, last_modified: str) -> O
 # --- Uploaded files ----------------------------------------------------------------------
 
 
-def save_upload(file) -> str:
-    """Store an uploaded CSV with the default storage; return the source that reads it.
-
-    Each upload gets a folder of its own, so two files of the same name never collide
-    and the job page still shows the name the file had.
-    """
-    filename = get_valid_filename(PurePosixPath(file.name or "").name) or "upload.csv"
-    name = default_storage.save(f"{UPLOAD_DIR}/{uuid.uuid4().hex}/{filename[-100:]}", file)
-    return UPLOAD_PREFIX + name
-
-
 def _open_upload(name: str, max_bytes: int) -> OpenedSource:
     """Read an uploaded CSV back, whole (like a URL's), capped at `max_bytes`.
 
@@ -125,7 +113,7 @@ def _open_upload(name: str, max_bytes: int) -> OpenedSource:
     if PurePosixPath(name).parts[:1] != (UPLOAD_DIR,) or ".." in PurePosixPath(name).parts:
         raise SourceError(f"upload {name!r} is not an uploaded import file")
     try:
-        with default_storage.open(name, "rb") as file:
+        with storages[UPLOAD_STORAGE].open(name, "rb") as file:
             content = file.read(max_bytes + 1)
     except FileNotFoundError:
         raise SourceError(f"upload {name!r}: no such file") from None

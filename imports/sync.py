@@ -1,17 +1,20 @@
 """The periodic sync of CARS_CSV_SOURCE (Celery beat, every CARS_SYNC_INTERVAL seconds).
 
 An unchanged source costs one conditional request (ETag / Last-Modified; a local file is
-hashed) and no database write. A changed one is imported as a job; the validators are
-stored only after that job succeeded, so a failed import is retried by the next sync.
+hashed) and no database write. A changed one is imported as a job (with a broker, its
+rows here and its images on the workers); the validators are stored only once the rows
+were applied, so a source that failed is read again by the next sync.
 """
 
 import logging
 
 from django.conf import settings
 
+from .chunks import run_row_phase
 from .jobs import create_job, execute_job
 from .locks import SourceBusy
 from .models import ImportJob, SourceState
+from .queue import queued
 from .services import csv_fetch_policy
 from .sources import SourceError, open_source
 
@@ -39,7 +42,10 @@ def sync_source(source: str | None = None) -> ImportJob | None:
         return None
     job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC)
     try:
-        execute_job(job.pk, opened=opened)
+        if queued():  # the rows here, the images on the workers
+            run_row_phase(job.pk, opened=opened)
+        else:
+            execute_job(job.pk, opened=opened)
     except SourceBusy:
         logger.info("sync of %s: another import is running; next sync will retry", source)
         job.delete()
@@ -48,6 +54,8 @@ def sync_source(source: str | None = None) -> ImportJob | None:
         job.refresh_from_db()
         return job
     job.refresh_from_db()
+    if job.status == ImportJob.Status.FAILED:
+        return job
     state.etag = opened.etag or ""
     state.last_modified = opened.last_modified or ""
     state.sha256 = digest

@@ -1,48 +1,65 @@
-"""Celery tasks: thin, JSON-safe (ids only), idempotent wrappers over the services."""
+"""Celery tasks: thin, JSON-safe (ids only), idempotent wrappers over the services.
+
+Every task acks late and is safe to run twice: a redelivered message (a worker killed,
+a broker's visibility timeout, the sweep sending it again) finds its work done, or held
+by a live process, and returns.
+"""
 
 import logging
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .jobs import execute_job
-from .locks import SourceBusy
-from .retry import retry_failed_images
-from .sources import SourceError
-
 logger = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, InterfaceError)
+SAFE = {"acks_late": True, "reject_on_worker_lost": True}
 
 
 @shared_task(
     bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
     autoretry_for=TRANSIENT,
     retry_backoff=5,
     retry_backoff_max=300,
     max_retries=5,
+    **SAFE,
 )
 def run_import_job(self, job_id: int) -> None:
-    """Run one import job; redelivered or retried runs are safe (see execute_job)."""
+    """A queued job's row phase: apply its rows, then send its image chunks."""
+    from .chunks import run_row_phase
+    from .locks import SourceBusy
+
     try:
-        execute_job(job_id)
+        run_row_phase(job_id)
     except SourceBusy as exc:
         raise self.retry(exc=exc, countdown=30, max_retries=120) from None
-    except SourceError:
-        pass  # a fatal source error is the job's outcome, recorded on it; not a task error
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, max_retries=5)
-def render_car(car_id: int) -> None:
-    """(Re)make every platform's rendition of one car from its stored original."""
-    from cars.renditions import rerender_car
+@shared_task(autoretry_for=TRANSIENT, retry_backoff=2, max_retries=5, **SAFE)
+def process_image_chunk(chunk_id: int) -> None:
+    """Fetch, store and render one chunk of a job's pictures; the last one closes the job."""
+    from .chunks import run_chunk
 
-    rerender_car(car_id)
+    run_chunk(chunk_id)
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+@shared_task(**SAFE)
+def sweep_imports() -> None:
+    """Periodic: hand out again the work of dead workers; delete pictures no car shows."""
+    from .chunks import sweep
+
+    sweep()
+
+
+@shared_task(autoretry_for=TRANSIENT, max_retries=5, **SAFE)
+def render_picture(picture_id: int) -> None:
+    """(Re)make every platform's rendition of one picture from its stored original."""
+    from cars.pictures import rerender_picture
+
+    rerender_picture(picture_id)
+
+
+@shared_task(**SAFE)
 def sync_source() -> None:
     """Periodic: re-import CARS_CSV_SOURCE when it changed (one conditional request if not)."""
     from .sync import sync_source as sync
@@ -50,8 +67,10 @@ def sync_source() -> None:
     sync()
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=TRANSIENT, max_retries=5)
+@shared_task(autoretry_for=TRANSIENT, max_retries=5, **SAFE)
 def retry_images(car_ids: list[int]) -> None:
     """Fetch again the images that failed for these cars (the admin's retry action)."""
+    from .retry import retry_failed_images
+
     outcome = retry_failed_images(car_ids=car_ids)
     logger.info("image retry of %d cars: %s", len(car_ids), outcome.summary())

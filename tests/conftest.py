@@ -10,12 +10,18 @@ pytest_plugins = ["tests.support.fixtures"]
 
 @pytest.fixture(autouse=True)
 def _isolated_media(request, tmp_path):
-    """Real files on disk, in a folder of the test's own (only for Django-backed tests)."""
+    """Real files on disk (media, uploaded CSVs), in folders of the test's own (only for
+    Django-backed tests)."""
     if "django_db_setup" not in request.fixturenames and not _uses_django(request):
         yield None
         return
     settings = request.getfixturevalue("settings")
     settings.MEDIA_ROOT = str(tmp_path / "media")
+    uploads = settings.STORAGES["imports"]
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "imports": {**uploads, "OPTIONS": {**uploads["OPTIONS"], "location": tmp_path / "uploads"}},
+    }
     _clear_caches()
     yield tmp_path / "media"
     _clear_caches()

@@ -5,6 +5,7 @@ Real CSVs, real images over real sockets (the local HTTP server), the real impor
 What a browser makes of the import page is in test_browser.py.
 """
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -16,11 +17,12 @@ from django.test import Client
 
 from cars.models import Car, ImageStatus
 from imports.fetching import FetchPolicy
-from imports.jobs import create_job
+from imports.jobs import create_job, execute_job
 from imports.models import ImportJob
 from imports.retry import retry_failed_images
 from imports.services import run_import
-from imports.sources import SourceError, open_source, save_upload
+from imports.sources import SourceError, open_source
+from imports.uploads import store_upload, upload_storage
 from tests.support.catalog import csv_bytes
 from tests.support.images import jpeg_bytes, png_bytes
 
@@ -179,12 +181,12 @@ def test_retrying_cars_none_of_which_failed_says_so(admin_client, catalog):
     assert messages_of(response) == ["None of the selected cars has a failed image."]
 
 
-def test_with_redis_the_retry_goes_to_a_worker_after_commit(
+def test_with_a_broker_the_retry_goes_to_a_worker_after_commit(
     admin_client, catalog, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from imports import tasks
 
-    settings.REDIS_URL = "redis://broker.invalid:6379/0"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
     queued: list[tuple] = []
     monkeypatch.setattr(tasks.retry_images, "delay", lambda *args: queued.append(args))
 
@@ -251,6 +253,10 @@ def test_importing_from_a_url_runs_a_job_and_shows_it(admin_client, admin_user, 
     assert Car.objects.get().image_status == ImageStatus.READY
 
 
+def upload_exists(source: str) -> bool:
+    return upload_storage().exists(source.removeprefix("upload:"))
+
+
 def test_an_uploaded_csv_is_stored_and_imported_by_the_same_importer(
     admin_client, http_server, settings
 ):
@@ -270,15 +276,57 @@ def test_an_uploaded_csv_is_stored_and_imported_by_the_same_importer(
     assert response["Location"] == f"{JOBS}{job.pk}/change/"
     name = job.source.removeprefix("upload:")
     assert re.fullmatch(r"imports/[0-9a-f]{32}/my_cars\.csv", name), job.source
-    stored = Path(settings.MEDIA_ROOT) / name
-    assert stored.read_bytes() == data  # on the shared storage, where a worker reads it
-    assert (job.status, job.prune) == ("succeeded", True)
+    assert (job.status, job.prune) == ("succeeded", True), job.error
     assert (job.counts["created"], job.counts["rejected"]) == (2, 1)
     assert [r["reason"] for r in job.rejected_rows] == ["missing_title"]
     # An upload brings no folder of images: its relative paths are refused.
     assert [(f["key"], f["reason"]) for f in job.image_failures] == [("3", "blocked_path")]
     page = admin_client.get(response["Location"]).content.decode()
     assert "missing_title" in page and "blocked_path" in page
+    assert not upload_exists(job.source)  # the job has ended: the file is gone
+
+
+def test_an_upload_never_becomes_a_media_file_and_goes_when_its_job_ends(admin_client, settings):
+    """Security review #15, item 3: an upload sent as text/html with a <script> body was
+    kept under the media (public, on the site's own origin) as the uploader typed it."""
+    payload = b"title\n<script>alert(document.cookie)</script>\n"
+    upload = SimpleUploadedFile("cars.csv", payload, content_type="text/html")
+
+    admin_client.post(IMPORT_CSV, {"file": upload})
+
+    job = ImportJob.objects.get()
+    assert job.source.startswith("upload:imports/")
+    media = Path(settings.MEDIA_ROOT)
+    assert not [p for p in media.rglob("*") if p.is_file()], "nothing under the media"
+    assert not default_storage.exists(job.source.removeprefix("upload:"))
+    # Run inline, the job has ended: its file and folder are gone from the private storage.
+    assert job.status in ("succeeded", "failed")
+    assert not upload_exists(job.source)
+    uploads = Path(settings.STORAGES["imports"]["OPTIONS"]["location"])
+    assert not [p for p in uploads.rglob("*") if p.is_file() or p.name != "imports"]
+
+
+def test_an_upload_is_stored_privately_until_its_queued_job_runs(settings, tmp_path):
+    source = store_upload(SimpleUploadedFile("x.csv", b"title\nA\n", content_type="text/html"))
+
+    stored = Path(upload_storage().path(source.removeprefix("upload:")))
+    assert stored.read_bytes() == b"title\nA\n"
+    assert stored.is_relative_to(tmp_path / "uploads")  # settings.CARS_UPLOAD_ROOT, per test
+    assert not stored.is_relative_to(settings.MEDIA_ROOT)
+    assert stored.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_job_run_elsewhere_deletes_its_upload_when_it_ends():
+    """With REDIS_URL a worker runs the job: the admin cannot delete the file then."""
+    source = store_upload(SimpleUploadedFile("x.csv", b"title\nA\n"))
+    job = create_job(source=source, trigger=ImportJob.Trigger.ADMIN)
+
+    with contextlib.suppress(SourceError):
+        execute_job(job.pk)  # what the Celery task runs
+
+    job.refresh_from_db()
+    assert job.status in ("succeeded", "failed")
+    assert not upload_exists(source)
 
 
 def test_an_upload_over_the_size_cap_is_refused_and_starts_nothing(admin_client, settings):
@@ -340,6 +388,20 @@ def test_staff_without_the_add_permission_cannot_import(client, django_user_mode
     assert not ImportJob.objects.exists()
 
 
+def test_pruning_from_the_admin_needs_the_permission_to_delete_cars(client, django_user_model):
+    staff = django_user_model.objects.create_user("pat", password="pw", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_importjob", "view_importjob"])
+    )
+    client.force_login(staff)
+
+    response = client.post(IMPORT_CSV, {"url": "https://example.com/a.csv", "prune": "on"})
+
+    assert response.status_code == 200
+    assert "Deleting cars needs the cars.delete_car permission." in response.content.decode()
+    assert not ImportJob.objects.exists()
+
+
 def test_anonymous_visitors_are_sent_to_the_login_page(client):
     response = client.get(IMPORT_CSV)
 
@@ -347,12 +409,12 @@ def test_anonymous_visitors_are_sent_to_the_login_page(client):
     assert response["Location"].startswith("/admin/login/")
 
 
-def test_with_redis_the_import_is_queued_and_its_page_follows_it(
+def test_with_a_broker_the_import_is_queued_and_its_page_follows_it(
     admin_client, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from imports import tasks
 
-    settings.REDIS_URL = "redis://broker.invalid:6379/0"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
     queued: list[tuple] = []
     monkeypatch.setattr(tasks.run_import_job, "delay", lambda *args: queued.append(args))
     upload = SimpleUploadedFile("a.csv", csv_bytes([["1", "A", "", ""]]))
@@ -363,6 +425,7 @@ def test_with_redis_the_import_is_queued_and_its_page_follows_it(
     job = ImportJob.objects.get()
     assert queued == [(job.pk,)]
     assert messages_of(response) == [f"Import #{job.pk} is queued: this page follows it."]
+    assert upload_exists(job.source), "kept for the worker that will run the job"
     assert '<meta http-equiv="refresh" content="2">' in response.content.decode()
 
 
@@ -380,6 +443,17 @@ def test_a_job_page_reloads_itself_until_the_job_ends(admin_client, status, refr
     assert ("The page reloads every 2 seconds" in html) is refreshes
 
 
+def test_a_running_job_shows_its_progress_in_the_list_and_on_its_page(admin_client):
+    job = create_job(source="https://example.com/cars.csv")
+    ImportJob.objects.filter(pk=job.pk).update(status="running", images_done=5, images_total=12)
+
+    page = admin_client.get(f"{JOBS}{job.pk}/change/").content.decode()
+    listing = admin_client.get(JOBS).content.decode()
+
+    for html in (page, listing):
+        assert '<progress value="5" max="12"></progress> 5 / 12' in html
+
+
 # --------------------------------------------------------------------------- upload: sources
 
 
@@ -388,7 +462,7 @@ def policy(max_bytes: int = 1_000_000) -> FetchPolicy:
 
 
 def test_an_upload_source_reads_back_what_was_saved():
-    source = save_upload(SimpleUploadedFile("x.csv", b"title\nA\n"))
+    source = store_upload(SimpleUploadedFile("x.csv", b"title\nA\n"))
 
     opened = open_source(source, policy=policy())
 
@@ -411,7 +485,7 @@ def test_an_upload_source_that_cannot_be_read_is_a_source_error(source, words):
 
 
 def test_an_upload_source_over_the_cap_is_a_source_error():
-    source = save_upload(SimpleUploadedFile("x.csv", b"title\n" + b"A\n" * 100))
+    source = store_upload(SimpleUploadedFile("x.csv", b"title\n" + b"A\n" * 100))
 
     with pytest.raises(SourceError, match="over CARS_CSV_MAX_BYTES"):
         open_source(source, policy=policy(max_bytes=50))

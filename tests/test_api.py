@@ -1139,10 +1139,19 @@ def test_cors_allows_the_configured_origin_only(client, many_cars, settings):
 
 
 def test_media_is_served_from_the_current_media_root(client, catalog, settings, tmp_path):
-    client.get("/media/warm-up")  # the URLconf is loaded under the first MEDIA_ROOT...
+    missing = client.get("/media/warm-up")  # the URLconf is loaded under the first MEDIA_ROOT...
     settings.MEDIA_ROOT = str(tmp_path / "other-media")  # ...then the media moves
-    catalog.reimport("r9,Moved Car,After the move,small.png\n")
+    # Bytes no car shows yet: a picture stored before the move would stay in the old root.
+    (catalog.folder / "moved.png").write_bytes(png_bytes(120, 80))
+    catalog.reimport("r9,Moved Car,After the move,moved.png\n")
 
     body = client.get("/api/cars/", {"search": "moved"}).json()
-    response = client.get(local(body[0]["image"]))
+    path = local(body[0]["image"])
+    response = client.get(path)
     assert response.status_code == 200
+    stored = Path(settings.MEDIA_ROOT) / path.removeprefix("/media/")
+    assert b"".join(response.streaming_content) == stored.read_bytes()
+    # Names carry the content's hash: a URL never serves other bytes, so caches keep it.
+    assert response["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert missing.status_code == 404
+    assert "immutable" not in missing.get("Cache-Control", ""), "a 404 may turn into a file"

@@ -222,7 +222,7 @@ def test_dockerfile_bakes_in_no_secret():
 
 # --- gunicorn and the health check script ------------------------------------------------
 def _gunicorn_settings(monkeypatch, **environ) -> dict:
-    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "WEB_CONCURRENCY"):
+    for name in ("GUNICORN_WORKERS", "GUNICORN_THREADS", "WEB_CONCURRENCY", "CARS_METRICS_PORT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -235,7 +235,9 @@ def test_gunicorn_workers_and_threads_come_from_the_environment(monkeypatch):
     assert defaults["worker_class"] == "gthread"
     sized = _gunicorn_settings(monkeypatch, GUNICORN_WORKERS="5", GUNICORN_THREADS="1")
     assert (sized["workers"], sized["threads"], sized["worker_class"]) == (5, 1, "sync")
-    assert sized["bind"] == "0.0.0.0:8000"
+    # The public port, and the metrics port that only the scraper reaches (review #15, item 5).
+    assert sized["bind"] == ["0.0.0.0:8000", "0.0.0.0:9100"]
+    assert _gunicorn_settings(monkeypatch, CARS_METRICS_PORT="0")["bind"] == ["0.0.0.0:8000"]
     # Everything it writes is under /tmp (read-only root filesystem in Kubernetes).
     assert sized["worker_tmp_dir"] == "/tmp"
     assert sized["control_socket"].startswith("/tmp/")
@@ -354,6 +356,38 @@ def test_nginx_forwards_the_scheme_and_serves_nothing_secret():
     mounts = compose()["services"]["nginx"]["volumes"]
     assert all(m.endswith(":ro") for m in mounts), "nginx mounts read-only"
     assert not any(".env" in m for m in mounts)
+
+
+def nginx_blocks(text: str, keyword: str) -> dict[str, str]:
+    """`keyword ARGS { ... }` blocks of the nginx template: ARGS -> the block's text."""
+    blocks = {}
+    for match in re.finditer(rf"^\s*{keyword}\s+([^{{;]*?)\s*\{{", text, re.M):
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        blocks[match.group(1)] = text[match.end() : end - 1]
+    return blocks
+
+
+def tls_server() -> str:
+    (server,) = [
+        b for b in nginx_blocks(NGINX_TEMPLATE.read_text(), "server").values() if "listen 443" in b
+    ]
+    return server
+
+
+def test_nginx_limits_the_rate_of_the_pages_and_the_api_per_client():
+    """Security review #15, item 4: the gallery's search was never limited."""
+    text = NGINX_TEMPLATE.read_text()
+    zones = set(re.findall(r"limit_req_zone \$binary_remote_addr zone=(\w+):\S+ rate=", text))
+    assert zones >= {"pages", "api"}
+    locations = nginx_blocks(tls_server(), "location")
+    assert re.search(r"limit_req zone=pages\b", locations["/"])
+    assert re.search(r"limit_req zone=api\b", locations["/api/"])
+    assert "limit_req_status 429;" in text
+    # The app keys its own limits on the one entry nginx appends to X-Forwarded-For.
+    assert compose()["x-app"]["environment"]["CARS_NUM_PROXIES"] == "1"
 
 
 # --- deploy/k8s sources ------------------------------------------------------------------
@@ -569,7 +603,8 @@ def test_k8s_env_names_are_documented(overlay):
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_ingress_routes_an_allowed_host_to_the_web_service(overlay):
-    (ingress,) = objects(overlay, "Ingress").values()
+    ingresses = objects(overlay, "Ingress")
+    assert set(ingresses) == {"image-backend", "image-backend-upload"}
     allowed = set(configmap(overlay)["ALLOWED_HOSTS"].split(","))
     service = objects(overlay, "Service")["image-backend-web"]
     web = objects(overlay, "Deployment")["image-backend-web"]
@@ -577,13 +612,97 @@ def test_k8s_ingress_routes_an_allowed_host_to_the_web_service(overlay):
     assert service["spec"]["selector"].items() <= pod_labels.items()
     ports = {p["name"] for p in pod_spec(web)["containers"][0]["ports"]}
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
-    for rule in ingress["spec"]["rules"]:
-        assert rule["host"] in allowed, f"{rule['host']} is not in ALLOWED_HOSTS"
-        for path in rule["http"]["paths"]:
-            backend = path["backend"]["service"]
-            assert backend["name"] == "image-backend-web"
-            assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
-    assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} <= allowed
+    for ingress in ingresses.values():
+        for rule in ingress["spec"]["rules"]:
+            assert rule["host"] in allowed, f"{rule['host']} is not in ALLOWED_HOSTS"
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] == "image-backend-web"
+                assert backend["port"]["name"] in {p["name"] for p in service["spec"]["ports"]}
+        assert {h for tls in ingress["spec"]["tls"] for h in tls["hosts"]} <= allowed
+
+
+UPLOAD_PATH = "/admin/imports/importjob/import-csv/"
+BODY_SIZE = "nginx.ingress.kubernetes.io/proxy-body-size"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_only_the_upload_page_takes_a_large_body(overlay):
+    """Security review #15, item 9: the 210 MB body limit applied to every path."""
+    ingresses = objects(overlay, "Ingress")
+    upload = ingresses.pop("image-backend-upload")
+    assert upload["metadata"]["annotations"][BODY_SIZE] == "210m"
+    paths = [p for rule in upload["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert [(p["path"], p["pathType"]) for p in paths] == [(UPLOAD_PATH, "Exact")]
+    for name, ingress in ingresses.items():
+        assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m", name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_only_the_ingress_controller_reaches_gunicorn(overlay):
+    """Item 9: other pods could send gunicorn X-Forwarded-Proto (and X-Forwarded-For)."""
+    policies = objects(overlay, "NetworkPolicy")
+    deny = policies["image-backend-default-deny"]["spec"]
+    assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "image-backend"}}
+    assert deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    web = policies["image-backend-web"]["spec"]
+    pod_labels = objects(overlay, "Deployment")["image-backend-web"]["spec"]["template"]
+    assert web["podSelector"]["matchLabels"].items() <= pod_labels["metadata"]["labels"].items()
+    allowed = {}
+    for rule in web["ingress"]:
+        assert rule.get("from"), "a rule without `from` admits every pod"
+        for port in rule["ports"]:
+            allowed[port["port"]] = rule["from"]
+    assert set(allowed) == {"http", "metrics"}
+    namespaces = {
+        port: {
+            peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in peers
+        }
+        for port, peers in allowed.items()
+    }
+    assert namespaces == {"http": {"ingress-nginx"}, "metrics": {"monitoring"}}
+
+
+def test_uploaded_csvs_have_a_private_bucket_of_their_own():
+    """Security review #15, item 3: uploads were kept in the anonymous-read media bucket."""
+    environment = compose()["x-app"]["environment"]
+    media = environment["AWS_STORAGE_BUCKET_NAME"]
+    uploads = environment["AWS_IMPORTS_BUCKET_NAME"]
+    assert uploads != media
+    script = compose()["services"]["createbucket"]["entrypoint"][-1]
+    assert 'mc anonymous set download "local/$$BUCKET"' in script
+    assert 'mc anonymous set none "local/$$IMPORTS_BUCKET"' in script
+    assert 'download "local/$$IMPORTS_BUCKET' not in script
+    for overlay in OVERLAYS:
+        config = configmap(overlay)
+        assert config["AWS_IMPORTS_BUCKET_NAME"] != config["AWS_STORAGE_BUCKET_NAME"]
+
+
+def test_nginx_takes_a_large_body_on_the_upload_page_only():
+    server = re.sub(r"#.*", "", tls_server())
+    locations = nginx_blocks(server, "location")
+    outside = re.sub(r"location[^{]*\{[^{}]*(\{[^{}]*\}[^{}]*)*\}", "", server)
+    assert re.findall(r"client_max_body_size (\S+);", outside) == ["1m"]
+    sized = {
+        where: size
+        for where, block in locations.items()
+        for size in re.findall(r"client_max_body_size (\S+);", block)
+    }
+    assert sized == {f"= {UPLOAD_PATH}": "210m"}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_metrics_are_on_a_port_no_service_exposes(overlay, monkeypatch):
+    """Security review #15, item 5: the Ingress routes /, and /metrics was public."""
+    web = objects(overlay, "Deployment")["image-backend-web"]
+    ports = {p["name"]: p["containerPort"] for p in pod_spec(web)["containers"][0]["ports"]}
+    annotations = web["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == ports["metrics"] == 9100
+    assert _gunicorn_settings(monkeypatch)["bind"][1].endswith(":9100")
+    for service in objects(overlay, "Service").values():
+        exposed = {p["targetPort"] for p in service["spec"]["ports"]}
+        assert "metrics" not in exposed and 9100 not in exposed
 
 
 def test_k8s_overlays_differ_where_they_must():

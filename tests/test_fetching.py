@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,14 @@ import pytest
 from imports.fetching import (
     Fetcher,
     FetchPolicy,
+    FetchResult,
     Resolver,
     fetch_reference,
     is_public_address,
     resolve_host,
 )
 from imports.reasons import FetchError, ImageReason
-from tests.support.httpserver import LocalHTTPServer
+from tests.support.httpserver import LocalHTTPServer, encode, gzip_bomb
 
 MakeFetcher = Callable[..., Fetcher]
 TEST_SERVER_IP = ipaddress.IPv4Address("127.0.0.1")
@@ -409,6 +411,182 @@ def test_a_body_cut_short_is_unreachable_not_a_truncated_file(
     assert error.reason == ImageReason.UNREACHABLE
 
 
+# --- compressed bodies: the cap counts decoded bytes, in bounded memory ----------------------
+
+
+def fetch_traced(fetcher: Fetcher, url: str) -> tuple[FetchResult | FetchError, int]:
+    """Fetch `url`; return its result or FetchError, and the peak of the memory Python
+    allocated meanwhile (tracemalloc sees every bytes object httpx and zlib make)."""
+    tracemalloc.start()
+    try:
+        try:
+            outcome: FetchResult | FetchError = fetcher.fetch(url)
+        except FetchError as exc:
+            outcome = exc
+        return outcome, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+PICTURE = bytes(range(256)) * 200 + b"x" * 30_000  # some incompressible, some not
+
+
+@pytest.mark.parametrize(
+    "codings",
+    [
+        ("gzip",),
+        ("deflate",),
+        ("raw-deflate",),
+        ("gzip", "gzip"),
+        ("deflate", "gzip"),
+        ("identity", "gzip"),
+    ],
+)
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_compressed_bodies_are_decoded(
+    http_server: LocalHTTPServer, make_fetcher, codings, framing
+):
+    header = ", ".join("deflate" if c == "raw-deflate" else c for c in codings)
+    http_server.add(
+        "/car.jpg", encode(PICTURE, *codings), headers={"Content-Encoding": header}, framing=framing
+    )
+
+    assert make_fetcher().fetch(http_server.url("/car.jpg")).content == PICTURE
+
+
+def test_a_compressed_body_trickled_byte_by_byte_is_decoded(
+    http_server: LocalHTTPServer, make_fetcher
+):
+    body = encode(b"car" * 50, "deflate", "gzip")
+    http_server.add(
+        "/car.jpg",
+        body,
+        headers={"Content-Encoding": "DEFLATE , x-gzip"},
+        chunk_delay=0.001,
+        framing="chunked",
+    )
+
+    assert make_fetcher().fetch(http_server.url("/car.jpg")).content == b"car" * 50
+
+
+def test_several_gzip_members_are_one_body(http_server: LocalHTTPServer, make_fetcher):
+    http_server.add(
+        "/car.jpg",
+        encode(b"front", "gzip") + encode(b"back", "gzip"),
+        headers={"Content-Encoding": "gzip"},
+    )
+
+    assert make_fetcher().fetch(http_server.url("/car.jpg")).content == b"frontback"
+
+
+def test_only_the_codings_the_fetcher_decodes_are_asked_for(
+    http_server: LocalHTTPServer, make_fetcher
+):
+    http_server.add("/car.jpg", b"car")
+
+    make_fetcher().fetch(http_server.url("/car.jpg"))
+
+    assert http_server.headers("/car.jpg")[0]["Accept-Encoding"] == "gzip, deflate"
+
+
+def test_the_cap_counts_decoded_bytes(http_server: LocalHTTPServer, make_fetcher):
+    http_server.add("/big", encode(b"x" * 5000, "gzip"), headers={"Content-Encoding": "gzip"})
+    http_server.add("/exact", encode(b"x" * 1000, "gzip"), headers={"Content-Encoding": "gzip"})
+    fetcher = make_fetcher(max_bytes=1000)
+
+    error = fetch_error(lambda: fetcher.fetch(http_server.url("/big")))
+
+    assert error.reason == ImageReason.TOO_LARGE
+    assert "decoded" in error.message
+    assert fetcher.fetch(http_server.url("/exact")).content == b"x" * 1000
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked"])
+def test_a_gzip_bomb_is_too_large_and_never_held_in_memory(
+    http_server: LocalHTTPServer, make_fetcher, framing
+):
+    """1,827 bytes on the wire, 1 GiB once decoded: refused at the cap, having held about
+    the cap in memory (httpx alone decoded each 64 KiB read whole: all of the GiB)."""
+    http_server.add(
+        "/bomb.jpg", gzip_bomb(), headers={"Content-Encoding": "gzip, gzip"}, framing=framing
+    )
+    cap = 1_000_000
+
+    error, peak = fetch_traced(make_fetcher(max_bytes=cap), http_server.url("/bomb.jpg"))
+
+    assert isinstance(error, FetchError) and error.reason == ImageReason.TOO_LARGE, error
+    assert peak < cap + 4 * 1024 * 1024, f"{peak / 2**20:.0f} MiB held to refuse a bomb"
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        {"redirect_to": "/car.jpg"},
+        {"status": 404},
+        {"status": 503, "fail_times": 0},
+    ],
+)
+def test_a_bomb_in_a_body_that_is_thrown_away_is_not_decoded(
+    http_server: LocalHTTPServer, make_fetcher, route
+):
+    http_server.add("/car.jpg", b"car")
+    http_server.add("/bomb", gzip_bomb(), headers={"Content-Encoding": "gzip, gzip"}, **route)
+
+    outcome, peak = fetch_traced(make_fetcher(retries=1), http_server.url("/bomb"))
+
+    assert peak < 4 * 1024 * 1024, f"{peak / 2**20:.0f} MiB held to drop a redirect's body"
+    if "redirect_to" in route:
+        assert isinstance(outcome, FetchResult) and outcome.content == b"car"
+    else:
+        assert isinstance(outcome, FetchError) and outcome.reason == ImageReason.HTTP_ERROR
+
+
+@pytest.mark.parametrize("header", ["br", "zstd", "compress", "gzip, br", "x-custom"])
+def test_a_coding_the_fetcher_did_not_ask_for_is_refused(
+    http_server: LocalHTTPServer, make_fetcher, header
+):
+    http_server.add("/car.jpg", b"compressed somehow", headers={"Content-Encoding": header})
+
+    error = fetch_error(lambda: make_fetcher().fetch(http_server.url("/car.jpg")))
+
+    assert error.reason == ImageReason.HTTP_ERROR
+    assert "Content-Encoding" in error.message and header.split(", ")[-1] in error.message
+
+
+def test_more_stacked_codings_than_any_server_needs_are_refused(
+    http_server: LocalHTTPServer, make_fetcher
+):
+    codings = ("gzip",) * 6
+    http_server.add(
+        "/car.jpg", encode(b"car", *codings), headers={"Content-Encoding": ", ".join(codings)}
+    )
+
+    error = fetch_error(lambda: make_fetcher().fetch(http_server.url("/car.jpg")))
+
+    assert error.reason == ImageReason.HTTP_ERROR
+    assert "6 content codings" in error.message
+
+
+@pytest.mark.parametrize(
+    ("body", "header"),
+    [
+        (b"this is not gzip", "gzip"),
+        (encode(b"car" * 1000, "gzip")[:-40], "gzip"),  # cut short inside the stream
+        (encode(b"car", "gzip") + b"trailing junk", "gzip"),
+        (b"\x78\x9c garbage", "deflate"),
+    ],
+)
+def test_a_corrupt_compressed_body_is_an_http_error(
+    http_server: LocalHTTPServer, make_fetcher, body, header
+):
+    http_server.add("/car.jpg", body, headers={"Content-Encoding": header})
+
+    error = fetch_error(lambda: make_fetcher().fetch(http_server.url("/car.jpg")))
+
+    assert error.reason == ImageReason.HTTP_ERROR
+    assert header in error.message
+
+
 # --- time limits and unreachable servers ----------------------------------------------------
 
 
@@ -425,6 +603,73 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(http_server: LocalHTTPSer
     assert error.reason == ImageReason.UNREACHABLE
     assert 0.4 < elapsed < 1.3
     assert http_server.hits["/trickle"] == 1  # a slow server is not asked again
+
+
+def test_one_deadline_covers_every_redirect_hop(http_server: LocalHTTPServer, make_fetcher):
+    # Each hop answers well within the 1 s timeout; together they would take 1.8 s.
+    for hop in range(5):
+        http_server.add(f"/r{hop}", redirect_to=f"/r{hop + 1}", delay=0.3)
+    http_server.add("/r5", b"end", delay=0.3)
+    started = time.monotonic()
+
+    error = fetch_error(
+        lambda: make_fetcher(timeout=1.0, deadline=1.0).fetch(http_server.url("/r0"))
+    )
+
+    elapsed = time.monotonic() - started
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "1 s deadline" in error.message and "redirects and retries" in error.message
+    assert 0.9 < elapsed < 1.4
+    assert http_server.hits["/r5"] == 0
+
+
+def test_one_deadline_covers_every_retry(http_server: LocalHTTPServer, make_fetcher):
+    http_server.add("/busy", b"down", status=503, delay=0.3)
+    started = time.monotonic()
+
+    error = fetch_error(
+        lambda: make_fetcher(timeout=1.0, deadline=1.0, retries=10).fetch(http_server.url("/busy"))
+    )
+
+    elapsed = time.monotonic() - started
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "deadline" in error.message and "HTTP 503" in error.message
+    assert elapsed < 1.4
+    assert http_server.hits["/busy"] <= 4
+
+
+def test_no_retry_is_waited_for_that_would_end_past_the_deadline(
+    http_server: LocalHTTPServer, make_fetcher
+):
+    http_server.add("/busy", b"down", status=503)
+    started = time.monotonic()
+
+    # Backoff 0.4 s then 0.8 s: the second pause would end past the 0.6 s deadline.
+    error = fetch_error(
+        lambda: make_fetcher(deadline=0.6, retries=2, backoff=0.4).fetch(http_server.url("/busy"))
+    )
+
+    assert error.reason == ImageReason.UNREACHABLE
+    assert http_server.hits["/busy"] == 2
+    assert time.monotonic() - started < 0.6
+
+
+def test_the_deadline_is_twice_the_timeout_unless_set():
+    assert FetchPolicy(timeout=3).deadline_seconds == 6
+    assert FetchPolicy(timeout=3, deadline=4.5).deadline_seconds == 4.5
+
+
+def test_the_default_deadline_stops_slow_redirects(http_server: LocalHTTPServer, make_fetcher):
+    for hop in range(5):
+        http_server.add(f"/r{hop}", redirect_to=f"/r{hop + 1}", delay=0.25)
+    http_server.add("/r5", b"end", delay=0.25)
+    started = time.monotonic()
+
+    error = fetch_error(lambda: make_fetcher(timeout=0.4).fetch(http_server.url("/r0")))
+
+    assert error.reason == ImageReason.UNREACHABLE
+    assert "0.8 s deadline" in error.message
+    assert time.monotonic() - started < 1.2
 
 
 def test_a_silent_server_times_out_and_is_retried(http_server: LocalHTTPServer, make_fetcher):
@@ -667,6 +912,22 @@ def test_a_symlink_pointing_outside_the_folder_is_blocked(make_fetcher, csv_dir)
     for ref in ["images/escape.jpg", "linked-dir/secret.txt"]:
         error = fetch_error(lambda ref=ref: fetch_reference(make_fetcher(), ref, base_dir=csv_dir))
         assert error.reason == ImageReason.BLOCKED_PATH, ref
+
+
+@pytest.mark.parametrize("ref", ["self.jpg", "ping.jpg", "self.jpg/car.jpg", "images/../pong.jpg"])
+def test_a_symlink_loop_fails_that_reference_only(make_fetcher, csv_dir, ref):
+    """Python 3.11's pathlib raises RuntimeError on a loop; it must be this image's
+    failure, not an exception that ends the whole import."""
+    (csv_dir / "self.jpg").symlink_to("self.jpg")
+    (csv_dir / "ping.jpg").symlink_to("pong.jpg")
+    (csv_dir / "pong.jpg").symlink_to("ping.jpg")
+
+    error = fetch_error(lambda: fetch_reference(make_fetcher(), ref, base_dir=csv_dir))
+
+    # blocked_path where pathlib detects the loop (3.11), unreachable where it leaves the
+    # loop to the open() that fails (3.13): either way this reference alone fails.
+    assert error.reason in (ImageReason.BLOCKED_PATH, ImageReason.UNREACHABLE)
+    assert ref in error.message
 
 
 def test_a_remote_csv_may_not_name_local_files(make_fetcher):

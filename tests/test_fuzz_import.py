@@ -64,20 +64,21 @@ def folder(tmp_path, settings, monkeypatch):
 
 
 def cars() -> dict[str, tuple]:
+    """Every car's columns and the picture it shows (its original and renditions)."""
     return {
-        row[0]: row[1:]
-        for row in Car.objects.values_list(
-            "external_key",
-            "title",
-            "description",
-            "source_image_url",
-            "image",
-            "image_fetched_from",
-            "image_status",
-            "image_error",
-            "renditions",
-            "updated_at",
+        car.external_key: (
+            car.title,
+            car.description,
+            car.source_image_url,
+            car.image.name if car.image else "",
+            car.image_fetched_from,
+            car.image_status,
+            car.image_error,
+            car.renditions,
+            car.picture_id,
+            car.updated_at,
         )
+        for car in Car.objects.select_related("picture")
     }
 
 
@@ -135,6 +136,7 @@ def check_import(folder: Path, media_root: str, data: bytes) -> None:
             row.image or "",
         )
     check_images(after, media_root)
+    files_after = media(media_root)
     assert counts.images_failed == len(report.image_failures)
     for failure in report.image_failures:
         assert failure.reason in set(ImageReason) and failure.message
@@ -144,21 +146,24 @@ def check_import(folder: Path, media_root: str, data: bytes) -> None:
     assert again.counts.unchanged == len(rows)
     assert again.rejected_rows == report.rejected_rows
     assert without_timestamps(cars()) == without_timestamps(after)
-    assert media(media_root) == media(media_root)
+    assert media(media_root) == files_after, "a re-import changed the media"
 
 
 def check_images(snapshot: dict[str, tuple], media_root: str) -> None:
     files = media(media_root)
-    for key, (_, _, ref, image, fetched_from, status, error, renditions, _) in snapshot.items():
+    for key, values in snapshot.items():
+        _, _, ref, image, fetched_from, status, error, renditions, picture_id, _ = values
         if not ref:
-            assert status == ImageStatus.NONE and not image, key
+            assert status == ImageStatus.NONE and not image and picture_id is None, key
         elif status == ImageStatus.READY:
             assert image in files and fetched_from == ref and error is None, key
             assert set(renditions) == set(get_platforms()), key
             assert all(r["name"] in files for r in renditions.values()), key
+            assert picture_id is not None, key
         else:
             assert status == ImageStatus.FAILED, (key, status)
             assert error in set(ImageReason) and not image and not renditions, key
+            assert picture_id is None, key
 
 
 @settings(max_examples=examples(60, 5_000))

@@ -2,8 +2,14 @@
 
 Real CSV files and images on disk, a real local HTTP server, the real database, real
 renditions written to a per-test MEDIA_ROOT.
+
+Pictures are stored by content (`images/<sha256>.<ext>`, renditions under
+`CACHE/images/<sha256>/`) and their files are deleted once the transaction that removed
+the last car showing them commits: the tests that check deletions really commit
+(`django_db(transaction=True)`), as the command does.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -14,7 +20,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
 
-from cars.models import Car, ImageStatus
+from cars.models import Car, ImageStatus, Picture
 from imports.services import run_import
 from imports.sources import SourceError
 from tests.support.catalog import small_catalog, write_csv
@@ -37,6 +43,24 @@ def media_files(media: Path) -> set[str]:
     return {str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()}
 
 
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def files_of(car: Car) -> set[str]:
+    """The original and every rendition the car shows."""
+    return {car.image.name, *(r["name"] for r in car.renditions.values())}
+
+
+def assert_picture_files(car: Car, sha256: str, extension: str) -> None:
+    """The car shows the picture of these bytes, named by content, with every rendition."""
+    assert car.picture is not None and car.picture.sha256 == sha256
+    assert car.image.name == f"images/{sha256}{extension}"
+    assert set(car.renditions) == {"default", "web", "mobile"}
+    for entry in car.renditions.values():
+        assert re.fullmatch(rf"CACHE/images/{sha256}/[0-9a-f]{{32}}\.jpg", entry["name"]), entry
+
+
 @pytest.fixture
 def catalog(tmp_path) -> Path:
     """A folder with three images and a CSV naming them by relative path."""
@@ -44,16 +68,18 @@ def catalog(tmp_path) -> Path:
 
 
 def test_import_creates_cars_with_originals_and_every_rendition(catalog, settings):
-    out, _ = import_csv(str(catalog / "cars.csv"))
+    out, err = import_csv(str(catalog / "cars.csv"))
 
     assert summary(out) == (
         "created 4, updated 0, unchanged 0, deleted 0, rejected 0 rows; images: 3 ok, 0 failed"
     )
+    assert "pictures: 3 new, 0 shared" in err
     alpha = Car.objects.get(external_key="1")
-    assert re.fullmatch(rf"images/image_{alpha.pk}/a-[0-9a-f]{{10}}\.jpg", alpha.image.name)
+    assert_picture_files(alpha, sha256_of(catalog / "img" / "a.jpg"), ".jpg")
+    assert (alpha.picture.width, alpha.picture.height) == (1600, 1200)
     assert alpha.image_status == ImageStatus.READY
-    assert set(alpha.renditions) == {"default", "web", "mobile"}
     media = Path(settings.MEDIA_ROOT)
+    assert (media / alpha.image.name).read_bytes() == (catalog / "img" / "a.jpg").read_bytes()
     for platform, box in {
         "default": (1920, 1920),
         "web": (1280, 960),
@@ -74,6 +100,11 @@ def test_import_creates_cars_with_originals_and_every_rendition(catalog, setting
     )  # fit never upscales
     delta = Car.objects.get(external_key="4")
     assert delta.image_status == ImageStatus.NONE and not delta.image and delta.renditions == {}
+    assert delta.picture is None
+    assert Picture.objects.count() == 3
+    assert media_files(media) == {
+        name for car in Car.objects.exclude(picture=None) for name in files_of(car)
+    }, "one original and one file per platform for each picture, nothing else"
 
 
 def test_reimport_of_the_same_source_changes_nothing(catalog, settings):
@@ -91,10 +122,11 @@ def test_reimport_of_the_same_source_changes_nothing(catalog, settings):
     assert media_files(Path(settings.MEDIA_ROOT)) == files_before
 
 
+@pytest.mark.django_db(transaction=True)
 def test_changed_rows_are_updated_and_a_new_image_replaces_the_old_files(catalog, settings):
     import_csv(str(catalog / "cars.csv"))
     alpha = Car.objects.get(external_key="1")
-    old_files = {alpha.image.name, *(r["name"] for r in alpha.renditions.values())}
+    old_picture, old_files = alpha.picture_id, files_of(alpha)
     (catalog / "img" / "a2.jpg").write_bytes(jpeg_bytes(640, 480))
     write_csv(
         catalog / "cars.csv",
@@ -112,17 +144,50 @@ def test_changed_rows_are_updated_and_a_new_image_replaces_the_old_files(catalog
         "created 0, updated 2, unchanged 2, deleted 0, rejected 0 rows; images: 1 ok, 0 failed"
     )
     alpha.refresh_from_db()
-    assert re.fullmatch(r"images/image_\d+/a2-[0-9a-f]{10}\.jpg", alpha.image.name)
+    assert_picture_files(alpha, sha256_of(catalog / "img" / "a2.jpg"), ".jpg")
     assert alpha.renditions["web"]["width"] == 640  # the new picture, not upscaled
     files = media_files(Path(settings.MEDIA_ROOT))
-    assert not old_files & files, "the replaced original and renditions are deleted"
+    assert files_of(alpha) <= files
+    assert not old_files & files, "no car shows the replaced picture: its files are deleted"
+    assert not Picture.objects.filter(pk=old_picture).exists()
     assert Car.objects.get(external_key="2").title == "Beta v2"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_replaced_or_removed_image_keeps_its_files_while_another_car_shows_them(
+    catalog, settings
+):
+    """The same bytes under another path are one picture; it goes with the last car."""
+    (catalog / "img" / "copy-of-a.jpg").write_bytes((catalog / "img" / "a.jpg").read_bytes())
+    (catalog / "img" / "a2.jpg").write_bytes(jpeg_bytes(640, 480))
+    rows = [["1", "Alpha", "", "img/a.jpg"], ["5", "Echo", "", "img/copy-of-a.jpg"]]
+    write_csv(catalog / "cars.csv", rows)
+    _, err = import_csv(str(catalog / "cars.csv"))
+    alpha, echo = Car.objects.get(external_key="1"), Car.objects.get(external_key="5")
+    assert "pictures: 1 new, 1 shared" in err
+    assert alpha.picture_id == echo.picture_id
+    shared = files_of(alpha)
+    media = Path(settings.MEDIA_ROOT)
+    assert media_files(media) == shared
+
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "", "img/a2.jpg"], rows[1]])
+    import_csv(str(catalog / "cars.csv"))
+    assert shared <= media_files(media), "Echo still shows them"
+    assert Car.objects.get(external_key="5").picture_id == echo.picture_id
+
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "", "img/a2.jpg"], ["5", "Echo", "", ""]])
+    import_csv(str(catalog / "cars.csv"))
+    assert not shared & media_files(media), "the last car showing them let them go"
+    assert not Picture.objects.filter(pk=echo.picture_id).exists()
+    assert media_files(media) == files_of(Car.objects.get(external_key="1"))
+
+
+@pytest.mark.django_db(transaction=True)
 def test_removing_an_image_reference_deletes_the_stored_files(catalog, settings):
     import_csv(str(catalog / "cars.csv"))
     gamma = Car.objects.get(external_key="3")
-    owned = {gamma.image.name, *(r["name"] for r in gamma.renditions.values())}
+    picture, owned = gamma.picture_id, files_of(gamma)
+    kept = media_files(Path(settings.MEDIA_ROOT)) - owned
     write_csv(
         catalog / "cars.csv",
         [
@@ -137,7 +202,8 @@ def test_removing_an_image_reference_deletes_the_stored_files(catalog, settings)
     assert "updated 1" in summary(out)
     gamma.refresh_from_db()
     assert not gamma.image and gamma.renditions == {} and gamma.image_status == ImageStatus.NONE
-    assert not owned & media_files(Path(settings.MEDIA_ROOT))
+    assert gamma.picture is None and not Picture.objects.filter(pk=picture).exists()
+    assert media_files(Path(settings.MEDIA_ROOT)) == kept, "only Gamma's files are deleted"
 
 
 def test_rejected_rows_are_reported_with_line_numbers_and_the_rest_imports(tmp_path):
@@ -221,10 +287,12 @@ def test_cars_without_an_id_column_are_keyed_by_content_and_not_duplicated(tmp_p
     assert Car.objects.count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
 def test_prune_deletes_cars_missing_from_the_source_with_their_files(catalog, settings):
     import_csv(str(catalog / "cars.csv"))
+    alpha = Car.objects.get(external_key="1")
     beta = Car.objects.get(external_key="2")
-    owned = {beta.image.name, *(r["name"] for r in beta.renditions.values())}
+    owned = files_of(beta)
     write_csv(catalog / "cars.csv", [["1", "Alpha", "First car", "img/a.jpg"]])
 
     out, _ = import_csv(str(catalog / "cars.csv"))
@@ -234,6 +302,31 @@ def test_prune_deletes_cars_missing_from_the_source_with_their_files(catalog, se
     assert "deleted 3" in summary(out)
     assert list(Car.objects.values_list("external_key", flat=True)) == ["1"]
     assert not owned & media_files(Path(settings.MEDIA_ROOT))
+    assert media_files(Path(settings.MEDIA_ROOT)) == files_of(alpha), "Alpha's files stay"
+    assert list(Picture.objects.values_list("pk", flat=True)) == [alpha.picture_id]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_prune_keeps_the_files_of_a_picture_a_remaining_car_shows(catalog, settings):
+    (catalog / "img" / "copy-of-b.png").write_bytes((catalog / "img" / "b.png").read_bytes())
+    rows = [["2", "Beta", "", "img/b.png"], ["5", "Echo", "", "img/copy-of-b.png"]]
+    write_csv(catalog / "cars.csv", rows)
+    import_csv(str(catalog / "cars.csv"))
+    echo = Car.objects.get(external_key="5")
+    shared = files_of(echo)
+
+    write_csv(catalog / "cars.csv", rows[1:])
+    out, _ = import_csv(str(catalog / "cars.csv"), "--prune")
+
+    assert "deleted 1" in summary(out)
+    assert media_files(Path(settings.MEDIA_ROOT)) == shared, "Echo still shows Beta's picture"
+    assert list(Picture.objects.values_list("pk", flat=True)) == [echo.picture_id]
+
+    write_csv(catalog / "cars.csv", [["6", "Foxtrot", "", ""]])
+    out, _ = import_csv(str(catalog / "cars.csv"), "--prune")
+    assert "deleted 1" in summary(out)
+    assert media_files(Path(settings.MEDIA_ROOT)) == set()
+    assert not Picture.objects.exists()
 
 
 def test_dry_run_reports_what_would_happen_and_changes_nothing(catalog, settings):
@@ -257,9 +350,12 @@ def test_dry_run_with_prune_counts_deletions_without_deleting(catalog):
 # --- images over HTTP -------------------------------------------------------------------
 
 
-def test_images_over_http_are_fetched_once_per_url_and_not_again_on_reimport(http_server, tmp_path):
-    http_server.add("/a.jpg", photo_like(1200, 900), headers={"Content-Type": "image/jpeg"})
-    http_server.add("/b", png_bytes(100, 80), headers={"Content-Type": "text/plain"})
+def test_images_over_http_are_fetched_once_per_url_and_not_again_on_reimport(
+    http_server, tmp_path, settings
+):
+    a, b = photo_like(1200, 900), png_bytes(100, 80)
+    http_server.add("/a.jpg", a, headers={"Content-Type": "image/jpeg"})
+    http_server.add("/b", b, headers={"Content-Type": "text/plain"})
     rows = [
         ["1", "One", "", http_server.url("/a.jpg")],
         ["2", "Two", "", http_server.url("/a.jpg")],  # same URL: fetched once
@@ -267,22 +363,30 @@ def test_images_over_http_are_fetched_once_per_url_and_not_again_on_reimport(htt
     ]
     source = write_csv(tmp_path / "cars.csv", rows)
 
-    out, _ = import_csv(str(source))
+    out, err = import_csv(str(source))
     assert summary(out).endswith("images: 3 ok, 0 failed")
+    assert "pictures: 2 new, 1 shared" in err
     assert http_server.hits["/a.jpg"] == 1
     assert http_server.hits["/b"] == 1
     one, two = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
-    assert one.image.name != two.image.name, "each car keeps its own original"
-    assert re.fullmatch(rf"images/image_{one.pk}/a-[0-9a-f]{{10}}\.jpg", one.image.name)
-    assert Car.objects.get(external_key="3").image.name.endswith(".png")
+    assert one.picture_id == two.picture_id, "the same bytes are one picture"
+    assert_picture_files(one, hashlib.sha256(a).hexdigest(), ".jpg")
+    three = Car.objects.get(external_key="3")
+    assert_picture_files(three, hashlib.sha256(b).hexdigest(), ".png")
+    files = media_files(Path(settings.MEDIA_ROOT))
+    assert files == files_of(one) | files_of(three), "each picture stored and rendered once"
 
-    out, _ = import_csv(str(source))
+    out, err = import_csv(str(source))
     assert summary(out).endswith("images: 0 ok, 0 failed")
+    assert "pictures:" not in err
     assert http_server.hits["/a.jpg"] == 1, "an unchanged URL is not fetched again"
 
-    out, _ = import_csv(str(source), "--refresh-images")
+    out, err = import_csv(str(source), "--refresh-images")
     assert summary(out).endswith("images: 3 ok, 0 failed")
+    assert "pictures: 0 new, 3 shared" in err, "the same bytes again: nothing stored anew"
     assert http_server.hits["/a.jpg"] == 2
+    assert media_files(Path(settings.MEDIA_ROOT)) == files
+    assert Car.objects.get(external_key="1").picture_id == one.picture_id
 
 
 def test_a_csv_served_over_http_imports_with_absolute_image_urls(http_server):
@@ -546,7 +650,7 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
 
     import imports.pipeline
 
-    monkeypatch.setattr(imports.pipeline, "_render_pool", lambda: ThreadPoolExecutor(8))
+    monkeypatch.setattr(imports.pipeline, "render_pool", lambda: ThreadPoolExecutor(8))
 
     for i in range(12):
         (catalog / "img" / f"n{i}.jpg").write_bytes(jpeg_bytes(300 + i, 200))
@@ -559,20 +663,21 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
     assert (after.st_dev, after.st_ino) == (before.st_dev, before.st_ino)
 
 
-def _store_that_kills_its_process(job, data):
+def _render_that_kills_its_process(sha256, data):
     """A render process dying mid-image (as when the kernel kills it for memory)."""
     import imports.pipeline
 
-    if job.key == "2":
+    if data.startswith(b"\x89PNG"):  # img/b.png, Beta's: the catalogue's only PNG
         os._exit(1)
-    return imports.pipeline._real_store(job, data)
+    return imports.pipeline._real_render_picture(sha256, data)
 
 
 def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeypatch):
     import imports.pipeline
 
-    monkeypatch.setattr(imports.pipeline, "_real_store", imports.pipeline._store, raising=False)
-    monkeypatch.setattr(imports.pipeline, "_store", _store_that_kills_its_process)
+    real = imports.pipeline.render_picture
+    monkeypatch.setattr(imports.pipeline, "_real_render_picture", real, raising=False)
+    monkeypatch.setattr(imports.pipeline, "render_picture", _render_that_kills_its_process)
 
     out, _ = import_csv(str(catalog / "cars.csv"))
 
@@ -588,19 +693,44 @@ def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeyp
     )
 
 
-def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(db, monkeypatch):
-    import imports.pipeline
-    from imports.rows import ImageJob
+@pytest.mark.django_db(transaction=True)
+def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(
+    catalog, monkeypatch, settings
+):
+    """The car's previous picture is released after commit; a storage that cannot delete
+    it then neither hides the new image's reason nor fails the import, and the picture is
+    kept (row and files) for a later sweep to delete."""
+    from django.core.files.storage import FileSystemStorage
 
-    def storage_down(names):
+    from cars.pictures import orphan_picture_ids, release_pictures
+
+    import_csv(str(catalog / "cars.csv"))
+    alpha = Car.objects.get(external_key="1")
+    old_picture, old_files = alpha.picture_id, files_of(alpha)
+    (catalog / "img" / "bad.jpg").write_bytes(b"not an image at all")
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "First car", "img/bad.jpg"]])
+    deletes: list[str] = []
+
+    def storage_down(self, name):
+        deletes.append(name)
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(imports.pipeline, "delete_files", storage_down)
-    job = ImageJob(car_id=1, line=2, key="k", ref="car.jpg", old_files=("images/old.jpg",))
+    monkeypatch.setattr(FileSystemStorage, "delete", storage_down)
+    out, err = import_csv(str(catalog / "cars.csv"))
 
-    outcome = imports.pipeline._store(job, b"not an image at all")
+    assert summary(out).endswith("images: 0 ok, 1 failed")
+    assert "line 2: image failed (invalid_image)" in err
+    alpha.refresh_from_db()
+    assert (alpha.image_status, alpha.image_error) == (ImageStatus.FAILED, "invalid_image")
+    assert alpha.picture is None
+    assert deletes, "the released picture's files were asked to go"
+    assert orphan_picture_ids() == [old_picture], "kept, with its row, for the sweep"
+    assert old_files <= media_files(Path(settings.MEDIA_ROOT))
 
-    assert outcome.error is not None and outcome.error.reason == "invalid_image"
+    monkeypatch.undo()  # the storage is back: the sweep deletes what no car shows
+    assert release_pictures(orphan_picture_ids()) == 1
+    assert not old_files & media_files(Path(settings.MEDIA_ROOT))
+    assert not Picture.objects.filter(pk=old_picture).exists()
 
 
 def test_render_processes_run_below_the_fetch_threads_priority():
@@ -609,7 +739,7 @@ def test_render_processes_run_below_the_fetch_threads_priority():
 
     import imports.pipeline
 
-    with imports.pipeline._render_pool() as pool:
+    with imports.pipeline.render_pool() as pool:
         if not isinstance(pool, ProcessPoolExecutor):
             pytest.skip("one core: rendering runs on threads of this process")
         child = pool.submit(os.nice, 0).result()

@@ -1,22 +1,25 @@
 """The imports API (SPEC §6) and the import jobs admin (SPEC §7), end to end.
 
 A real CSV and real images served over real sockets by a local HTTP server, the real
-database, real renditions on disk. Without REDIS_URL a job runs inside the POST, so the
-answer already tells how it went; with REDIS_URL it is handed to Celery after commit.
+database, real renditions on disk. Without a broker (CELERY_BROKER_URL) a job runs inside
+the POST, so the answer already tells how it went; with one it is handed to Celery after
+commit.
 """
 
 import io
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from cars.models import Car
+from imports.heartbeat import worker_id
 from imports.jobs import create_job
 from imports.locks import acquire
-from imports.models import ImportJob
+from imports.models import ImportJob, SourceLock
 from tests.support.catalog import csv_bytes
 from tests.support.images import jpeg_bytes, png_bytes
 
@@ -33,6 +36,8 @@ JOB_KEYS = {
     "rejected_rows",
     "image_failures",
     "error",
+    "progress",
+    "pictures",
 }
 ZERO_COUNTS = dict.fromkeys(
     ("created", "updated", "unchanged", "deleted", "rejected", "images_ok", "images_failed"), 0
@@ -112,6 +117,9 @@ def test_staff_post_runs_the_import_inline_and_answers_202_with_the_finished_job
     assert failure["url"] == http_server.url("/img/gone.jpg")
     assert failure["reason"] == "http_error"
     assert "404" in failure["message"]
+    # Three distinct references, all done; two cars got a picture this import stored.
+    assert job["progress"] == {"done": 3, "total": 3}
+    assert job["pictures"] == {"new": 2, "shared": 0}
 
     assert admin_client.get(response["Location"]).json() == job
     assert sorted(Car.objects.values_list("title", flat=True)) == [
@@ -164,24 +172,32 @@ def test_a_csv_url_answering_404_makes_a_failed_job_and_changes_no_car(admin_cli
 
 
 def test_a_source_already_being_imported_fails_the_job_with_the_reason(admin_client, catalog_url):
-    acquire(catalog_url, ttl=60)  # another import holds this source
+    holder = create_job(source=catalog_url)  # another import, alive, holds this source
+    ImportJob.objects.filter(pk=holder.pk).update(status=ImportJob.Status.RUNNING)
+    holder.refresh_from_db()
+    acquire(holder)
 
     job = post(admin_client, {"source": catalog_url}).json()
 
+    assert job["id"] != holder.pk
     assert job["status"] == "failed"
     assert "another import" in job["error"]
     assert not Car.objects.exists()
+    holder.refresh_from_db()
+    assert (holder.status, holder.error) == (ImportJob.Status.RUNNING, ""), "left running"
+    assert SourceLock.objects.get().job_id == holder.pk
+    assert SourceLock.objects.get().worker == worker_id()
 
 
 # --------------------------------------------------------------------------- POST, queued
 
 
-def test_with_redis_the_job_is_queued_and_enqueued_after_commit_with_its_id(
+def test_with_a_broker_the_job_is_queued_and_enqueued_after_commit_with_its_id(
     admin_client, catalog_url, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from imports import tasks
 
-    settings.REDIS_URL = "redis://broker.invalid:6379/0"
+    settings.CELERY_BROKER_URL = "redis://broker.invalid:6379/0"
     enqueued: list[tuple] = []
     monkeypatch.setattr(tasks.run_import_job, "delay", lambda *args: enqueued.append(args))
 
@@ -194,6 +210,8 @@ def test_with_redis_the_job_is_queued_and_enqueued_after_commit_with_its_id(
     assert job["status"] == "queued"
     assert job["started_at"] is None and job["finished_at"] is None
     assert job["counts"] == ZERO_COUNTS
+    assert job["progress"] == {"done": 0, "total": 0}
+    assert job["pictures"] == {"new": 0, "shared": 0}
     assert len(callbacks) == 1
     assert enqueued == [(job["id"],)]
     assert type(enqueued[0][0]) is int
@@ -236,6 +254,50 @@ def test_logged_in_non_staff_users_are_refused_with_403(client, member):
     by_token = Client().get("/api/imports/", headers={"authorization": f"Token {token}"})
     assert by_token.status_code == 403
     assert not ImportJob.objects.exists()
+
+
+def staff_with(django_user_model, *codenames: str):
+    user = django_user_model.objects.create_user("staffer", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def test_staff_without_the_admins_permissions_can_neither_import_nor_read(
+    client, django_user_model, catalog_url
+):
+    """Security review #15, item 2: staff status alone started an import (and a prune)."""
+    Car.objects.create(external_key="kept", title="Must survive")
+    client.force_login(staff_with(django_user_model))
+
+    for body in ({"source": catalog_url}, {"source": catalog_url, "prune": True}):
+        response = post(client, body)
+        assert response.status_code == 403, response.content
+        assert response["Content-Type"] == "application/json"
+    assert client.get("/api/imports/").status_code == 403
+    assert not ImportJob.objects.exists()
+    assert Car.objects.filter(external_key="kept").exists()
+
+
+def test_pruning_through_the_api_also_needs_the_permission_to_delete_cars(
+    client, django_user_model, catalog_url
+):
+    Car.objects.create(external_key="kept", title="Must survive")
+    user = staff_with(django_user_model, "add_importjob", "view_importjob")
+    token = Token.objects.create(user=user).key
+    auth = {"authorization": f"Token {token}"}
+
+    refused = post(client, {"source": catalog_url, "prune": True}, **auth)
+
+    assert refused.status_code == 403
+    assert "cars.delete_car" in refused.json()["detail"]
+    assert not ImportJob.objects.exists()
+    assert Car.objects.filter(external_key="kept").exists()
+    assert post(client, {"source": catalog_url}, **auth).status_code == 202  # no prune: fine
+    assert client.get("/api/imports/", headers=auth).status_code == 200
+    user.user_permissions.add(Permission.objects.get(codename="delete_car"))
+
+    assert post(client, {"source": catalog_url, "prune": True}, **auth).status_code == 202
+    assert not Car.objects.filter(external_key="kept").exists()
 
 
 def test_a_staff_session_without_a_csrf_token_cannot_post(admin_user, catalog_url):
@@ -341,6 +403,8 @@ def test_the_list_is_paginated_newest_first_with_link_and_total(admin_client):
     assert [job["id"] for job in page] == newest_first[:2]
     assert all(set(job) == JOB_KEYS for job in page)
     assert page[0]["status"] == "queued" and page[0]["counts"] == ZERO_COUNTS
+    assert page[0]["progress"] == {"done": 0, "total": 0}
+    assert page[0]["pictures"] == {"new": 0, "shared": 0}
     assert "prev" not in links(first)
 
     second = admin_client.get(links(first)["next"])
@@ -457,4 +521,11 @@ def test_the_openapi_schema_describes_the_imports_endpoints(client):
     assert {"401", "403", "400"} <= set(create["responses"])
     assert {"tokenAuth", "cookieAuth"} <= {name for item in create["security"] for name in item}
     assert "get" in schema["paths"]["/api/imports/{id}/"]
-    assert set(schema["components"]["schemas"]["ImportJob"]["properties"]) == JOB_KEYS
+    components = schema["components"]["schemas"]
+    job = components["ImportJob"]["properties"]
+    assert set(job) == JOB_KEYS
+    for field, keys in {"progress": {"done", "total"}, "pictures": {"new", "shared"}}.items():
+        ref = job[field].get("$ref") or job[field]["allOf"][0]["$ref"]
+        described = components[ref.rsplit("/", 1)[1]]
+        assert set(described["properties"]) == keys, field
+        assert all(described["properties"][k]["type"] == "integer" for k in keys)

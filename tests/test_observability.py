@@ -6,10 +6,15 @@ import os
 import re
 from pathlib import Path
 
+import httpx
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from imports.models import ImportJob
 from imports.services import run_import
-from tests.support.project import ROOT, manage, migrate, run
+from tests.support.project import ROOT, gunicorn, manage, migrate, run
+from tests.support.stack import free_port
 
 
 def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -20,8 +25,8 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         ALLOWED_HOSTS="testserver",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         MEDIA_ROOT=str(tmp_path / "media"),
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -134,3 +139,72 @@ def test_production_redirects_plain_http_api_requests_even_when_cached(tmp_path)
     result = run(["-c", script], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["200", "200", "True", "301", "https://testserver/api/cars/"]
+
+
+# --- security review #15, item 5: /metrics public through the Ingress, and costly -----------
+
+
+def test_metrics_answer_only_on_the_metrics_port_whatever_the_host_header(tmp_path):
+    """The Ingress routes / to the public port: /metrics must not answer there. The port
+    is the connection's, not the Host header's (which the client writes)."""
+    public, scrape = free_port(), free_port()
+    env = production_env(
+        tmp_path, ALLOWED_HOSTS="127.0.0.1", LOG_LEVEL="WARNING", CARS_METRICS_PORT=str(scrape)
+    )
+    migrate(env)
+    with (
+        gunicorn(env, tmp_path / "gunicorn.log", ports=[public, scrape]) as (outside, inside),
+        httpx.Client(trust_env=False, timeout=10) as http,
+    ):
+        https = {"X-Forwarded-Proto": "https"}
+        assert http.get(f"{outside}/metrics", headers=https).status_code == 404
+        spoofed = {**https, "Host": f"127.0.0.1:{scrape}"}
+        assert http.get(f"{outside}/metrics", headers=spoofed).status_code == 404
+        assert http.get(f"{outside}/api/cars/", headers=https).status_code == 200
+
+        scraped = http.get(f"{inside}/metrics")
+        assert scraped.status_code == 200
+        assert "image_backend_import_jobs" in scraped.text
+
+
+def _succeeded_job(failures: int) -> ImportJob:
+    return ImportJob.objects.create(
+        source="https://example.com/cars.csv",
+        status=ImportJob.Status.SUCCEEDED,
+        counts={"created": failures, "images_ok": 0, "images_failed": failures},
+        image_failures=[
+            {
+                "line": n + 2,
+                "key": str(n),
+                "url": f"https://x/{n}.jpg",
+                "reason": "http_error",
+                "message": "HTTP 404",
+            }
+            for n in range(failures)
+        ],
+    )
+
+
+@pytest.mark.django_db
+def test_a_scrape_reads_each_jobs_failures_once_and_then_a_few_small_rows(client):
+    """A scrape read every failure of every succeeded job: 3 jobs x 200k failures took
+    1.5 s of database work per scrape. Now a job is added to running totals once."""
+    for _ in range(3):
+        _succeeded_job(2000)
+
+    first = client.get("/metrics").content.decode()
+    assert 'image_backend_import_image_failures_total{reason="http_error"} 6000.0' in first
+    assert 'image_backend_import_rows_total{outcome="images_failed"} 6000.0' in first
+
+    with CaptureQueriesContext(connection) as scrape:
+        again = client.get("/metrics").content.decode()
+    assert 'image_backend_import_image_failures_total{reason="http_error"} 6000.0' in again
+    read = [q["sql"] for q in scrape.captured_queries]
+    assert not [sql for sql in read if "image_failures" in sql], read
+    assert len(read) <= 6, read
+
+    _succeeded_job(10)  # a new job is added once, and only it is read
+    with CaptureQueriesContext(connection) as scrape:
+        body = client.get("/metrics").content.decode()
+    assert 'image_backend_import_image_failures_total{reason="http_error"} 6010.0' in body
+    assert sum("image_failures" in q["sql"] for q in scrape.captured_queries) == 1

@@ -73,6 +73,17 @@ def test_production_refuses_to_start_without_required_variables(dev_env, module,
         assert f"Set the {missing} environment variable" in result.stderr
 
 
+def test_production_with_s3_needs_a_private_bucket_for_uploads(dev_env):
+    """Security review #15, item 3: uploads never share the public media bucket."""
+    env = {**dev_env, **PRODUCTION, "USE_S3": "true", "AWS_STORAGE_BUCKET_NAME": "media"}
+    result = run(["-c", "import django; django.setup()"], env)
+    assert result.returncode != 0
+    assert "Set the AWS_IMPORTS_BUCKET_NAME environment variable" in result.stderr
+    env["AWS_IMPORTS_BUCKET_NAME"] = "uploads"
+    result = run(["-c", "import django; django.setup()"], env)
+    assert result.returncode == 0, result.stderr
+
+
 def test_production_passes_check_deploy_without_warnings(dev_env):
     env = {**dev_env, **PRODUCTION, "DEBUG": "true"}  # DEBUG can never be on in production
     result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
@@ -95,16 +106,27 @@ def test_a_platform_added_later_is_filled_in_by_render_images(migrated_env):
         "print(json.dumps(Client().get('/api/cars/1/').json()['images']))"
     )
 
+    pictures = (
+        "from cars.models import Picture; import json;"
+        "print(json.dumps([Picture.objects.count(),"
+        " sum('thumb' in p.renditions for p in Picture.objects.all())]))"
+    )
+
+    def counts() -> list[int]:
+        return json.loads(run(["manage.py", "shell", "-c", pictures], env).stdout.splitlines()[-1])
+
     before = json.loads(run(["manage.py", "shell", "-c", script], env).stdout.splitlines()[-1])
+    assert counts() == [20, 0], "the sample's 20 images are 20 distinct pictures, none has thumb"
     rendered = run(["manage.py", "render_images"], env)
     after = json.loads(run(["manage.py", "shell", "-c", script], env).stdout.splitlines()[-1])
     again = run(["manage.py", "render_images"], env)
 
     assert before["thumb"] is None, "not rendered yet: reported as null"
-    assert rendered.stdout.strip() == "rendered 20 cars"
+    assert rendered.stdout.strip() == "rendered 20 pictures"
+    assert counts() == [20, 20]
     assert (after["thumb"]["width"], after["thumb"]["height"]) == (100, 100)
     assert after["web"] == before["web"], "existing renditions keep their names"
-    assert again.stdout.strip() == "rendered 0 cars", "nothing left to do"
+    assert again.stdout.strip() == "rendered 0 pictures", "nothing left to do"
 
 
 def test_the_wsgi_module_loads_every_url_but_opens_no_database_connection(dev_env):

@@ -14,15 +14,14 @@ clients, imagekit, anything else in the process).
 
 from __future__ import annotations
 
+import hashlib
 import io
-import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -36,11 +35,20 @@ pytest.importorskip("moto", reason="moto[server] is not installed: these tests n
 
 from storages.backends.s3 import S3Storage
 
-from cars.models import Car
+from cars.models import Car, Picture
 from imports.services import run_import
 from tests.support.catalog import small_catalog, write_csv
 from tests.support.images import jpeg_bytes
-from tests.support.s3 import MotoServer, S3Request
+from tests.support.project import project_env, run
+from tests.support.s3 import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Bucket,
+    MotoServer,
+    S3Request,
+    make_bucket,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,53 +65,6 @@ def s3_server():
     """One moto S3 server for the whole run (each test has its own bucket in it)."""
     with MotoServer() as server:
         yield server
-
-
-@dataclass
-class Bucket:
-    server: MotoServer
-    name: str
-    client: Any
-
-    def keys(self) -> set[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
-        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def head(self, key: str) -> dict:
-        return self.client.head_object(Bucket=self.name, Key=key)
-
-    def key_of(self, request: S3Request) -> str | None:
-        """The object key a request addressed in this bucket (path-style), else None."""
-        prefix = f"/{self.name}/"
-        path = unquote(request.path)
-        return path[len(prefix) :] if path.startswith(prefix) else None
-
-    @property
-    def endpoint(self) -> str:
-        """Where the bucket's objects are served: `<endpoint>/<key>`."""
-        return f"{self.server.url}/{self.name}"
-
-
-def make_bucket(server: MotoServer) -> Bucket:
-    name = f"cars-{uuid.uuid4().hex[:12]}"
-    client = server.client()
-    client.create_bucket(Bucket=name)
-    public_read = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": f"arn:aws:s3:::{name}/*",
-            }
-        ],
-    }
-    client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read))
-    return Bucket(server, name, client)
 
 
 def s3_storages(bucket: Bucket, **options: Any) -> dict:
@@ -159,10 +120,10 @@ def test_overriding_storages_switches_django_and_imagekit_to_the_bucket(settings
     assert default_storage._wrapped is storage
     # imagekit asks `storages[...]` for every cache file, so renditions follow.
     assert imagekit_storage() is storage
-    car = Car(pk=1, image="images/image_1/a.jpg")
-    assert car.image.storage._wrapped is storage
+    picture = Picture(image=f"images/{'0' * 64}.jpg")
+    assert picture.image.storage._wrapped is storage
     for platform in PLATFORMS:
-        assert getattr(car, f"image_{platform}").storage is storage
+        assert getattr(picture, f"image_{platform}").storage is storage
     # The production botocore client settings (bounded timeouts, few retries) apply.
     production = django_settings.AWS_S3_CLIENT_CONFIG
     assert storage.client_config is production
@@ -175,7 +136,7 @@ def test_overriding_storages_switches_django_and_imagekit_to_the_bucket(settings
     with override_settings(STORAGES=filesystem):
         assert isinstance(default_storage, FileSystemStorage)
         assert isinstance(imagekit_storage(), FileSystemStorage)
-        assert isinstance(car.image_web.storage, FileSystemStorage)
+        assert isinstance(picture.image_web.storage, FileSystemStorage)
     assert isinstance(default_storage, S3Storage)
     assert imagekit_storage().bucket_name == bucket.name
 
@@ -190,14 +151,16 @@ def test_import_stores_originals_and_renditions_in_the_bucket(s3, catalog, setti
 
     counts = report.counts
     assert (counts.created, counts.images_ok, counts.images_failed) == (4, 3, 0), report.summary()
+    assert (report.pictures.new, report.pictures.shared) == (3, 0)
     cars = {car.external_key: car for car in Car.objects.all()}
     expected = set()
-    for key in ("1", "2", "3"):
+    for key, file in (("1", "a.jpg"), ("2", "b.png"), ("3", "c.jpg")):
         car = cars[key]
-        assert re.fullmatch(rf"images/image_{car.pk}/[\w.-]+", car.image.name), car.image.name
+        sha256 = hashlib.sha256((catalog.parent / "img" / file).read_bytes()).hexdigest()
+        assert car.image.name == f"images/{sha256}{Path(file).suffix}", car.image.name
         assert set(car.renditions) == set(PLATFORMS)
         for entry in car.renditions.values():
-            assert entry["name"].startswith(f"CACHE/images/images/image_{car.pk}/"), entry
+            assert re.fullmatch(rf"CACHE/images/{sha256}/[0-9a-f]{{32}}\.jpg", entry["name"])
         expected |= owned_keys(car)
     assert not cars["4"].image and cars["4"].renditions == {}
     assert s3.keys() == expected, "the bucket holds exactly the originals and renditions"
@@ -215,9 +178,9 @@ def test_import_stores_originals_and_renditions_in_the_bucket(s3, catalog, setti
     assert head["ContentType"] == "image/jpeg"
     assert head["CacheControl"] == "public, max-age=31536000, immutable"
 
-    # The server saw the import write every object (so the request counter works).
-    written = {s3.key_of(r) for r in made if r.method == "PUT"}
-    assert written == expected, [str(r) for r in made]
+    # The server saw the import write every object once (so the request counter works).
+    written = [s3.key_of(r) for r in made if r.method == "PUT"]
+    assert sorted(written) == sorted(expected), [str(r) for r in made]
 
 
 # --------------------------------------------------------------------------- API
@@ -322,6 +285,7 @@ def test_api_requests_make_zero_s3_requests(client, settings, s3, twenty_cars, c
 # --------------------------------------------------------------------------- re-import
 
 
+@pytest.mark.django_db(transaction=True)  # a picture's objects go after the commit
 def test_reimport_writes_nothing_and_a_new_image_deletes_the_old_objects(s3, catalog):
     run_import(source=str(catalog), workers=4)
     keys_before = s3.keys()
@@ -353,11 +317,13 @@ def test_reimport_writes_nothing_and_a_new_image_deletes_the_old_objects(s3, cat
     alpha.refresh_from_db()
     new = owned_keys(alpha)
     keys = s3.keys()
-    assert not old & keys, "the old original and its renditions are gone from the bucket"
+    assert not old & keys, "no car shows the old picture: its objects are gone from the bucket"
     assert new <= keys and not old & new
     assert keys == (keys_before - old) | new
-    deleted = {s3.key_of(r) for r in made if r.method == "DELETE"}
-    assert old <= deleted
+    deleted = [s3.key_of(r) for r in made if r.method == "DELETE"]
+    assert sorted(deleted) == sorted(old), "only the old picture's objects, each once"
+    written = [s3.key_of(r) for r in made if r.method == "PUT"]
+    assert sorted(written) == sorted(new), "only the new picture's objects, each once"
 
 
 # --------------------------------------------------------------------------- /readyz
@@ -379,3 +345,63 @@ def test_readyz_names_the_storage_when_s3_stops(client, settings):
     assert response.status_code == 503
     assert response.json() == {"status": "unavailable", "failed": ["storage"]}
     assert elapsed < 10, f"the storage check took {elapsed:.1f} s with S3 down"
+
+
+# --------------------------------------------------------------------------- uploaded CSVs
+
+UPLOAD_SCRIPT = """
+import django, sys
+django.setup()
+from django.core.files.uploadedfile import SimpleUploadedFile
+from imports.uploads import discard_upload, store_upload
+if sys.argv[1] == "store":
+    body = b"title\\n<script>alert(document.cookie)</script>\\n"
+    print("SOURCE " + store_upload(SimpleUploadedFile("cars.csv", body, content_type="text/html")))
+else:
+    discard_upload(sys.argv[2])
+"""
+
+
+def test_an_uploaded_csv_goes_to_the_private_bucket_as_a_csv_attachment(s3_server, tmp_path):
+    """Security review #15, item 3: with S3 an upload was stored in the public media
+    bucket with the Content-Type its uploader chose: text/html with a <script> body was
+    served from the site's own origin (/media/ on the compose stack). Production settings
+    in a process of their own, against the S3 server: the media bucket public-read, the
+    uploads bucket private, as docker-compose.yml and deploy/k8s make them."""
+    media = make_bucket(s3_server)
+    private = f"imports-{uuid.uuid4().hex[:12]}"
+    media.client.create_bucket(Bucket=private)
+    env = project_env(
+        tmp_path,
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        SECRET_KEY="x7!k2-production-secret-key-long-enough-for-check-deploy-0123456789abcdef",
+        ALLOWED_HOSTS="cars.example.com",
+        USE_S3="true",
+        AWS_STORAGE_BUCKET_NAME=media.name,
+        AWS_IMPORTS_BUCKET_NAME=private,
+        AWS_S3_ENDPOINT_URL=s3_server.url,
+        AWS_S3_REGION_NAME=REGION,
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+    )
+
+    stored = run(["-c", UPLOAD_SCRIPT, "store"], env)
+    assert stored.returncode == 0, stored.stderr
+    source = stored.stdout.split("SOURCE ", 1)[1].strip()
+    key = source.removeprefix("upload:")
+
+    assert re.fullmatch(r"imports/[0-9a-f]{32}/cars\.csv", key), source
+    assert not media.keys(), "nothing in the public media bucket"
+    head = media.client.head_object(Bucket=private, Key=key)
+    assert head["ContentType"] == "text/csv"  # whatever the uploader said
+    assert head["ContentDisposition"] == "attachment"
+    assert head["CacheControl"] == "private, no-store"
+    anonymous = httpx.get(f"{s3_server.url}/{private}/{key}", trust_env=False)
+    assert anonymous.status_code == 403, "an anonymous reader gets nothing"
+    body = media.client.get_object(Bucket=private, Key=key)["Body"].read()
+    assert b"<script>" in body  # kept as it came, for the importer to read and refuse
+
+    discarded = run(["-c", UPLOAD_SCRIPT, "discard", source], env)
+    assert discarded.returncode == 0, discarded.stderr
+    listed = media.client.list_objects_v2(Bucket=private).get("Contents", [])
+    assert listed == [], "deleted once its job has ended"

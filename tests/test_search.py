@@ -398,8 +398,8 @@ def _load_in_bulk(rows) -> None:
     stamp = "2026-01-01 00:00:00+00:00"
     empty = json.dumps({})
     columns = (
-        "external_key, title, description, source_image_url, image, image_fetched_from, "
-        "image_status, image_error_message, renditions, created_at, updated_at"
+        "external_key, title, description, source_image_url, legacy_image, image_fetched_from, "
+        "image_status, image_error_message, legacy_renditions, created_at, updated_at"
     )
     with transaction.atomic(), deferred_search_index(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":

@@ -12,10 +12,11 @@ import os
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
 
 from imports.csv_reader import CsvReader, CsvSourceError
-from tests.support.project import manage
+from tests.support.project import gunicorn, manage, migrate
 
 ERROR_SCRIPT = r"""
 import json
@@ -44,6 +45,7 @@ print("RESULT " + json.dumps(out))
 def production_env(tmp_path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
     env.pop("REDIS_URL", None)
+    env.pop("CELERY_BROKER_URL", None)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
         SECRET_KEY="sk-" + secrets.token_urlsafe(32),
@@ -166,3 +168,105 @@ def test_fetchers_share_one_ssl_context_per_ca_setting(monkeypatch, tmp_path):
     monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
     with Fetcher(FetchPolicy()) as third:
         assert id(third._client._transport._pool._ssl_context) not in contexts
+
+
+# --- security review #15 -------------------------------------------------------------------
+
+
+def test_rotating_x_forwarded_for_dodges_neither_the_api_nor_the_gallery_limit(tmp_path):
+    """Item 4: with CARS_ANON_RATE=3/min, a client writing a new first X-Forwarded-For
+    entry each time got 8 x 200 (DRF keyed on the whole header), and the gallery's search
+    was never limited. Behind one proxy (CARS_NUM_PROXIES=1) the client is the entry that
+    proxy appended, whatever the client wrote before it."""
+    env = production_env(tmp_path)
+    env.update(
+        CARS_ANON_RATE="3/min",
+        CARS_NUM_PROXIES="1",
+        ALLOWED_HOSTS="127.0.0.1",
+        LOG_LEVEL="WARNING",
+        STATIC_ROOT=str(tmp_path / "static"),  # the gallery page needs the manifest
+    )
+    migrate(env)
+    assert manage(env, "collectstatic", "--noinput", "-v0").returncode == 0
+    with (
+        gunicorn(env, tmp_path / "gunicorn.log") as (url,),
+        httpx.Client(base_url=url, trust_env=False, timeout=10) as http,
+    ):
+
+        def statuses(path: str, proxy_saw: str) -> list[int]:
+            return [
+                http.get(
+                    path,
+                    headers={
+                        "X-Forwarded-Proto": "https",
+                        "X-Forwarded-For": f"198.51.100.{n}, {proxy_saw}",
+                    },
+                ).status_code
+                for n in range(8)
+            ]
+
+        assert statuses("/api/cars/", "203.0.113.7") == [200] * 3 + [429] * 5
+        assert statuses("/?search=car", "203.0.113.7") == [200] * 3 + [429] * 5
+        # Another client, as the proxy saw it, has a budget of its own.
+        assert statuses("/api/cars/", "203.0.113.8")[0] == 200
+
+
+@pytest.mark.django_db
+def test_without_a_proxy_the_peer_address_is_the_client_whatever_it_writes(client, settings):
+    settings.CARS_ANON_RATE = "2/min"
+    settings.CARS_NUM_PROXIES = 0
+    answers = [
+        client.get("/", {"search": "x"}, HTTP_X_FORWARDED_FOR=f"198.51.100.{n}") for n in range(4)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 429, 429]
+    assert int(answers[-1]["Retry-After"]) > 0
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_weak_passwords(admin_client):
+    """Item 8: there were no password validators, so "admin" was a valid password."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    for weak in ("admin", "password", "12345678901234"):
+        with pytest.raises(ValidationError):
+            validate_password(weak)
+    validate_password("correct horse battery staple")
+
+    response = admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newbie",
+            "password1": "newbie2024",
+            "password2": "newbie2024",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 200
+    assert "This password is too short." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_failed_admin_logins_lock_the_client_out(client, settings, django_user_model):
+    """Item 8: logins were never throttled. After CARS_LOGIN_FAILURE_LIMIT failures a
+    client (as CARS_NUM_PROXIES says, whatever it writes first in X-Forwarded-For) is
+    refused even with the right password; other clients still log in."""
+    settings.CARS_NUM_PROXIES = 1
+    django_user_model.objects.create_user("ops", password="right-password-1", is_staff=True)
+
+    def log_in(password: str, proxy_saw: str, n: int = 0):
+        return client.post(
+            "/admin/login/?next=/admin/",
+            {"username": "ops", "password": password},
+            HTTP_X_FORWARDED_FOR=f"198.51.100.{n}, {proxy_saw}",
+        )
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        response = log_in("wrong", "203.0.113.7", n)
+        assert response.status_code in (200, 429)  # the form again, or locked at the last
+    locked = log_in("right-password-1", "203.0.113.7", 99)
+    assert locked.status_code == 429
+    assert "_auth_user_id" not in client.session
+
+    other = log_in("right-password-1", "203.0.113.8")
+    assert other.status_code == 302 and other["Location"] == "/admin/"

@@ -1,5 +1,7 @@
 """The periodic sync and the per-source lock, with a real HTTP server and database."""
 
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -9,8 +11,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cars.models import Car
+from imports.chunks import run_row_phase
+from imports.heartbeat import HOST, worker_id
 from imports.jobs import create_job, execute_job
-from imports.locks import SourceBusy, acquire, release
+from imports.locks import SourceBusy, acquire, beat, lock_key, release
 from imports.models import ImportJob, SourceLock, SourceState
 from imports.sync import sync_source
 from tests.support.images import jpeg_bytes
@@ -135,30 +139,121 @@ def test_unreadable_source_writes_nothing(settings, tmp_path):
 # --- the lock -----------------------------------------------------------------------------
 
 
+def running_job(source: str) -> ImportJob:
+    """A job some process is running (its row phase, or its chunks)."""
+    job = create_job(source=source)
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportJob.Status.RUNNING, started_at=timezone.now()
+    )
+    job.refresh_from_db()
+    return job
+
+
+def gone_pid() -> int:
+    """The pid of a process of this host that has exited (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def assert_still_running(job: ImportJob) -> None:
+    job.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == (ImportJob.Status.RUNNING, "", None)
+
+
 def test_a_source_lock_is_exclusive_until_released():
-    token = acquire("s", ttl=60)
-    assert token and acquire("s", ttl=60) is None
-    assert acquire("other", ttl=60), "locks are per source"
-    release("s", token)
-    assert acquire("s", ttl=60)
+    holder = running_job("s")
+    acquire(holder)
+    waiting = create_job(source="s")
+
+    with pytest.raises(SourceBusy):
+        acquire(waiting)
+    acquire(holder)  # the holder may take it again (its task delivered once more)
+    acquire(create_job(source="other"))  # locks are per source
+    assert SourceLock.objects.get(key=lock_key("s")).job_id == holder.pk
+
+    release(holder.pk)
+    acquire(waiting)
+    lock = SourceLock.objects.get(key=lock_key("s"))
+    assert (lock.job_id, lock.worker) == (waiting.pk, worker_id())
+    assert_still_running(holder)  # released, not abandoned: nobody marks it failed
 
 
-def test_an_expired_lock_of_a_dead_holder_is_taken_over():
-    acquire("s", ttl=60)
-    SourceLock.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert acquire("s", ttl=60)
+def test_a_live_holder_keeps_the_lock_while_it_beats(settings):
+    """A beat younger than the timeout is alive; so is a process of another host, which
+    cannot be checked from here, until its beat is stale."""
+    settings.CARS_IMPORT_HEARTBEAT_TIMEOUT = 60
+    holder = running_job("s")
+    acquire(holder)
+    contender = create_job(source="s")
+
+    SourceLock.objects.update(heartbeat_at=timezone.now() - timedelta(seconds=50))
+    with pytest.raises(SourceBusy):
+        acquire(contender)
+    SourceLock.objects.update(heartbeat_at=timezone.now() - timedelta(seconds=61))
+    beat(holder.pk)  # the holder's heartbeat thread: alive again
+    with pytest.raises(SourceBusy):
+        acquire(contender)
+    SourceLock.objects.update(worker=f"another-host.example:{gone_pid()}")
+    with pytest.raises(SourceBusy):
+        acquire(contender)
+
+    assert SourceLock.objects.get().job_id == holder.pk
+    assert_still_running(holder)
+    contender.refresh_from_db()
+    assert contender.status == ImportJob.Status.QUEUED
+
+
+@pytest.mark.parametrize("death", ["stale heartbeat", "pid gone on this host"])
+def test_a_dead_holder_is_taken_over_and_its_job_marked_failed(settings, death):
+    settings.CARS_IMPORT_HEARTBEAT_TIMEOUT = 60
+    holder = running_job("s")
+    acquire(holder)
+    if death == "stale heartbeat":  # SIGKILL, OOM, a lost machine: no beat for the timeout
+        stale = timezone.now() - timedelta(seconds=61)
+        SourceLock.objects.update(worker="another-host.example:1", heartbeat_at=stale)
+    else:  # on this host a process that is gone is known dead at once, whatever its beat
+        SourceLock.objects.update(worker=f"{HOST}:{gone_pid()}", heartbeat_at=timezone.now())
+    job = create_job(source="s")
+
+    acquire(job)
+
+    lock = SourceLock.objects.get()
+    assert (lock.job_id, lock.worker) == (job.pk, worker_id())
+    holder.refresh_from_db()
+    assert holder.status == ImportJob.Status.FAILED and holder.finished_at is not None
+    assert holder.error.startswith("abandoned"), holder.error
+    assert f"import #{job.pk} took the source over" in holder.error
+
+
+def test_a_lock_left_by_an_ended_job_does_not_block():
+    holder = running_job("s")
+    acquire(holder)
+    ImportJob.objects.filter(pk=holder.pk).update(status=ImportJob.Status.SUCCEEDED, error="")
+
+    job = create_job(source="s")
+    acquire(job)
+
+    assert SourceLock.objects.get().job_id == job.pk
+    holder.refresh_from_db()
+    assert (holder.status, holder.error) == (ImportJob.Status.SUCCEEDED, ""), "left as it ended"
 
 
 def test_a_second_import_of_a_locked_source_is_refused(tmp_path):
     source = tmp_path / "cars.csv"
     source.write_text("title\nA\n")
-    token = acquire(str(source), ttl=60)
+    holder = running_job(str(source))
+    acquire(holder)  # another import, alive (this process, beating), holds the source
 
     job = create_job(source=str(source))
     with pytest.raises(SourceBusy):
         execute_job(job.pk)
     job.refresh_from_db()
     assert job.status == ImportJob.Status.QUEUED
+    with pytest.raises(SourceBusy):  # a queued job's row phase: its task retries later
+        run_row_phase(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.rows_applied_at) == (ImportJob.Status.QUEUED, None)
     assert Car.objects.count() == 0
 
     with pytest.raises(CommandError) as excinfo:
@@ -166,8 +261,10 @@ def test_a_second_import_of_a_locked_source_is_refused(tmp_path):
     assert excinfo.value.returncode == 1
     assert "another import" in str(excinfo.value)
     assert ImportJob.objects.filter(status=ImportJob.Status.FAILED).count() == 1
+    assert Car.objects.count() == 0
+    assert_still_running(holder)
 
-    release(str(source), token)
+    release(holder.pk)
     call_command("import_csv", str(source), "--no-progress")
     assert Car.objects.count() == 1
     assert not SourceLock.objects.exists(), "the lock is released after the import"

@@ -5,6 +5,7 @@ repository root (django-environ). Environment modules only override defaults.
 """
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
     "cars",
     "imports",
     "gallery",
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -55,6 +57,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
+    # Turns a login refused by django-axes into its lockout answer (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -74,6 +78,30 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Logins (the admin) -----------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# django-axes counts failed logins (in the database, so every process shares the count)
+# and refuses any login from a client address with CARS_LOGIN_FAILURE_LIMIT failures for
+# CARS_LOGIN_COOLOFF seconds, the right password included (429). The address is the one
+# the rate limits use (core.clientip, CARS_NUM_PROXIES).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("CARS_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("CARS_LOGIN_COOLOFF", default=900))
+AXES_LOCKOUT_PARAMETERS = ["ip_address"]
+AXES_CLIENT_IP_CALLABLE = "core.clientip.client_ip"
+AXES_RESET_ON_SUCCESS = True
 
 # --- Database ---------------------------------------------------------------------------
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
@@ -119,7 +147,8 @@ else:
         }
     }
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# Redis or RabbitMQ (amqp://). Unset (and no REDIS_URL): work runs in the calling process.
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL) or "memory://"
 CELERY_RESULT_BACKEND = None  # job state lives in ImportJob rows, not in Celery results
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -127,11 +156,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=2 * 3600)
+# No task runs long: an import is a row-phase task and chunks of CARS_IMAGE_CHUNK pictures.
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
-# Must exceed the longest task, or Redis redelivers a running task (celery#7918).
+# Redis hands an unacked message out again after this; it must exceed the longest task
+# (celery#7918). A dead worker's work comes back sooner, through the heartbeat sweep.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 600)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 60)
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -190,21 +221,64 @@ if USE_S3:
         },
     }
 
+# Uploaded CSVs (the admin's "Import CSV" page) are private: never under MEDIA_ROOT nor in
+# the public bucket, stored as `text/csv` attachments whatever the uploader said, and
+# deleted when their job ends (imports.uploads). Locally a folder nothing serves; with S3
+# a bucket of their own (AWS_IMPORTS_BUCKET_NAME), which must not be public nor behind
+# the CDN, with short-lived signed URLs if one is ever asked for.
+CARS_UPLOAD_ROOT = env.path("CARS_UPLOAD_ROOT", default=BASE_DIR / "uploads")
+STORAGES["imports"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {
+        "location": CARS_UPLOAD_ROOT,
+        "file_permissions_mode": 0o600,
+        "directory_permissions_mode": 0o700,
+    },
+}
+AWS_IMPORTS_BUCKET_NAME = env("AWS_IMPORTS_BUCKET_NAME", default="")
+if USE_S3:
+    STORAGES["imports"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **STORAGES["default"]["OPTIONS"],
+            # Development may share the media bucket (keys under imports/); production
+            # refuses to start without a bucket of their own (config.settings.production).
+            "bucket_name": AWS_IMPORTS_BUCKET_NAME or STORAGES["default"]["OPTIONS"]["bucket_name"],
+            "custom_domain": None,
+            "querystring_auth": True,
+            "querystring_expire": 300,
+            "file_overwrite": False,
+            "default_acl": None,  # the bucket is private; per-object ACLs are off on AWS
+            "object_parameters": {
+                "ContentType": "text/csv",
+                "ContentDisposition": "attachment",
+                "CacheControl": "private, no-store",
+            },
+        },
+    }
+
 # --- CORS (django-cors-headers): only the API is shared with other origins -----------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_EXPOSE_HEADERS = ["ETag", "Link", "X-Total-Count", "X-Request-ID", "X-Search-Corrected"]
 
+# --- Clients behind proxies -------------------------------------------------------------
+# How many proxies in front of the app append the address they saw to X-Forwarded-For
+# (nginx's $proxy_add_x_forwarded_for, an Ingress controller): the client is that many
+# entries from the right; whatever the client itself sent stays to the left, unused.
+# 0: no proxy, the client is the peer address. The anonymous throttles (core.throttling)
+# and the login lockout (django-axes) all read it through core.clientip.
+CARS_NUM_PROXIES = env.int("CARS_NUM_PROXIES", default=0)
+
 # --- Django REST framework --------------------------------------------------------------
 CARS_ANON_RATE = env("CARS_ANON_RATE", default="")
 REST_FRAMEWORK = {
+    "NUM_PROXIES": CARS_NUM_PROXIES,  # for any DRF throttle; ours use core.clientip
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": (
-        ["rest_framework.throttling.AnonRateThrottle"] if CARS_ANON_RATE else []
-    ),
+    "DEFAULT_THROTTLE_CLASSES": (["core.throttling.AnonThrottle"] if CARS_ANON_RATE else []),
     "DEFAULT_THROTTLE_RATES": {"anon": CARS_ANON_RATE or None},
 }
 SPECTACULAR_SETTINGS = {
@@ -217,10 +291,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
+# --- Metrics ----------------------------------------------------------------------------
+# Set: /metrics answers only on connections to this port (gunicorn binds it beside the
+# public one: deploy/docker/gunicorn.conf.py), which no Ingress or proxy routes to.
+# 0: on any port (development; a process not behind gunicorn cannot tell ports apart).
+CARS_METRICS_PORT = env.int("CARS_METRICS_PORT", default=0)
+
 # --- django-imagekit --------------------------------------------------------------------
 # Renditions are made by the import pipeline, never on access (see cars.renditions).
 IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.renditions.GeneratedByImport"
-IMAGEKIT_CACHEFILE_DIR = "CACHE/images"
+# Renditions of `images/<sha256>.jpg` are named `CACHE/images/<sha256>/<spec hash>.jpg`.
+IMAGEKIT_CACHEFILE_DIR = "CACHE"
 
 # --- The catalogue ----------------------------------------------------------------------
 CARS_CSV_SOURCE = env("CARS_CSV_SOURCE", default=str(BASE_DIR / "sample" / "cars.csv"))
@@ -230,6 +311,9 @@ CARS_PAGE_SIZE = env.int("CARS_PAGE_SIZE", default=100)
 CARS_MAX_PAGE_SIZE = env.int("CARS_MAX_PAGE_SIZE", default=1000)
 CARS_IMPORT_WORKERS = env.int("CARS_IMPORT_WORKERS", default=16)
 CARS_FETCH_TIMEOUT = env.float("CARS_FETCH_TIMEOUT", default=30.0)
+# Seconds for one whole fetch of an image or of the CSV: every redirect, retry and pause
+# between retries. None (unset): 2 × CARS_FETCH_TIMEOUT, whichever settings module set it.
+CARS_FETCH_DEADLINE = env.float("CARS_FETCH_DEADLINE", default=None)
 CARS_FETCH_RETRIES = env.int("CARS_FETCH_RETRIES", default=2)
 CARS_FETCH_BACKOFF = env.float("CARS_FETCH_BACKOFF", default=0.5)
 CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
@@ -244,8 +328,10 @@ CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
 # it served, so clients find them in the cache instead of paying the first render.
 CARS_API_REFRESH_INTERVAL = env.float("CARS_API_REFRESH_INTERVAL", default=1.0)
 CARS_API_REFRESH_PAGES = env.int("CARS_API_REFRESH_PAGES", default=20)
-# Seconds after which the lock of an import whose process died is taken over.
-CARS_IMPORT_LOCK_TTL = env.int("CARS_IMPORT_LOCK_TTL", default=3 * 3600)
+# Distinct pictures per image task of a queued import.
+CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
+# Seconds without a heartbeat after which an import's lock or task counts as dead.
+CARS_IMPORT_HEARTBEAT_TIMEOUT = env.int("CARS_IMPORT_HEARTBEAT_TIMEOUT", default=60)
 
 DEFAULT_PLATFORMS = {
     "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
@@ -299,6 +385,7 @@ def logging_config(log_format: str, level: str) -> dict:
             "django.server": {"level": "ERROR" if log_format == "json" else "INFO"},
             "httpx": {"level": "WARNING"},  # a line per image is noise; failures are reported
             "django_guid": {"level": "WARNING"},
+            "axes": {"level": "WARNING"},  # a line per login; lockouts are warnings
         },
     }
 

@@ -9,7 +9,7 @@ import logging
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env, logging_config
+from .base import USE_S3, env, logging_config
 
 
 def _required(name: str) -> str:
@@ -26,11 +26,16 @@ _required("DATABASE_URL")
 DATABASES = {"default": env.db("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 CARS_ALLOW_PRIVATE_URLS = env.bool("CARS_ALLOW_PRIVATE_URLS", default=False)
+# Uploaded CSVs go to a private bucket of their own, never beside the public media.
+if USE_S3:
+    _required("AWS_IMPORTS_BUCKET_NAME")
 
 # Behind a TLS-terminating proxy.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapes
+# Scrapes on their own port, never through the public one (core.metrics).
+CARS_METRICS_PORT = env.int("CARS_METRICS_PORT", default=9100)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)

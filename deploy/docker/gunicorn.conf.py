@@ -5,6 +5,8 @@ node's cores, not its own CPU limit):
 
 - `GUNICORN_WORKERS` (default 2): worker processes per container.
 - `GUNICORN_THREADS` (default 4): threads per worker (gthread worker class when > 1).
+- `CARS_METRICS_PORT` (default 9100, as in the production settings): a second port,
+  where alone /metrics answers (core/metrics.py); no Service or proxy routes to it.
 - any other gunicorn option: `GUNICORN_CMD_ARGS`, read by gunicorn itself, e.g.
   `GUNICORN_CMD_ARGS="--timeout 60 --access-logfile -"`.
 
@@ -22,7 +24,8 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
-bind = "0.0.0.0:8000"
+metrics_port = _int("CARS_METRICS_PORT", 9100)
+bind = ["0.0.0.0:8000", *([f"0.0.0.0:{metrics_port}"] if metrics_port else [])]
 workers = _int("GUNICORN_WORKERS", 2)
 threads = _int("GUNICORN_THREADS", 4)
 worker_class = "gthread" if threads > 1 else "sync"

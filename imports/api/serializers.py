@@ -3,6 +3,7 @@
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
@@ -91,6 +92,18 @@ class ImageFailureSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class ProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="distinct pictures fetched and rendered or failed")
+    total = serializers.IntegerField(
+        help_text="distinct pictures to fetch (known once rows are applied)"
+    )
+
+
+class PicturesSerializer(serializers.Serializer):
+    new = serializers.IntegerField(help_text="cars whose picture this import stored")
+    shared = serializers.IntegerField(help_text="cars whose picture was stored already")
+
+
 class ImportJobSerializer(serializers.Serializer):
     """An import job: its state and, once finished, what it did (the `--report` shapes)."""
 
@@ -104,3 +117,14 @@ class ImportJobSerializer(serializers.Serializer):
     rejected_rows = RejectedRowSerializer(many=True)
     image_failures = ImageFailureSerializer(many=True)
     error = serializers.CharField(help_text="why a failed job failed; empty otherwise")
+    progress = serializers.SerializerMethodField()
+    pictures = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, job: dict) -> dict:
+        return {"done": job["images_done"], "total": job["images_total"]}
+
+    @extend_schema_field(PicturesSerializer)
+    def get_pictures(self, job: dict) -> dict:
+        pictures = job.get("pictures") or {}
+        return {"new": pictures.get("new", 0), "shared": pictures.get("shared", 0)}

@@ -1,7 +1,9 @@
 """Imports API views: parse the request, call imports.jobs, serialize. Nothing else.
 
 Staff only, by token (`Authorization: Token …`) or by a staff session (CSRF enforced as
-DRF does). TokenAuthentication comes first so an anonymous request answers 401 with a
+DRF does), with the admin's permissions (imports.permissions): reading jobs needs
+`imports.view_importjob`, starting one `imports.add_importjob`, and pruning `cars.delete_car`
+too. TokenAuthentication comes first so an anonymous request answers 401 with a
 `WWW-Authenticate: Token` challenge rather than 403.
 """
 
@@ -11,8 +13,8 @@ from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.authentication import SessionAuthentication, TokenAuthentication
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAdminUser
+from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,6 +22,7 @@ from cars.api.pagination import BadRequest, Cursor, link_header, paginate, parse
 from cars.selectors import Ordering
 from imports.jobs import create_job, job_detail, job_rows, submit_job
 from imports.models import ImportJob
+from imports.permissions import PRUNE, may_start_import, may_view_imports
 
 from .serializers import ErrorSerializer, ImportJobSerializer, ImportRequestSerializer
 
@@ -27,13 +30,26 @@ NEWEST_FIRST = Ordering("created_at", descending=True)
 
 ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="no credentials, or wrong ones"),
-    403: OpenApiResponse(ErrorSerializer, description="not a staff user (or no CSRF token)"),
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="not a staff user with the admin's permission for this (or no CSRF token)",
+    ),
 }
+
+
+class ImportsPermission(BasePermission):
+    """As in the admin: viewing jobs for GET, adding one for POST (pruning is checked once
+    the body says whether it is asked)."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.method == "POST":
+            return may_start_import(request.user)
+        return may_view_imports(request.user)
 
 
 class StaffOnlyView(APIView):
     authentication_classes = [TokenAuthentication, SessionAuthentication]
-    permission_classes = [IsAdminUser]
+    permission_classes = [ImportsPermission]
 
 
 class ImportJobListView(StaffOnlyView):
@@ -105,6 +121,8 @@ class ImportJobListView(StaffOnlyView):
                 {"detail": _summary(serializer.errors), "errors": serializer.errors}
             )
         data = serializer.validated_data
+        if not may_start_import(request.user, prune=data["prune"]):
+            raise PermissionDenied(f"prune deletes cars: it needs the {PRUNE} permission")
         job = create_job(
             source=data["source"],
             prune=data["prune"],

@@ -11,19 +11,70 @@ transient 503s, lying Content-Length, redirects.
 
 Conditional requests are answered like a real server: a route with an `ETag` (or
 `Last-Modified`) header answers 304 to a matching `If-None-Match` (or `If-Modified-Since`).
+
+Compressed bodies are served as they are given: build them with `encode()` (or take a
+ready-made `gzip_bomb()`) and name the codings in a `Content-Encoding` header.
+
+    server.add("/bomb.jpg", gzip_bomb(), headers={"Content-Encoding": "gzip, gzip"})
 """
 
 from __future__ import annotations
 
+import functools
 import ssl
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
 Framing = Literal["length", "chunked", "close"]
+Coding = Literal["gzip", "deflate", "raw-deflate", "identity"]
+
+
+def encode(body: bytes, *codings: Coding) -> bytes:
+    """`body` with each content coding applied in turn, as `Content-Encoding: a, b` says.
+
+    "deflate" is the zlib format RFC 9110 names; "raw-deflate" is the bare deflate stream
+    that some servers send under the name "deflate" all the same.
+    """
+    for coding in codings:
+        if coding == "gzip":
+            body = _compress(body, wbits=16 + zlib.MAX_WBITS)
+        elif coding == "deflate":
+            body = _compress(body, wbits=zlib.MAX_WBITS)
+        elif coding == "raw-deflate":
+            body = _compress(body, wbits=-zlib.MAX_WBITS)
+        elif coding != "identity":
+            raise ValueError(f"unknown coding {coding!r}")
+    return body
+
+
+@functools.lru_cache(maxsize=4)
+def gzip_bomb(decoded_size: int = 1 << 30, layers: int = 2) -> bytes:
+    """`decoded_size` zero bytes, gzipped `layers` times: serve it with
+    `Content-Encoding: gzip, gzip` (one "gzip" per layer).
+
+    The default, 1 GiB twice gzipped, is 1,827 bytes on the wire. Built once per process
+    (about 2 s), by streaming the zeros through the compressor a MiB at a time.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = bytes(1 << 20)
+    parts = []
+    for start in range(0, decoded_size, len(block)):
+        parts.append(compressor.compress(block[: decoded_size - start]))
+    parts.append(compressor.flush())
+    body = b"".join(parts)
+    for _ in range(layers - 1):
+        body = encode(body, "gzip")
+    return body
+
+
+def _compress(body: bytes, *, wbits: int) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    return compressor.compress(body) + compressor.flush()
 
 
 @dataclass

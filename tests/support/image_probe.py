@@ -1,9 +1,12 @@
 """Run hostile images through the real image pipeline, one at a time, measuring each.
 
 ``process(data)`` is what the importer does with downloaded bytes (imports.pipeline):
-``_store`` checks them with ``inspect_image`` (format, pixel cap, complete decode), saves
-the original, renders every platform's rendition with cars.renditions / cars.processors
-and records a reason code on failure. It returns "ok" or the reason code.
+``render_picture`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
+and renders every platform's rendition with cars.renditions / cars.processors, raising a
+FetchError with a reason code on failure; the original and its renditions are then
+written to the storage under their content names, as ``cars.pictures.store_picture``
+writes them (without its database row: the probe has no database). It returns "ok" or
+the reason code.
 
 As a program (``python -m tests.support.image_probe COUNT SEED``, Django settings from
 the environment) it replays the seeded corpus of tests/support/imagefuzz.py plus the
@@ -23,13 +26,21 @@ import time
 
 
 def process(data: bytes) -> str:
-    from imports.pipeline import _store
-    from imports.rows import ImageJob
+    import hashlib
 
-    outcome = _store(ImageJob(car_id=1, line=2, key="k", ref="car.jpg"), data)
-    if outcome.error is not None:
-        return str(outcome.error.reason)
-    assert outcome.renditions and outcome.image_name
+    from cars.pictures import _write
+    from cars.platforms import get_platforms
+    from imports.pipeline import render_picture
+    from imports.reasons import FetchError
+
+    try:
+        new = render_picture(hashlib.sha256(data).hexdigest(), data)
+    except FetchError as exc:
+        return str(exc.reason)
+    assert set(new.renditions) == set(get_platforms())
+    _write(new.name, new.data)
+    for rendition in new.renditions.values():
+        _write(rendition.name, rendition.data)
     return "ok"
 
 

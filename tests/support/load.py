@@ -186,6 +186,7 @@ def _service_env(tmp_path: Path):
         database_url, _ = stack.enter_context(fresh_database(tmp_path))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
         env.pop("REDIS_URL", None)
+        env.pop("CELERY_BROKER_URL", None)  # the broker, if any, is REDIS_URL's (below)
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings.production",
             SECRET_KEY=secrets.token_urlsafe(40),

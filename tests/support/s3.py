@@ -21,6 +21,7 @@ them includes every request that was answered before.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -30,6 +31,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import IO, Any
+from urllib.parse import unquote
 
 import httpx
 
@@ -222,3 +224,51 @@ class MotoServer:
             "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
             **overrides,
         }
+
+
+@dataclass
+class Bucket:
+    server: MotoServer
+    name: str
+    client: Any
+
+    def keys(self) -> set[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
+        return {obj["Key"] for page in pages for obj in page.get("Contents", [])}
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
+
+    def head(self, key: str) -> dict:
+        return self.client.head_object(Bucket=self.name, Key=key)
+
+    def key_of(self, request: S3Request) -> str | None:
+        """The object key a request addressed in this bucket (path-style), else None."""
+        prefix = f"/{self.name}/"
+        path = unquote(request.path)
+        return path[len(prefix) :] if path.startswith(prefix) else None
+
+    @property
+    def endpoint(self) -> str:
+        """Where the bucket's objects are served: `<endpoint>/<key>`."""
+        return f"{self.server.url}/{self.name}"
+
+
+def make_bucket(server: MotoServer, cls: type | None = None) -> Bucket:
+    """A new bucket, publicly readable as production's is (of `cls`, a Bucket kind)."""
+    name = f"cars-{uuid.uuid4().hex[:12]}"
+    client = server.client()
+    client.create_bucket(Bucket=name)
+    public_read = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": f"arn:aws:s3:::{name}/*",
+            }
+        ],
+    }
+    client.put_bucket_policy(Bucket=name, Policy=json.dumps(public_read))
+    return (cls or Bucket)(server, name, client)

@@ -1,7 +1,8 @@
 """Run the service as it runs in production: web, Celery worker and beat as real processes.
 
 The stack gets a fresh PostgreSQL database (or an SQLite file when PostgreSQL is not
-available and not required) and its own Redis database number, both removed afterwards.
+available and not required), its own Redis database number and, with the RabbitMQ
+broker, its own RabbitMQ virtual host, all removed afterwards.
 Set REQUIRE_SERVICES=1 (as .ci/run does) to turn "Redis/PostgreSQL missing" into a
 failure instead of a skip.
 """
@@ -9,6 +10,7 @@ failure instead of a skip.
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -48,6 +50,37 @@ def redis_available() -> bool:
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
         return False
+
+
+RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
+BROKERS = ("redis", "rabbitmq")
+
+
+def rabbitmq_available() -> bool:
+    try:
+        with socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=1):
+            pass
+    except OSError:
+        return False
+    return shutil.which("rabbitmqctl") is not None
+
+
+@contextmanager
+def rabbitmq_vhost() -> Iterator[str]:
+    """The broker URL of a new RabbitMQ virtual host (its own queues), deleted afterwards."""
+    if not rabbitmq_available():
+        _missing("RabbitMQ")
+    vhost = f"stack_{secrets.token_hex(4)}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}"
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
 
 
 def postgres_available() -> bool:
@@ -131,12 +164,16 @@ class Stack:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
-    def start_worker(self, name: str = "worker") -> None:
+    def start_worker(
+        self, name: str = "worker", *, concurrency: int = 2, cpu: int | None = None
+    ) -> None:
+        """A Celery worker; with `cpu`, pinned to that core (taskset) as a one-core machine."""
+        pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
         self.start(
             name,
             [
-                str(BIN / "celery"), "-A", "config", "worker", "--loglevel=INFO",
-                "--concurrency=2", "--without-gossip", "--without-mingle",
+                *pin, str(BIN / "celery"), "-A", "config", "worker", "--loglevel=INFO",
+                f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
                 "-n", f"{name}-{secrets.token_hex(3)}@%h",
             ],
         )  # fmt: skip
@@ -172,15 +209,34 @@ class Stack:
 
 
 @contextmanager
-def running_stack(tmp_path: Path, extra_env: dict[str, str], *, beat: bool) -> Iterator[Stack]:
+def running_stack(
+    tmp_path: Path,
+    extra_env: dict[str, str],
+    *,
+    beat: bool,
+    broker: str = "redis",
+    worker: bool = True,
+) -> Iterator[Stack]:
+    """Web, a worker (unless `worker` is False) and beat, on Redis or RabbitMQ (`broker`)."""
     if not redis_available():
         _missing("Redis")
+    if broker == "rabbitmq":
+        with (
+            rabbitmq_vhost() as broker_url,
+            running_stack(
+                tmp_path, {"CELERY_BROKER_URL": broker_url, **extra_env}, beat=beat, worker=worker
+            ) as stack,
+        ):
+            yield stack
+        return
     redis_db = secrets.randbelow(14) + 1
     redis_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}"
     logs = tmp_path / "logs"
     logs.mkdir(parents=True)
     with fresh_database(tmp_path) as (database_url, query):
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_", "CELERY_"))
+        }
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings.development",
             DATABASE_URL=database_url,
@@ -198,7 +254,8 @@ def running_stack(tmp_path: Path, extra_env: dict[str, str], *, beat: bool) -> I
             stack.start(
                 "web", [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
             )
-            stack.start_worker()
+            if worker:
+                stack.start_worker()
             if beat:
                 stack.start(
                     "beat",

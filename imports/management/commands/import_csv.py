@@ -56,6 +56,9 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"line {failure.line}: image failed ({failure.reason}): {failure.message}"
             )
+        pictures = report.pictures
+        if pictures.new or pictures.shared:
+            self.stderr.write(f"pictures: {pictures.new} new, {pictures.shared} shared")
         if options["report"]:
             options["report"].write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         self.stdout.write(report.summary())

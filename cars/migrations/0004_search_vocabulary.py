@@ -59,7 +59,7 @@ def _build_vocabulary(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("cars", "0002_search")]
+    dependencies = [("cars", "0003_pictures")]
 
     operations = [
         migrations.CreateModel(
