@@ -108,7 +108,13 @@ def store_picture(new: NewPicture) -> tuple[int, bool]:
 
 
 def _write(name: str, data: bytes) -> None:
-    saved = default_storage.save(name, ContentFile(data))
+    """Store `data` as `name`; any failure of the storage is an OSError (S3's are not)."""
+    try:
+        saved = default_storage.save(name, ContentFile(data))
+    except OSError:
+        raise
+    except Exception as exc:  # botocore's ClientError, EndpointConnectionError, ...
+        raise OSError(f"the storage refused {name}: {exc}") from exc
     if saved != name:  # the storage must overwrite in place (STORAGES, allow_overwrite)
         default_storage.delete(saved)
         raise OSError(f"the storage stored {name} as {saved}: it must overwrite in place")
@@ -117,22 +123,24 @@ def _write(name: str, data: bytes) -> None:
 def release_on_commit(picture_ids: Iterable[int | None]) -> None:
     """Delete these pictures, once the current transaction commits, if no car shows them."""
     ids = {pk for pk in picture_ids if pk}
-    if ids:
-        transaction.on_commit(lambda: release_pictures(ids))
+    if ids:  # robust: a cleanup that fails must not fail what committed (the sweep retries)
+        transaction.on_commit(lambda: release_pictures(ids), robust=True)
 
 
 def delete_files_on_commit(names: Iterable[str]) -> None:
     """Delete files that belonged to one car only (the layout before pictures by content)."""
     names = [name for name in names if name]
     if names:
-        transaction.on_commit(lambda: _delete_files(names))
+        transaction.on_commit(lambda: _delete_files(names), robust=True)
 
 
 def _delete_files(names: list[str]) -> None:
+    """Delete files no row names any more; one that fails is logged, not raised (a file
+    without a row is only disk space: the next picture with those bytes overwrites it)."""
     for name in names:
         try:
             default_storage.delete(name)
-        except OSError as exc:
+        except Exception as exc:  # OSError, or a storage's own (botocore's are not OSError)
             logger.warning("could not delete %s: %s", name, exc)
 
 
@@ -140,22 +148,20 @@ def release_pictures(picture_ids: Iterable[int]) -> int:
     """Delete every picture among these that no car shows, with its files; return how many.
 
     Each one is checked again under its row's lock, so a car that took it meanwhile keeps
-    it. A storage that fails leaves the row (and its remaining files) for the next sweep.
+    it.
     """
     deleted = 0
     for pk in sorted(set(picture_ids)):
-        try:
-            with transaction.atomic():
-                picture = Picture.objects.select_for_update().filter(pk=pk).first()
-                if picture is None or picture.cars.exists():
-                    continue
-                names = picture.stored_names()
-                Picture.objects.filter(pk=pk).delete()
-                for name in names:
-                    default_storage.delete(name)
-            deleted += 1
-        except OSError as exc:
-            logger.warning("could not delete the files of picture %s: %s", pk, exc)
+        with transaction.atomic():
+            picture = Picture.objects.select_for_update().filter(pk=pk).first()
+            if picture is None or picture.cars.exists():
+                continue
+            Picture.objects.filter(pk=pk).delete()
+            # Under the row's lock, so a concurrent import of the same bytes waits, then
+            # stores them again. A file that cannot be deleted is left without a row, never
+            # a row without its files.
+            _delete_files(picture.stored_names())
+        deleted += 1
     return deleted
 
 

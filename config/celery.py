@@ -18,9 +18,11 @@ def _schedule(sender: Celery, **kwargs) -> None:
 
     # Several sweeps per heartbeat timeout: dead workers' work is handed out again soon
     # after their beats go stale.
+    every = max(5.0, settings.CARS_IMPORT_HEARTBEAT_TIMEOUT / 4)
     sender.add_periodic_task(
-        max(5.0, settings.CARS_IMPORT_HEARTBEAT_TIMEOUT / 4),
-        sender.signature("imports.tasks.sweep_imports"),
+        every,
+        # A sweep stuck behind a backlog is worth nothing once the next one is sent.
+        sender.signature("imports.tasks.sweep_imports", options={"expires": every}),
         name="hand out again the work of dead import workers",
     )
     if settings.CARS_SYNC_INTERVAL > 0:

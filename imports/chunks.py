@@ -29,7 +29,7 @@ from cars.pictures import PictureGone, orphan_picture_ids, release_pictures
 
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import SourceBusy, acquire, beat, release
-from .models import ImageChunk, ImportJob
+from .models import ImageChunk, ImportJob, SourceLock
 from .pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
 from .reasons import FetchError, ImageReason
 from .report import ImportReport
@@ -169,11 +169,22 @@ def run_chunk(chunk_id: int) -> None:
     if chunk is None:
         return
     items = [ImageItem.from_json(value) for value in chunk.items]
+    try:
+        _run_claimed(chunk, token, items)
+    except Exception:
+        # Hand it back (a retried task claims it at once), unless another process has it.
+        ImageChunk.objects.filter(
+            pk=chunk.pk, status=ImageChunk.Status.RUNNING, worker=token
+        ).update(status=ImageChunk.Status.QUEUED, worker="", heartbeat_at=timezone.now())
+        raise
+
+
+def _run_claimed(chunk: ImageChunk, token: str, items: list[ImageItem]) -> None:
     with Heartbeat(lambda: _beat_chunk(chunk, token)):
         if chunk.attempts > MAX_CHUNK_ATTEMPTS:
             error = FetchError(
                 ImageReason.INVALID_IMAGE,
-                f"processing this image stopped its worker {MAX_CHUNK_ATTEMPTS} times",
+                f"processing these images failed or stopped its worker {MAX_CHUNK_ATTEMPTS} times",
             )
             _record(chunk, token, [ItemOutcome(item, error=error) for item in items])
             return
@@ -276,31 +287,46 @@ def _close(job_id: int) -> None:
 
 
 def sweep() -> dict[str, int]:
-    """Hand out again the work of dead processes and lost messages; delete orphan pictures."""
+    """Hand out again the work of dead processes and lost messages; delete orphan pictures.
+
+    Only queued jobs: a job run in one process (`import_csv`) is that process's, and the
+    next import of its source takes it over if the process died (imports.locks).
+    """
     from .tasks import process_image_chunk, run_import_job
 
     cutoff, now = stale_before(), timezone.now()
     found = {"chunks": 0, "jobs": 0, "pictures": 0}
-    running = ImageChunk.objects.filter(
-        status=ImageChunk.Status.RUNNING, job__status=Status.RUNNING
-    ).values_list("pk", "worker", "heartbeat_at")
+    live = {"job__queued": True, "job__status": Status.RUNNING}
+    running = ImageChunk.objects.filter(status=ImageChunk.Status.RUNNING, **live).values_list(
+        "pk", "worker", "heartbeat_at"
+    )
     for pk, worker, heartbeat_at in running:
         if is_dead(worker, heartbeat_at) and ImageChunk.objects.filter(
             pk=pk, worker=worker, heartbeat_at=heartbeat_at
         ).update(status=ImageChunk.Status.QUEUED, worker="", heartbeat_at=now):
             process_image_chunk.delay(pk)
             found["chunks"] += 1
+    # Chunks never sent (their row phase died between its commit and the sending), and
+    # chunks whose message was lost: sent before the cutoff, of a job none of whose
+    # chunks has run since (the lock's beat is stale), so a mere backlog is left alone.
     unsent = ImageChunk.objects.filter(
-        status=ImageChunk.Status.QUEUED,
-        heartbeat_at__isnull=True,
-        job__status=Status.RUNNING,
-        job__rows_applied_at__lt=cutoff,
+        status=ImageChunk.Status.QUEUED, heartbeat_at__isnull=True, job__rows_applied_at__lt=cutoff
     )
-    for job_id in set(unsent.values_list("job_id", flat=True)):
+    for job_id in set(unsent.filter(**live).values_list("job_id", flat=True)):
         _send_chunks(job_id)
         found["chunks"] += 1
+    idle_jobs = SourceLock.objects.filter(heartbeat_at__lt=cutoff).values("job_id")
+    lost = ImageChunk.objects.filter(
+        status=ImageChunk.Status.QUEUED, heartbeat_at__lt=cutoff, job_id__in=idle_jobs, **live
+    ).values_list("pk", "heartbeat_at")
+    for pk, heartbeat_at in lost:
+        if ImageChunk.objects.filter(
+            pk=pk, status=ImageChunk.Status.QUEUED, heartbeat_at=heartbeat_at
+        ).update(heartbeat_at=now):
+            process_image_chunk.delay(pk)
+            found["chunks"] += 1
     stalled = ImportJob.objects.filter(
-        status__in=(Status.QUEUED, Status.RUNNING), rows_applied_at__isnull=True
+        queued=True, status__in=(Status.QUEUED, Status.RUNNING), rows_applied_at__isnull=True
     ).values_list("pk", "status", "worker", "heartbeat_at")
     for pk, status, worker, heartbeat_at in stalled:
         # A running row phase beats; a queued job's beat is when its task was last sent.
@@ -310,7 +336,7 @@ def sweep() -> dict[str, int]:
             else (heartbeat_at is None or heartbeat_at < cutoff)
         )
         if dead and ImportJob.objects.filter(
-            pk=pk, status=status, heartbeat_at=heartbeat_at
+            pk=pk, status=status, heartbeat_at=heartbeat_at, rows_applied_at__isnull=True
         ).update(status=Status.QUEUED, worker="", heartbeat_at=now):
             run_import_job.delay(pk)
             found["jobs"] += 1

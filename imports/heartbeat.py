@@ -37,13 +37,26 @@ def stale_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.CARS_IMPORT_HEARTBEAT_TIMEOUT)
 
 
+# A process alive on this host whose beats stopped this many timeouts ago is hung (or its
+# pid was reused): dead all the same.
+HUNG_AFTER = 10
+
+
 def is_dead(worker: str, heartbeat_at: datetime | None) -> bool:
-    """Whether the holder `worker` ("host:pid", maybe with a suffix) stopped for good."""
-    if heartbeat_at is None or heartbeat_at < stale_before():
-        return True
+    """Whether the holder `worker` ("host:pid", maybe with a suffix) stopped for good.
+
+    On this host the process table answers: gone is dead at once, alive is alive even
+    when a beat is late (SQLite makes beats wait while another transaction writes).
+    From another host, only the beats tell.
+    """
     host, _, rest = worker.partition(":")
     pid = rest.split(":", 1)[0]
-    return host == HOST and pid.isdigit() and not _alive(int(pid))
+    if host == HOST and pid.isdigit():
+        if not _alive(int(pid)):
+            return True
+        timeout = settings.CARS_IMPORT_HEARTBEAT_TIMEOUT * HUNG_AFTER
+        return heartbeat_at is None or heartbeat_at < timezone.now() - timedelta(seconds=timeout)
+    return heartbeat_at is None or heartbeat_at < stale_before()
 
 
 def _alive(pid: int) -> bool:

@@ -50,6 +50,8 @@ def submit_job(job: ImportJob) -> None:
     if queued():
         from .tasks import run_import_job
 
+        ImportJob.objects.filter(pk=job.pk).update(queued=True)
+        job.queued = True
         enqueue(run_import_job, job.pk)
         return
     try:

@@ -1,9 +1,11 @@
 """One import per source at a time: a database lock held by a job, kept alive by beats.
 
 The process that runs the job's row phase, and then every chunk of its image work, beats
-the lock. The next import of the same source takes it over as soon as the holder is dead
-(`heartbeat.is_dead`: no beat for CARS_IMPORT_HEARTBEAT_TIMEOUT, or a process gone from
-this host) or its job has ended; the dead holder's job is then marked failed.
+the lock. A job run in one process (`import_csv`, or any job without a broker) is taken
+over by the next import of the same source as soon as its process is dead
+(`heartbeat.is_dead`: gone from this host, or no beat for CARS_IMPORT_HEARTBEAT_TIMEOUT),
+and is then marked failed. A queued job holds its source until it ends: the sweep hands
+out again whatever its dead workers left, so it always ends.
 """
 
 import hashlib
@@ -39,7 +41,8 @@ def acquire(job: ImportJob) -> None:
         lock = SourceLock.objects.select_for_update().get(key=key)
         holder = ImportJob.objects.filter(pk=lock.job_id).first()
         if holder is not None and holder.pk != job.pk and holder.status not in ENDED:
-            if not is_dead(lock.worker, lock.heartbeat_at):
+            # A queued job outlives its processes: the sweep hands its work out again.
+            if holder.queued or not is_dead(lock.worker, lock.heartbeat_at):
                 raise SourceBusy(f"another import of {job.source} is running")
             ImportJob.objects.filter(pk=holder.pk).exclude(status__in=ENDED).update(
                 status=Status.FAILED,

@@ -40,6 +40,9 @@ class ImportJob(models.Model):
     # Queued jobs (Celery): the row phase is one task, the images are chunks of at most
     # CARS_IMAGE_CHUNK distinct references, taken by any worker. The job's progress and
     # outcome live here; the chunk that brings chunks_pending to 0 closes the job.
+    queued = models.BooleanField(
+        default=False, help_text="Run by Celery workers: a row-phase task, then image chunks."
+    )
     rows_applied_at = models.DateTimeField(null=True, blank=True)
     base_dir = models.TextField(
         blank=True, default="", help_text="Folder that relative image paths resolve in."

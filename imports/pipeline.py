@@ -342,23 +342,25 @@ def record_outcomes(
     picture_of: dict[str, int] = {}
     created: set[str] = set()
     with transaction.atomic():
-        # The stored pictures first: one deleted meanwhile stops the batch before anything
-        # is written.
-        shared = {o.sha256 for o in outcomes if not o.error and not o.new}
-        shared -= {o.sha256 for o in outcomes if o.new}
-        picture_of.update(locked_pictures(shared))
-        if missing := shared - picture_of.keys():
-            raise PictureGone(missing)
-        for outcome in sorted((o for o in outcomes if o.new), key=lambda o: o.sha256):
-            if outcome.sha256 in picture_of:
+        # One pass in content order, locking stored pictures and creating new ones, so
+        # two batches never wait on each other. A stored picture deleted meanwhile stops
+        # the batch (rolled back; files of new ones written so far have no row and are
+        # overwritten when those bytes are stored again).
+        new = {o.sha256: o.new for o in outcomes if o.new is not None}
+        shared = {o.sha256 for o in outcomes if not o.error and o.sha256 not in new}
+        for sha256 in sorted(new.keys() | shared):
+            if sha256 in shared:
+                if not (found := locked_pictures([sha256])):
+                    raise PictureGone({sha256} | (shared - stored_sha256s(shared)))
+                picture_of.update(found)
                 continue
             try:
-                picture_of[outcome.sha256], made = store_picture(outcome.new)
+                picture_of[sha256], made = store_picture(new[sha256])
             except OSError as exc:
-                logger.warning("storing the picture of %s failed: %s", outcome.item.ref, exc)
+                logger.warning("storing the picture %s failed: %s", sha256, exc)
                 continue
             if made:
-                created.add(outcome.sha256)
+                created.add(sha256)
         updates, now = [], timezone.now()
         for outcome in outcomes:
             error = outcome.error

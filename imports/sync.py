@@ -43,6 +43,7 @@ def sync_source(source: str | None = None) -> ImportJob | None:
     job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC)
     try:
         if queued():  # the rows here, the images on the workers
+            ImportJob.objects.filter(pk=job.pk).update(queued=True)
             run_row_phase(job.pk, opened=opened)
         else:
             execute_job(job.pk, opened=opened)

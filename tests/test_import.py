@@ -698,11 +698,10 @@ def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(
     catalog, monkeypatch, settings
 ):
     """The car's previous picture is released after commit; a storage that cannot delete
-    it then neither hides the new image's reason nor fails the import, and the picture is
-    kept (row and files) for a later sweep to delete."""
+    it then neither hides the new image's reason nor fails the import. The picture's row
+    goes (no car may share a picture whose files may be gone); the files the storage
+    kept have no row, and the same bytes imported again are stored whole and shown."""
     from django.core.files.storage import FileSystemStorage
-
-    from cars.pictures import orphan_picture_ids, release_pictures
 
     import_csv(str(catalog / "cars.csv"))
     alpha = Car.objects.get(external_key="1")
@@ -723,14 +722,18 @@ def test_a_bad_image_is_still_the_reason_when_its_old_files_cannot_be_deleted(
     alpha.refresh_from_db()
     assert (alpha.image_status, alpha.image_error) == (ImageStatus.FAILED, "invalid_image")
     assert alpha.picture is None
-    assert deletes, "the released picture's files were asked to go"
-    assert orphan_picture_ids() == [old_picture], "kept, with its row, for the sweep"
-    assert old_files <= media_files(Path(settings.MEDIA_ROOT))
+    assert sorted(deletes) == sorted(old_files), "the released picture's files were asked to go"
+    assert not Picture.objects.filter(pk=old_picture).exists(), "no row without its files"
+    assert old_files <= media_files(Path(settings.MEDIA_ROOT)), "what the storage kept"
 
-    monkeypatch.undo()  # the storage is back: the sweep deletes what no car shows
-    assert release_pictures(orphan_picture_ids()) == 1
-    assert not old_files & media_files(Path(settings.MEDIA_ROOT))
-    assert not Picture.objects.filter(pk=old_picture).exists()
+    monkeypatch.undo()  # the storage is back; the same bytes come again
+    write_csv(catalog / "cars.csv", [["1", "Alpha", "First car", "img/a.jpg"]])
+    out, _ = import_csv(str(catalog / "cars.csv"))
+    assert summary(out).endswith("images: 1 ok, 0 failed")
+    alpha.refresh_from_db()
+    assert alpha.image_status == ImageStatus.READY and files_of(alpha) == old_files
+    media = Path(settings.MEDIA_ROOT)
+    assert all((media / name).read_bytes() for name in files_of(alpha))
 
 
 def test_render_processes_run_below_the_fetch_threads_priority():

@@ -871,7 +871,7 @@ def test_migrate_pictures_serves_existing_files_before_during_and_after(upgrade)
 
 
 def test_migrate_pictures_leaves_one_picture_per_content_and_no_legacy_file(upgrade):
-    assert upgrade.first_run.strip().endswith("moved 12 cars; 0 had no readable original")
+    assert upgrade.first_run.strip().endswith("moved 12 cars; 0 left as they were (see above)")
     assert not any(LEGACY_NAME.match(name) for name in upgrade.names_after)
     assert len(upgrade.names_after) == 10 * 4, "10 pictures: one original, 3 renditions each"
     cars = upgrade.cars_after
@@ -888,7 +888,7 @@ def test_migrate_pictures_leaves_one_picture_per_content_and_no_legacy_file(upgr
 
 
 def test_migrate_pictures_run_again_changes_nothing(upgrade):
-    assert upgrade.second_run.strip().endswith("moved 0 cars; 0 had no readable original")
+    assert upgrade.second_run.strip().endswith("moved 0 cars; 0 left as they were (see above)")
     assert upgrade.again == upgrade.after
     assert upgrade.names_again == upgrade.names_after
     assert upgrade.cars_again == upgrade.cars_after

@@ -12,6 +12,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(model_name="importjob", name="queued", field=models.BooleanField(default=False, help_text="Run by Celery workers: a row-phase task, then image chunks.")),
         migrations.AddField(model_name="importjob", name="rows_applied_at", field=models.DateTimeField(blank=True, null=True)),
         migrations.AddField(model_name="importjob", name="base_dir", field=models.TextField(blank=True, default="", help_text="Folder that relative image paths resolve in.")),
         migrations.AddField(model_name="importjob", name="images_total", field=models.PositiveIntegerField(default=0, help_text="Distinct pictures to fetch.")),

@@ -35,33 +35,40 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=50, help="cars per transaction")
 
     def handle(self, *args, **options) -> None:
-        moved = missing = 0
+        moved = left = 0
+        after = 0  # cars are taken in id order, each once, so a car left as it was is not
         todo = Car.objects.filter(picture__isnull=True).exclude(legacy_image="")
         with render_pool() as pool:
             while batch := list(
-                todo.order_by("pk").values_list("pk", "external_key", "legacy_image",
-                                                  "image_fetched_from")[: options["batch"]]
-            ):  # fmt: skip
-                outcomes, unreadable = self._outcomes(pool, batch)
-                missing += len(unreadable)
-                if unreadable:  # nothing to move: forget the files, keep the car's data
-                    Car.objects.filter(pk__in=unreadable).update(
-                        legacy_image="", legacy_renditions={}
-                    )
+                todo.filter(pk__gt=after)
+                .order_by("pk")
+                .values_list("pk", "external_key", "legacy_image", "image_fetched_from")[
+                    : options["batch"]
+                ]
+            ):
+                after = batch[-1][0]
+                outcomes, problems = self._outcomes(pool, batch)
+                for pk, problem in problems:
+                    self.stderr.write(f"car {pk} left as it was: {problem}")
+                left += len(problems)
                 if outcomes:
                     moved += record_outcomes(outcomes, touch=False).ok
                 self.stdout.write(f"moved {moved} cars", ending="\r")
-        self.stdout.write(f"moved {moved} cars; {missing} had no readable original")
+        self.stdout.write(f"moved {moved} cars; {left} left as they were (see above)")
 
-    def _outcomes(self, pool, batch) -> tuple[list[ItemOutcome], list[int]]:
-        contents, unreadable = {}, []
+    def _outcomes(self, pool, batch) -> tuple[list[ItemOutcome], list[tuple[int, str]]]:
+        """The batch's outcomes, and the cars left as they were, with why.
+
+        A car whose original cannot be read, or no longer passes the image checks, keeps
+        its own files and data: its only copy is never deleted here.
+        """
+        contents, problems = {}, []
         for pk, key, name, fetched_from in batch:
             try:
                 with default_storage.open(name) as original:
                     data = original.read()
-            except OSError as exc:
-                self.stderr.write(f"car {pk}: cannot read {name}: {exc}")
-                unreadable.append(pk)
+            except Exception as exc:  # OSError, or a storage's own (S3's are not OSError)
+                problems.append((pk, f"cannot read {name}: {exc}"))
                 continue
             item = ImageItem(fetched_from or name, (CarRef(pk, 0, key),))
             contents.setdefault(hashlib.sha256(data).hexdigest(), []).append((item, data))
@@ -73,12 +80,13 @@ class Command(BaseCommand):
         }
         outcomes = []
         for sha, pairs in contents.items():
-            new = error = None
+            new = None
             if sha in renders:
                 try:
                     new = renders[sha].result()
                 except FetchError as exc:
-                    error = exc
+                    problems += [(item.cars[0].car_id, exc.message) for item, _ in pairs]
+                    continue
             for n, (item, _) in enumerate(pairs):
-                outcomes.append(ItemOutcome(item, sha, new=new if n == 0 else None, error=error))
-        return outcomes, unreadable
+                outcomes.append(ItemOutcome(item, sha, new=new if n == 0 else None))
+        return outcomes, problems
