@@ -21,6 +21,8 @@ from .report import Counts
 
 BATCH_SIZE = 2000
 TABLE = Car._meta.db_table
+# What `RowApplier._apply` says to do with a car's image state.
+_CLEARED, _PENDING_STATE = "cleared", "pending"
 
 # Every column the importer writes, in the order of the row tuples below.
 _COLUMNS = (
@@ -40,7 +42,19 @@ _INSERT = (
     f"INSERT INTO {TABLE} (external_key, created_at, {', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 2))})"
 )
-_UPDATE = f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in _COLUMNS)} WHERE id = %s"
+# An update writes only what the row phase owns: the text, and the image state when the
+# reference goes or needs fetching, each guarded, so it never writes back a picture or an
+# outcome it read before a concurrent writer (a chunk, a retry, migrate_pictures) changed it.
+_UPDATE = (
+    f"UPDATE {TABLE} SET title = %s, description = %s, source_image_url = %s, updated_at = %s "
+    "WHERE id = %s"
+)
+_PENDING = f"UPDATE {TABLE} SET image_status = %s WHERE id = %s AND picture_id IS NULL"
+_CLEAR = (
+    f"UPDATE {TABLE} SET picture_id = NULL, legacy_image = '', legacy_renditions = %s, "
+    "image_fetched_from = '', image_status = %s, image_error = NULL, image_error_message = '' "
+    "WHERE id = %s"
+)
 
 
 @dataclass
@@ -66,9 +80,6 @@ class _Car:
             return []
         renditions = (r["name"] for r in (self.legacy_renditions or {}).values() if r)
         return [self.legacy_image, *renditions]
-
-    def values(self) -> tuple:
-        return tuple(getattr(self, c) for c in _COLUMNS)
 
 
 def needs_fetch(car: _Car, ref: str, *, refresh: bool) -> bool:
@@ -107,6 +118,8 @@ class RowApplier:
         now = connection.ops.adapt_datetimefield_value(timezone.now())
         inserts: list[tuple] = []
         updates: list[tuple] = []
+        pending: list[tuple] = []
+        cleared: list[tuple] = []
         with_images: list[CsvRow] = []
         for row in batch:
             car = existing.get(row.key)
@@ -114,17 +127,19 @@ class RowApplier:
                 inserts.append(self._new_row(row, now))
                 if row.image:
                     with_images.append(row)
-            elif self._apply(row, car, now):
-                renditions = json.dumps(car.legacy_renditions or {})
-                stamp = car.updated_at
-                if not isinstance(stamp, str):  # unchanged: the value read back from the db
-                    stamp = connection.ops.adapt_datetimefield_value(stamp)
-                updates.append((*car.values()[:-2], renditions, stamp, car.id))
+                continue
+            text_changed, image = self._apply(row, car)
+            if text_changed or image == _CLEARED:
+                updates.append((car.title, car.description, car.source_image_url, now, car.id))
+            if image == _CLEARED:
+                cleared.append((self._empty_json, ImageStatus.NONE.value, car.id))
+            elif image == _PENDING_STATE:
+                pending.append((ImageStatus.PENDING.value, car.id))
         with connection.cursor() as cursor:
-            if inserts:
-                cursor.executemany(_INSERT, inserts)
-            if updates:
-                cursor.executemany(_UPDATE, updates)
+            for sql, params in ((_INSERT, inserts), (_UPDATE, updates), (_PENDING, pending),
+                                (_CLEAR, cleared)):  # fmt: skip
+                if params:
+                    cursor.executemany(sql, params)
         if with_images:
             ids = dict(
                 Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
@@ -133,7 +148,7 @@ class RowApplier:
             )
             self.refs += [(r.image, CarRef(ids[r.key], r.line, r.key)) for r in with_images]
         self.counts.created += len(inserts)
-        self.changed = self.changed or bool(inserts or updates)
+        self.changed = self.changed or bool(inserts or updates or pending or cleared)
 
     def _existing(self, batch: list[CsvRow]) -> dict[str, _Car]:
         rows = Car.objects.filter(external_key__in=[r.key for r in batch]).values_list(
@@ -159,8 +174,8 @@ class RowApplier:
             now,  # updated_at
         )
 
-    def _apply(self, row: CsvRow, car: _Car, now) -> bool:
-        """Update `car` from `row`; queue its image; return whether it must be saved."""
+    def _apply(self, row: CsvRow, car: _Car) -> tuple[bool, str | None]:
+        """Compare `car` with `row`; queue its image: (text changed, image state to write)."""
         ref = row.image or ""
         changed = (car.title, car.description, car.source_image_url) != (
             row.title,
@@ -169,7 +184,6 @@ class RowApplier:
         )
         if changed:
             car.title, car.description, car.source_image_url = row.title, row.description, ref
-            car.updated_at = now
             self.counts.updated += 1
         else:
             self.counts.unchanged += 1
@@ -177,17 +191,12 @@ class RowApplier:
             if car.picture_id or car.legacy_image or car.image_status != ImageStatus.NONE:
                 release_on_commit([car.picture_id])
                 delete_files_on_commit(car.legacy_files())
-                car.picture_id, car.image_fetched_from = None, ""
-                car.legacy_image, car.legacy_renditions = "", {}
-                car.image_status, car.image_error, car.image_error_message = "none", None, ""
-                car.updated_at = now
-                changed = True
+                return changed, _CLEARED
         elif needs_fetch(car, ref, refresh=self.refresh_images):
             self.refs.append((ref, CarRef(car.id, row.line, row.key)))
             if car.image_status != ImageStatus.PENDING and not car.picture_id:
-                car.image_status = ImageStatus.PENDING
-                changed = True
-        return changed
+                return changed, _PENDING_STATE
+        return changed, None
 
     def prune(self, key_seen: Callable[[str], bool]) -> None:
         """Delete every car whose key the (fully parsed) source did not name."""

@@ -747,3 +747,39 @@ def test_render_processes_run_below_the_fetch_threads_priority():
             pytest.skip("one core: rendering runs on threads of this process")
         child = pool.submit(os.nice, 0).result()
     assert child == min(19, os.nice(0) + imports.pipeline.RENDER_NICENESS)
+
+
+@pytest.mark.django_db
+def test_the_row_phase_never_writes_back_image_state_it_read_before_another_writer(
+    catalog, monkeypatch
+):
+    """Between the row phase's read of a car and its write, a chunk of another import (or
+    a retry, or migrate_pictures) gives the car another picture: the row phase's update
+    of the text must leave that picture alone, not restore the one it read."""
+    from imports.rows import RowApplier
+
+    import_csv(str(catalog / "cars.csv"))
+    alpha, beta = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
+    real_existing = RowApplier._existing
+
+    def read_then_another_writer(self, batch):
+        seen = real_existing(self, batch)
+        Car.objects.filter(pk=alpha.pk).update(picture_id=beta.picture_id)
+        return seen
+
+    monkeypatch.setattr(RowApplier, "_existing", read_then_another_writer)
+    write_csv(
+        catalog / "cars.csv",
+        [
+            ["1", "Alpha renamed", "First car", "img/a.jpg"],
+            ["2", "Beta", "Second car", "img/b.png"],
+            ["3", "Gamma", "Third car", "img/c.jpg"],
+            ["4", "Delta", "No image", ""],
+        ],
+    )
+    out, _ = import_csv(str(catalog / "cars.csv"))
+
+    assert summary(out).startswith("created 0, updated 1, unchanged 3")
+    alpha.refresh_from_db()
+    assert alpha.title == "Alpha renamed"
+    assert alpha.picture_id == beta.picture_id, "the other writer's picture was overwritten"
