@@ -94,7 +94,12 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
             return
         except Exception as exc:
             if _is_transient(exc):
-                raise  # the task retries; the transaction was rolled back
+                # Rolled back: hand the job back, so the retried task (or the sweep) takes
+                # it at once rather than waiting for this live process to look dead.
+                ImportJob.objects.filter(pk=job.pk, worker=worker_id()).update(
+                    status=Status.QUEUED, worker=""
+                )
+                raise
             logger.exception("import job %s crashed", job.pk)
             _fail(job, f"{type(exc).__name__}: {exc}")
             return

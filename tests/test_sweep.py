@@ -137,3 +137,31 @@ def test_a_process_alive_on_this_host_is_alive_even_when_its_beat_is_late():
     assert is_dead(f"{HOST}:999999999", timezone.now())
     assert is_dead("elsewhere:1", late)
     assert not is_dead("elsewhere:1", timezone.now())
+
+
+def test_a_row_phase_that_meets_a_database_error_hands_its_job_back(monkeypatch, tmp_path):
+    """A transient database error rolls the row phase back and the task retries: the job
+    must be free to take again at once, not held by this (live) process for minutes."""
+    from django.db import OperationalError
+
+    import imports.chunks
+    from imports.chunks import run_row_phase
+
+    source = tmp_path / "cars.csv"
+    source.write_text("id,title\n1,Alpha\n")
+    job = create_job(source=str(source))
+    ImportJob.objects.filter(pk=job.pk).update(queued=True)
+
+    def database_gone(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(imports.chunks, "apply_source", database_gone)
+    with pytest.raises(OperationalError):
+        run_row_phase(job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.worker) == (ImportJob.Status.QUEUED, "")
+
+    monkeypatch.undo()
+    run_row_phase(job.pk)  # the retry: taken at once, and done
+    job.refresh_from_db()
+    assert job.status == ImportJob.Status.SUCCEEDED
