@@ -134,6 +134,23 @@ def manage(site: Site, *args: str, log_name: str = "manage", **env_extra: str) -
     return result
 
 
+def import_csv(
+    site: Site, csv_path: Path, *, workers: int, report_path: Path, log_name: str
+) -> tuple["Timed", dict]:
+    """`manage.py import_csv` timed, with its JSON report read back."""
+    timed = manage(
+        site,
+        "import_csv",
+        str(csv_path),
+        "--no-progress",
+        "--report",
+        str(report_path),
+        log_name=log_name,
+        CARS_IMPORT_WORKERS=str(workers),
+    )
+    return timed, json.loads(report_path.read_text())
+
+
 def migrate(site: Site) -> None:
     manage(site, "migrate", "--noinput", log_name="migrate")
 

@@ -20,7 +20,17 @@ from pathlib import Path
 import httpx
 
 from . import data, floors, references
-from .common import Config, Site, gunicorn, http_get, manage, median, migrate, server_env
+from .common import (
+    Config,
+    Site,
+    gunicorn,
+    http_get,
+    import_csv,
+    manage,
+    median,
+    migrate,
+    server_env,
+)
 from .imageserver import ImageServer
 from .report import Row, at_least, at_most, check, info, seconds
 
@@ -40,19 +50,11 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     with ImageServer(images[0].parent, latency=cfg.latency) as server:
         csv_path = data.images_csv(images, server.base_url, site.folder)
         server.reset()
-        imported = manage(
-            site,
-            "import_csv",
-            str(csv_path),
-            "--no-progress",
-            "--report",
-            str(report_path),
-            log_name="import",
-            CARS_IMPORT_WORKERS=str(cfg.workers),
+        imported, report = import_csv(
+            site, csv_path, workers=cfg.workers, report_path=report_path, log_name="import"
         )
         served = server.stats()
         floor = server_floor(server, images, cfg.workers)
-    report = json.loads(report_path.read_text())
     counts = report["counts"]
     timings = report.get("timings") or {}
 

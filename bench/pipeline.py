@@ -10,7 +10,6 @@
 """
 
 import csv
-import json
 import os
 import random
 import signal
@@ -20,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import data
-from .common import BIN, OUT, PYTHON, ROOT, Config, Site, manage, migrate
+from .common import BIN, OUT, PYTHON, ROOT, Config, Site, import_csv, migrate
 from .imageserver import ImageServer
 from .report import Row, at_most, info, seconds
 
@@ -103,17 +102,13 @@ def _shared_csv(folder: Path, images: list[Path], base_url: str, count: int) -> 
 
 def _import(site: Site, csv_path: Path, cfg: Config) -> dict:
     report_path = site.folder / f"{csv_path.stem}-report.json"
-    timed = manage(
+    timed, report = import_csv(
         site,
-        "import_csv",
-        str(csv_path),
-        "--no-progress",
-        "--report",
-        str(report_path),
+        csv_path,
+        workers=cfg.workers,
+        report_path=report_path,
         log_name=f"import-{csv_path.stem}",
-        CARS_IMPORT_WORKERS=str(cfg.workers),
     )
-    report = json.loads(report_path.read_text())
     return {
         "seconds": timed.seconds,
         "cpu_s": timed.cpu_seconds,
