@@ -6,7 +6,7 @@ from imports.retry import submit_retry
 
 from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
-from .pictures import delete_files_on_commit, release_on_commit
+from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .platforms import get_platforms
 from .search import apply_search, rebuild_vocabulary
 
@@ -102,7 +102,7 @@ class CarAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         release_on_commit([obj.picture_id])
-        delete_files_on_commit(_legacy_files(obj))
+        delete_files_on_commit(legacy_files(obj.legacy_image, obj.legacy_renditions))
         super().delete_model(request, obj)
         rebuild_vocabulary()
         bump_catalog_version()
@@ -110,13 +110,7 @@ class CarAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for car in queryset:
             release_on_commit([car.picture_id])
-            delete_files_on_commit(_legacy_files(car))
+            delete_files_on_commit(legacy_files(car.legacy_image, car.legacy_renditions))
         super().delete_queryset(request, queryset)
         rebuild_vocabulary()
         bump_catalog_version()
-
-
-def _legacy_files(car: Car) -> list[str]:
-    if not car.legacy_image:
-        return []
-    return [car.legacy_image.name, *(r["name"] for r in car.legacy_renditions.values() if r)]

@@ -127,6 +127,14 @@ def release_on_commit(picture_ids: Iterable[int | None]) -> None:
         transaction.on_commit(lambda: release_pictures(ids), robust=True)
 
 
+def legacy_files(image: str, renditions: dict | None) -> list[str]:
+    """A car's own files in the layout before pictures by content: its original (`image`,
+    empty once moved) and its renditions."""
+    if not image:
+        return []
+    return [str(image), *(r["name"] for r in (renditions or {}).values() if r)]
+
+
 def delete_files_on_commit(names: Iterable[str]) -> None:
     """Delete files that belonged to one car only (the layout before pictures by content)."""
     names = [name for name in names if name]

@@ -26,7 +26,7 @@ class GeneratedByImport:
     """imagekit cache-file strategy: never generate on access.
 
     imagekit's default (JustInTime) would render inside the first request that reads
-    `.url`; here the import renders, and reads use the names stored on the car.
+    `.url`; here the import renders, and reads use the names stored on the picture.
     """
 
     def on_existence_required(self, file) -> None:

@@ -38,6 +38,7 @@ from cars.pictures import (
     NewPicture,
     PictureGone,
     delete_files_on_commit,
+    legacy_files,
     locked_pictures,
     release_on_commit,
     store_picture,
@@ -403,9 +404,7 @@ def _update_cars(updates: list[tuple[list[int], dict]], *, touch: bool = True) -
         for pk, picture_id, legacy_image, legacy_renditions in before:
             if picture_id and picture_id != showing[pk]:
                 previous.add(picture_id)
-            if legacy_image:
-                legacy.append(legacy_image)
-                legacy += [r["name"] for r in (legacy_renditions or {}).values() if r]
+            legacy += legacy_files(legacy_image, legacy_renditions)
     for ids, values in updates:
         if not touch:  # moving files changes no answer, so not the car's `updated_at`
             values = {k: v for k, v in values.items() if k != "updated_at"}

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cars.models import Car, ImageStatus
-from cars.pictures import delete_files_on_commit, release_on_commit
+from cars.pictures import delete_files_on_commit, legacy_files, release_on_commit
 
 from .csv_reader import CsvRow
 from .pipeline import CarRef
@@ -73,13 +73,6 @@ class _Car:
     image_error_message: str
     legacy_renditions: dict
     updated_at: object
-
-    def legacy_files(self) -> list[str]:
-        """The per-car files of the layout before pictures by content, if any are left."""
-        if not self.legacy_image:
-            return []
-        renditions = (r["name"] for r in (self.legacy_renditions or {}).values() if r)
-        return [self.legacy_image, *renditions]
 
 
 def needs_fetch(car: _Car, ref: str, *, refresh: bool) -> bool:
@@ -190,7 +183,7 @@ class RowApplier:
         if not ref:
             if car.picture_id or car.legacy_image or car.image_status != ImageStatus.NONE:
                 release_on_commit([car.picture_id])
-                delete_files_on_commit(car.legacy_files())
+                delete_files_on_commit(legacy_files(car.legacy_image, car.legacy_renditions))
                 return changed, _CLEARED
         elif needs_fetch(car, ref, refresh=self.refresh_images):
             self.refs.append((ref, CarRef(car.id, row.line, row.key)))
@@ -210,11 +203,7 @@ class RowApplier:
                 doomed.append(pk)
                 if picture_id:
                     pictures.add(picture_id)
-                if legacy_image:
-                    legacy += [
-                        legacy_image,
-                        *(r["name"] for r in (legacy_renditions or {}).values() if r),
-                    ]
+                legacy += legacy_files(legacy_image, legacy_renditions)
         for start in range(0, len(doomed), BATCH_SIZE):
             Car.objects.filter(pk__in=doomed[start : start + BATCH_SIZE]).delete()
         release_on_commit(pictures)
