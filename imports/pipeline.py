@@ -40,6 +40,7 @@ from cars.pictures import (
     delete_files_on_commit,
     legacy_files,
     locked_pictures,
+    picture_name,
     release_on_commit,
     store_picture,
     stored_sha256s,
@@ -47,7 +48,7 @@ from cars.pictures import (
 from cars.renditions import render_all
 
 from .fetching import Fetcher, FetchPolicy, fetch_reference
-from .images import inspect_image
+from .images import checked_image, inspect_image
 from .reasons import FetchError, ImageReason
 from .report import ImageProblem
 
@@ -265,13 +266,10 @@ class ImagePipeline:
 
 
 def render_picture(sha256: str, data: bytes) -> NewPicture:
-    """Check `data` is an image we accept, then make its renditions (a render process)."""
-    info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
-    new = NewPicture(sha256, info.extension, info.width, info.height, data, {})
-    try:
-        renditions = render_all(new.name, data)
-    except Exception as exc:  # anything the decoders raise is the image's fault
-        raise FetchError(ImageReason.INVALID_IMAGE, f"cannot render the image: {exc}") from None
+    """Make the renditions of `data` (a render process); the decode they need proves it
+    is a whole image we accept (`checked_image`)."""
+    with checked_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS) as (info, img):
+        renditions = render_all(picture_name(sha256, info.extension), img)
     return NewPicture(sha256, info.extension, info.width, info.height, data, renditions)
 
 
