@@ -28,11 +28,10 @@ def _isolated_media(request, tmp_path):
 
 
 def _clear_caches() -> None:
-    from cars.api.caching import recent_pages, recent_responses
+    from cars.api.caching import recent_responses
 
     cache.clear()
     recent_responses.clear()
-    recent_pages.clear()
 
 
 def _uses_django(request) -> bool:

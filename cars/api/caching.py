@@ -14,7 +14,6 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
@@ -113,59 +112,6 @@ class RecentResponses:
 recent_responses = RecentResponses()
 
 
-@dataclass(frozen=True)
-class PageAddress:
-    """What a client asked for, enough to ask for it again (core.warmup's refresher)."""
-
-    host: str
-    path: str
-    query: str
-    https: bool
-
-
-class RecentPages:
-    """The addresses of the pages this process stored last, newest last, at most `limit`.
-
-    After an import, the catalogue version in every cache key is new, so each page costs
-    one uncached render again; the refresher (core.warmup.CatalogWatcher) renders these
-    in the background as soon as it sees the new version, before clients ask again.
-    """
-
-    def __init__(self, limit: int | None = None):
-        self._limit = limit  # None: settings.CARS_API_REFRESH_PAGES
-        self._addresses: OrderedDict[PageAddress, None] = OrderedDict()
-        self._lock = threading.Lock()
-
-    @property
-    def limit(self) -> int:
-        return self._limit if self._limit is not None else settings.CARS_API_REFRESH_PAGES
-
-    def add(self, address: PageAddress) -> None:
-        limit = self.limit
-        if limit <= 0:
-            return
-        with self._lock:
-            self._addresses.pop(address, None)
-            self._addresses[address] = None
-            while len(self._addresses) > limit:
-                self._addresses.popitem(last=False)
-
-    def snapshot(self) -> list[PageAddress]:
-        """Oldest first: asking again in this order keeps the newest last."""
-        with self._lock:
-            return list(self._addresses)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._addresses.clear()
-
-    def __len__(self) -> int:
-        return len(self._addresses)
-
-
-recent_pages = RecentPages()
-
-
 class CatalogResponseCacheMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -204,8 +150,6 @@ class CatalogResponseCacheMiddleware:
                 entry = (200, response.content, headers)
                 recent_responses.put(key, entry)
                 cache.set(key, entry, CACHE_SECONDS)
-                if not request.META.get("HTTP_ORIGIN"):  # CORS variants are not refreshed
-                    recent_pages.add(_address(request))
             return response
         return _finish(response, tag) if response.status_code < 500 else response
 
@@ -218,16 +162,6 @@ class CatalogResponseCacheMiddleware:
             if entry is not None:
                 recent_responses.put(key, entry)
         return entry
-
-
-def _address(request: HttpRequest) -> PageAddress:
-    meta = request.META
-    return PageAddress(
-        host=request.get_host(),
-        path=meta.get("PATH_INFO", request.path_info),
-        query=meta.get("QUERY_STRING", ""),
-        https=request.is_secure(),
-    )
 
 
 def _etag(version: int, request: HttpRequest) -> str:

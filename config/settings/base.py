@@ -323,11 +323,6 @@ CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
 # Each server process keeps its most recent API responses (up to this many MB of bodies)
 # in front of the shared cache; 0 turns that off.
 CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
-# Each gunicorn worker checks the catalogue version every this many seconds (0 = never)
-# and, when an import has changed it, renders again the last CARS_API_REFRESH_PAGES pages
-# it served, so clients find them in the cache instead of paying the first render.
-CARS_API_REFRESH_INTERVAL = env.float("CARS_API_REFRESH_INTERVAL", default=1.0)
-CARS_API_REFRESH_PAGES = env.int("CARS_API_REFRESH_PAGES", default=20)
 # Distinct pictures per image task of a queued import.
 CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
 # Seconds without a heartbeat after which an import's lock or task counts as dead.
