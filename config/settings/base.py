@@ -288,6 +288,10 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: the docs page works with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cars.api.schema.concrete_platform_paths",
+    ],
 }
 
 # --- Metrics ----------------------------------------------------------------------------
