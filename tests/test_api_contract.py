@@ -13,6 +13,7 @@ import socket
 
 import pytest
 import schemathesis
+from django.contrib.auth.models import Permission
 from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
@@ -79,7 +80,11 @@ def loopback_only(settings, monkeypatch):
 
 @pytest.fixture
 def staff_token(django_user_model) -> str:
+    """A staff user who may start imports and read jobs, not prune (that answers 403)."""
     staff = django_user_model.objects.create_user("ops", password="pw-ops-1", is_staff=True)
+    staff.user_permissions.set(
+        Permission.objects.filter(codename__in=["add_importjob", "view_importjob"])
+    )
     return Token.objects.create(user=staff).key
 
 
@@ -129,6 +134,29 @@ def test_cars_operations_never_fail_and_answer_documented_shapes(case, catalogue
 @CASE_SETTINGS
 def test_every_cars_operation_answers_as_documented(case, catalogue, staff_token):
     call(case, staff_token)
+
+
+def test_linked_sequences_of_requests_answer_as_documented(catalogue, staff_token):
+    """Schemathesis' stateful phase (the parametrized tests above are its examples,
+    coverage and fuzzing phases): sequences that follow the links it infers from the
+    schema, such as a list's `id` into a car's URL or a new import job into its own URL,
+    with the same checks."""
+
+    authorized = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+    authorized.config.update(headers={"Authorization": f"Token {staff_token}"})
+
+    class Sequences(authorized.as_state_machine()):
+        def validate_response(self, response, case, **kwargs):
+            case.validate_response(response, excluded_checks=NOT_CHECKED, transport_kwargs=kwargs)
+
+    Sequences.run(
+        settings=hypothesis_settings(
+            max_examples=examples(20, 1_000),
+            stateful_step_count=6,
+            suppress_health_check=list(HealthCheck),
+            deadline=None,
+        )
+    )
 
 
 def test_a_car_url_with_list_parameters_is_the_car_for_the_schema_too(catalogue, staff_token):
