@@ -909,6 +909,18 @@ def test_a_cached_page_is_answered_without_the_view_and_a_new_version_is_a_new_k
     ]
 
 
+def test_a_cache_whose_set_returns_a_value_still_answers_the_page(client, catalog, monkeypatch):
+    """django-redis' `set` returns True; a post-render callback's return value replaces
+    the response, so storing a page once answered `True` (a 500 behind gunicorn)."""
+    from django.core.cache import cache
+
+    real_set = cache.set
+    monkeypatch.setattr(cache, "set", lambda *a, **kw: real_set(*a, **kw) or True)
+    first = client.get("/api/cars/?limit=2")
+    assert first.status_code == 200 and len(first.json()) == 2
+    assert client.get("/api/cars/?limit=2").content == first.content
+
+
 def test_a_cached_page_carries_the_security_and_cors_headers_of_the_current_settings(
     catalog, settings, monkeypatch, django_assert_num_queries
 ):

@@ -46,9 +46,11 @@ def catalog_cache(view):
         response = view(request, *args, **kwargs)
         if store and response.status_code == 200 and not response.streaming:
             # After rendering (DRF renders late): the body and the view's own headers.
-            response.add_post_render_callback(
-                lambda done: cache.set(key, (done.content, dict(done.items())), CACHE_SECONDS)
-            )
+            # A callback's return value replaces the response (django-redis returns True).
+            def store_rendered(done: HttpResponse) -> None:
+                cache.set(key, (done.content, dict(done.items())), CACHE_SECONDS)
+
+            response.add_post_render_callback(store_rendered)
         return _finish(response, tag) if response.status_code < 500 else response
 
     return cached_view
