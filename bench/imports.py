@@ -250,8 +250,8 @@ def import_while_running(site: Site, port: int, csv_path: Path, trial: int) -> d
     Every row gets a new description (the images do not change, so none is fetched
     again): the catalogue version moves and every cached page is outdated. Meanwhile
     /healthz is asked every PROBE_EVERY_S, as a load balancer would: a running server is
-    not an idle one (a request after seconds of idle costs 2-4 ms more here, imports or
-    not). The timed GET comes AFTER_IMPORT_S after the import ended.
+    not an idle one (a request after seconds of idle is slower here, imports or not).
+    The timed GET comes AFTER_IMPORT_S after the import ended.
     """
     marker = f" (update {trial})"
     stop = threading.Event()
