@@ -22,17 +22,9 @@ def _isolated_media(request, tmp_path):
         **settings.STORAGES,
         "imports": {**uploads, "OPTIONS": {**uploads["OPTIONS"], "location": tmp_path / "uploads"}},
     }
-    _clear_caches()
-    yield tmp_path / "media"
-    _clear_caches()
-
-
-def _clear_caches() -> None:
-    from cars.api.caching import recent_pages, recent_responses
-
     cache.clear()
-    recent_responses.clear()
-    recent_pages.clear()
+    yield tmp_path / "media"
+    cache.clear()
 
 
 def _uses_django(request) -> bool:

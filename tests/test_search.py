@@ -256,7 +256,7 @@ def test_cross_origin_clients_may_read_the_correction(client, cars, settings):
 
 def test_the_openapi_schema_describes_the_correction_header(client, db):
     schema = client.get("/api/schema/", {"format": "json"}).json()
-    for path in ("/api/cars/", "/api/cars/{platform}/"):
+    for path in ("/api/cars/", "/api/cars/default/", "/api/cars/web/", "/api/cars/mobile/"):
         headers = schema["paths"][path]["get"]["responses"]["200"]["headers"]
         header = headers["X-Search-Corrected"]
         assert header["schema"]["type"] == "string"

@@ -46,7 +46,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "core.middleware.RequestLogMiddleware",
-    "cars.api.caching.CatalogResponseCacheMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -289,6 +288,10 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI from the sidecar package: the docs page works with no internet.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cars.api.schema.concrete_platform_paths",
+    ],
 }
 
 # --- Metrics ----------------------------------------------------------------------------
@@ -320,14 +323,6 @@ CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
 CARS_IMAGE_MAX_PIXELS = env.int("CARS_IMAGE_MAX_PIXELS", default=50_000_000)
 CARS_CSV_MAX_BYTES = env.int("CARS_CSV_MAX_BYTES", default=200_000_000)
 CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
-# Each server process keeps its most recent API responses (up to this many MB of bodies)
-# in front of the shared cache; 0 turns that off.
-CARS_API_LOCAL_CACHE_MB = env.int("CARS_API_LOCAL_CACHE_MB", default=32)
-# Each gunicorn worker checks the catalogue version every this many seconds (0 = never)
-# and, when an import has changed it, renders again the last CARS_API_REFRESH_PAGES pages
-# it served, so clients find them in the cache instead of paying the first render.
-CARS_API_REFRESH_INTERVAL = env.float("CARS_API_REFRESH_INTERVAL", default=1.0)
-CARS_API_REFRESH_PAGES = env.int("CARS_API_REFRESH_PAGES", default=20)
 # Distinct pictures per image task of a queued import.
 CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
 # Seconds without a heartbeat after which an import's lock or task counts as dead.

@@ -51,13 +51,6 @@ def on_starting(server) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
 
 
-def post_worker_init(worker) -> None:
-    """Warm the worker up before it accepts connections (core/warmup.py)."""
-    from core.warmup import post_worker_init as warm_up
-
-    warm_up(worker)
-
-
 def child_exit(server, worker) -> None:
     """Forget a dead worker's live gauges (prometheus_client multi-process mode)."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
