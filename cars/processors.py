@@ -91,7 +91,8 @@ class _Processor:
         return min(1.0, max(out_w / (right - left), out_h / (bottom - top)))
 
     def resize(self, img: Image.Image, size: tuple[int, int]) -> Image.Image:
-        """`img`, a decoded upright picture whose original was `size`, made into the output.
+        """`img`, a decoded upright picture whose original was `size`, made into the output
+        (`img` itself when it is the output already).
 
         `img` may be smaller than `size` (a DCT-scaled decode): the plan is made on the
         original's size and scaled to `img`, so the output's dimensions never depend on it.
@@ -100,7 +101,7 @@ class _Processor:
         fx, fy = img.size[0] / size[0], img.size[1] / size[1]
         box = (left * fx, top * fy, right * fx, bottom * fy)
         if out == img.size and box == (0, 0, *img.size):
-            return img.copy()
+            return img
         if (box[2] - box[0], box[3] - box[1]) == out:
             return img.crop(tuple(round(v) for v in box))
         return img.resize(out, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
@@ -158,7 +159,7 @@ class Normalize:
         return 1.0
 
     def resize(self, img: Image.Image, size: tuple[int, int]) -> Image.Image:
-        return img.copy()
+        return img.copy()  # for foreign processors, which may change it in place
 
     def __repr__(self) -> str:
         return "Normalize()"

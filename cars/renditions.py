@@ -19,6 +19,14 @@ from .models import Picture
 from .platforms import get_platforms
 from .processors import Fit, decode, upright_size
 
+# Pillow hands each image's memory back to the system and maps it again for the next
+# one, faulting every page in anew: a tenth of a picture's CPU time. Renditions allocate
+# the same sizes picture after picture, so keep some freed blocks (16 MiB at most each)
+# for the next one, unless PILLOW_BLOCKS_MAX already says how many.
+RECYCLED_BLOCKS = 16
+if not Image.core.get_blocks_max():
+    Image.core.set_blocks_max(RECYCLED_BLOCKS)
+
 
 class GeneratedByImport:
     """imagekit cache-file strategy: never generate on access.
