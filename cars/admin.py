@@ -4,11 +4,10 @@ from django.utils.html import format_html, format_html_join
 
 from imports.retry import submit_retry
 
-from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
-from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .platforms import get_platforms
-from .search import apply_search, rebuild_vocabulary
+from .search import apply_search
+from .services import car_save, cars_delete
 
 
 def _rendition_url(car: Car, platform: str) -> str | None:
@@ -92,25 +91,14 @@ class CarAdmin(admin.ModelAdmin):
             request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
         )
 
-    # Each change keeps the search vocabulary in step, in the same transaction: a full
-    # rebuild (~2 µs per car), as an edit can add, rename or remove any word.
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change or {"title", "description"} & set(form.changed_data):
-            rebuild_vocabulary()
-        bump_catalog_version()
+        car_save(
+            car=obj,
+            text_changed=not change or bool({"title", "description"} & set(form.changed_data)),
+        )
 
     def delete_model(self, request, obj):
-        release_on_commit([obj.picture_id])
-        delete_files_on_commit(legacy_files(obj.legacy_image, obj.legacy_renditions))
-        super().delete_model(request, obj)
-        rebuild_vocabulary()
-        bump_catalog_version()
+        cars_delete(cars=Car.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request, queryset):
-        for car in queryset:
-            release_on_commit([car.picture_id])
-            delete_files_on_commit(legacy_files(car.legacy_image, car.legacy_renditions))
-        super().delete_queryset(request, queryset)
-        rebuild_vocabulary()
-        bump_catalog_version()
+        cars_delete(cars=queryset)

@@ -32,19 +32,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cars.catalog import bump_catalog_version
-from cars.models import Car, ImageStatus
 from cars.pictures import (
     NewPicture,
     PictureGone,
-    delete_files_on_commit,
-    legacy_files,
     locked_pictures,
-    release_on_commit,
     store_picture,
     stored_sha256s,
 )
 from cars.renditions import render_all
+from cars.services import cars_record_images, image_failed, image_ready
 
 from .fetching import Fetcher, FetchPolicy, fetch_reference
 from .images import inspect_image
@@ -374,7 +370,7 @@ def record_outcomes(
                     ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
                     for car in outcome.item.cars
                 ]
-                updates.append((ids, _failed(error, now)))
+                updates.append((ids, image_failed(error.reason, error.message, now)))
                 continue
             recorded.ok += len(ids)
             if outcome.new is not None and outcome.sha256 in created:
@@ -383,67 +379,11 @@ def record_outcomes(
                 recorded.pictures_shared += len(ids) - 1
             else:
                 recorded.pictures_shared += len(ids)
-            updates.append((ids, _ready(picture_of[outcome.sha256], outcome.item.ref, now)))
-        _update_cars(updates, touch=touch)
+            updates.append((ids, image_ready(picture_of[outcome.sha256], outcome.item.ref, now)))
+        cars_record_images(updates, touch=touch)
         if inside is not None:
             inside(recorded)
     return recorded
-
-
-def _update_cars(updates: list[tuple[list[int], dict]], *, touch: bool = True) -> None:
-    """Apply the outcomes (one UPDATE per reference: its cars get the same values), then
-    release the pictures (and legacy files) that the cars showed before."""
-    if not updates:
-        return
-    showing = {pk: values["picture_id"] for ids, values in updates for pk in ids}
-    previous, legacy = set(), []
-    for some in _batches(list(showing)):
-        before = Car.objects.filter(pk__in=some).values_list(
-            "pk", "picture_id", "legacy_image", "legacy_renditions"
-        )
-        for pk, picture_id, legacy_image, legacy_renditions in before:
-            if picture_id and picture_id != showing[pk]:
-                previous.add(picture_id)
-            legacy += legacy_files(legacy_image, legacy_renditions)
-    for ids, values in updates:
-        if not touch:  # moving files changes no answer, so not the car's `updated_at`
-            values = {k: v for k, v in values.items() if k != "updated_at"}
-        for some in _batches(ids):
-            Car.objects.filter(pk__in=some).update(**values)
-    bump_catalog_version()
-    release_on_commit(previous)
-    delete_files_on_commit(legacy)
-
-
-def _batches(ids: list[int], size: int = 1000):
-    """Slices of `ids` small enough for any database's limit on query parameters."""
-    return (ids[start : start + size] for start in range(0, len(ids), size))
-
-
-def _ready(picture_id: int, ref: str, now) -> dict:
-    return {
-        "picture_id": picture_id,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": ref,
-        "image_status": ImageStatus.READY,
-        "image_error": None,
-        "image_error_message": "",
-        "updated_at": now,
-    }
-
-
-def _failed(error: FetchError, now) -> dict:
-    return {
-        "picture_id": None,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": "",
-        "image_status": ImageStatus.FAILED,
-        "image_error": error.reason,
-        "image_error_message": error.message,
-        "updated_at": now,
-    }
 
 
 def run_items(
