@@ -1,10 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.files.storage import default_storage
 from django.utils.html import format_html, format_html_join
 
-from imports.retry import submit_retry
-
-from .models import Car, ImageStatus
+from .models import Car
 from .platforms import get_platforms
 from .search import apply_search
 from .services import car_save, cars_delete
@@ -35,7 +33,6 @@ class CarAdmin(admin.ModelAdmin):
     exclude = ("legacy_image", "legacy_renditions")
     list_select_related = ("picture",)
     list_per_page = 50
-    actions = ("retry_failed_images",)
 
     def get_search_results(self, request, queryset, search_term):
         """The admin's substring search on title, description and key, plus every car the
@@ -68,27 +65,6 @@ class CarAdmin(admin.ModelAdmin):
             '<img src="{}" alt="{}" style="max-width:320px;height:auto">'
             "<figcaption>{}: {}×{}</figcaption></figure>",
             rows,
-        )
-
-    @admin.action(description="Retry failed images", permissions=["change"])
-    def retry_failed_images(self, request, queryset) -> None:
-        ids = list(queryset.filter(image_status=ImageStatus.FAILED).values_list("pk", flat=True))
-        if not ids:
-            self.message_user(
-                request, "None of the selected cars has a failed image.", messages.WARNING
-            )
-            return
-        outcome = submit_retry(car_ids=ids)
-        if outcome is None:
-            self.message_user(
-                request,
-                f"Retrying the images of {len(ids)} car(s) on a worker: reload to see them.",
-                messages.INFO,
-            )
-            return
-        level = messages.SUCCESS if not (outcome.failed or outcome.skipped) else messages.WARNING
-        self.message_user(
-            request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
         )
 
     def save_model(self, request, obj, form, change):
