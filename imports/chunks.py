@@ -31,6 +31,7 @@ from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, SourceLock
 from .pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
+from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .reasons import FetchError, ImageReason
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
@@ -142,14 +143,12 @@ def _record_chunks(job: ImportJob, report: ImportReport, items: list[ImageItem],
 
 def _send_chunks(job_id: int) -> None:
     """Send the tasks of the job's chunks never sent, then note that they were."""
-    from .tasks import process_image_chunk
-
     unsent = ImageChunk.objects.filter(
         job_id=job_id, status=ImageChunk.Status.QUEUED, heartbeat_at__isnull=True
     )
     ids = list(unsent.values_list("pk", flat=True))
     for pk in ids:
-        process_image_chunk.delay(pk)
+        send(PROCESS_IMAGE_CHUNK, pk)
     ImageChunk.objects.filter(pk__in=ids, heartbeat_at__isnull=True).update(
         heartbeat_at=timezone.now()
     )
@@ -297,8 +296,6 @@ def sweep() -> dict[str, int]:
     Only queued jobs: a job run in one process (`import_csv`) is that process's, and the
     next import of its source takes it over if the process died (imports.locks).
     """
-    from .tasks import process_image_chunk, run_import_job
-
     cutoff, now = stale_before(), timezone.now()
     found = {"chunks": 0, "jobs": 0, "pictures": 0}
     live = {"job__queued": True, "job__status": Status.RUNNING}
@@ -309,7 +306,7 @@ def sweep() -> dict[str, int]:
         if is_dead(worker, heartbeat_at) and ImageChunk.objects.filter(
             pk=pk, worker=worker, heartbeat_at=heartbeat_at
         ).update(status=ImageChunk.Status.QUEUED, worker="", heartbeat_at=now):
-            process_image_chunk.delay(pk)
+            send(PROCESS_IMAGE_CHUNK, pk)
             found["chunks"] += 1
     # Chunks never sent (their row phase died between its commit and the sending), and
     # chunks whose message was lost: sent before the cutoff, of a job none of whose
@@ -328,7 +325,7 @@ def sweep() -> dict[str, int]:
         if ImageChunk.objects.filter(
             pk=pk, status=ImageChunk.Status.QUEUED, heartbeat_at=heartbeat_at
         ).update(heartbeat_at=now):
-            process_image_chunk.delay(pk)
+            send(PROCESS_IMAGE_CHUNK, pk)
             found["chunks"] += 1
     stalled = ImportJob.objects.filter(
         queued=True, status__in=(Status.QUEUED, Status.RUNNING), rows_applied_at__isnull=True
@@ -343,7 +340,7 @@ def sweep() -> dict[str, int]:
         if dead and ImportJob.objects.filter(
             pk=pk, status=status, heartbeat_at=heartbeat_at, rows_applied_at__isnull=True
         ).update(status=Status.QUEUED, worker="", heartbeat_at=now):
-            run_import_job.delay(pk)
+            send(RUN_IMPORT_JOB, pk)
             found["jobs"] += 1
     found["pictures"] = release_pictures(orphan_picture_ids())
     if any(found.values()):

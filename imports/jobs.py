@@ -16,7 +16,7 @@ from django.utils import timezone
 from .heartbeat import Heartbeat, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImportJob
-from .queue import enqueue, queued
+from .queue import RUN_IMPORT_JOB, enqueue, queued
 from .report import Counts, ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
@@ -48,11 +48,9 @@ def create_job(
 def submit_job(job: ImportJob) -> None:
     """Run `job` now, or on Celery workers when a broker is configured."""
     if queued():
-        from .tasks import run_import_job
-
         ImportJob.objects.filter(pk=job.pk).update(queued=True)
         job.queued = True
-        enqueue(run_import_job, job.pk)
+        enqueue(RUN_IMPORT_JOB, job.pk)
         return
     try:
         execute_job(job.pk)
