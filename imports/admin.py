@@ -18,10 +18,11 @@ from django.utils.html import format_html, format_html_join
 from cars.admin import CarAdmin
 from cars.models import Car, ImageStatus
 
-from .jobs import create_job, job_summary, submit_job
+from .jobs import create_job, submit_job
 from .models import ImportJob
 from .permissions import PRUNE, may_start_import
 from .retry import submit_retry
+from .selectors import job_summary
 from .uploads import discard_upload, store_upload
 
 # Seconds between reloads of a queued or running job's page.

@@ -1,4 +1,5 @@
-"""Import jobs: every import is recorded, whoever starts it, and runs through here.
+"""Import jobs (the writes: imports.selectors reads them): every import is recorded,
+whoever starts it, and runs through here.
 
 `submit_job` runs a job here (no broker: the laptop default) or queues its row phase for
 a Celery worker once the transaction that created the job commits (imports.chunks then
@@ -7,17 +8,16 @@ the command, the laptop-mode API and admin, and the periodic sync without a brok
 """
 
 import logging
-from dataclasses import fields
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from .heartbeat import Heartbeat, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImportJob
 from .queue import RUN_IMPORT_JOB, enqueue, queued
-from .report import Counts, ImportReport
+from .report import ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
 from .uploads import discard_upload
@@ -149,44 +149,3 @@ def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, 
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)
     discard_upload(job.source)  # the job has ended: its uploaded CSV is not needed again
-
-
-# --- Reading jobs (the imports API and the admin) ----------------------------------------
-
-JOB_FIELDS = (
-    "id",
-    "source",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "counts",
-    "rejected_rows",
-    "image_failures",
-    "error",
-    "images_done",
-    "images_total",
-    "pictures",
-)
-
-
-def job_rows() -> QuerySet:
-    """Jobs as dicts of JOB_FIELDS, newest first (the id breaks ties)."""
-    return ImportJob.objects.values(*JOB_FIELDS).order_by("-created_at", "-id")
-
-
-def job_detail(job_id: int) -> dict | None:
-    return job_rows().filter(pk=job_id).first()
-
-
-def counts_of(counts: dict | None) -> Counts:
-    """A job's stored counts with every key present: zeros until the job has run."""
-    known = {f.name for f in fields(Counts)}
-    return Counts(**{name: value for name, value in (counts or {}).items() if name in known})
-
-
-def job_summary(job: ImportJob) -> str:
-    """The job's counts as the import summary line, or "" while it has none."""
-    if not job.counts:
-        return ""
-    return ImportReport(source=job.source, counts=counts_of(job.counts)).summary()
