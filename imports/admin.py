@@ -21,7 +21,7 @@ from cars.models import Car, ImageStatus
 from .jobs import create_job, submit_job
 from .models import ImportJob
 from .permissions import PRUNE, may_start_import
-from .retry import submit_retry
+from .pictures.retry import submit_retry
 from .selectors import job_summary
 from .uploads import discard_upload, store_upload
 

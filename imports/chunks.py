@@ -30,9 +30,9 @@ from cars.pictures import PictureGone, orphan_picture_ids, release_pictures
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, SourceLock
-from .pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
+from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
+from .pictures.reasons import FetchError, ImageReason
 from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
-from .reasons import FetchError, ImageReason
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
 from .sources import OpenedSource, SourceError, open_source

@@ -17,7 +17,7 @@ from cars.pictures import delete_files_on_commit, legacy_files, release_on_commi
 from cars.services import ROW_COLUMNS, cars_prune, cars_write_rows
 
 from .csv_reader import CsvRow
-from .pipeline import CarRef
+from .pictures.pipeline import CarRef
 from .report import Counts
 
 BATCH_SIZE = 2000

@@ -18,8 +18,8 @@ from cars.pictures import rerender_picture
 from . import sync
 from .chunks import run_chunk, run_row_phase, sweep
 from .locks import SourceBusy
+from .pictures.retry import retry_failed_images
 from .queue import PROCESS_IMAGE_CHUNK, RENDER_PICTURE, RETRY_IMAGES, RUN_IMPORT_JOB
-from .retry import retry_failed_images
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
-from imports.reasons import FetchError, ImageReason
+from imports.pictures.reasons import FetchError, ImageReason
 
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

@@ -15,8 +15,8 @@ from django.conf import settings
 
 from cars.models import Car, ImageStatus
 
+from ..queue import RETRY_IMAGES, enqueue, queued
 from .pipeline import CarRef, ImagePipeline, group_items, run_items
-from .queue import RETRY_IMAGES, enqueue, queued
 
 NO_LINE = 0  # a CarRef's CSV line: there is no CSV here
 

@@ -42,10 +42,10 @@ from cars.pictures import (
 from cars.renditions import render_all
 from cars.services import cars_record_images, image_failed, image_ready
 
+from ..report import ImageProblem
 from .fetching import Fetcher, FetchPolicy, fetch_reference
 from .images import inspect_image
 from .reasons import FetchError, ImageReason
-from .report import ImageProblem
 
 logger = logging.getLogger(__name__)
 
