@@ -68,10 +68,8 @@ class CarAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change):
-        car_save(
-            car=obj,
-            text_changed=not change or bool({"title", "description"} & set(form.changed_data)),
-        )
+        text_changed = not change or bool({"title", "description"} & set(form.changed_data))
+        car_save(car=obj, text_changed=text_changed)
 
     def delete_model(self, request, obj):
         cars_delete(cars=Car.objects.filter(pk=obj.pk))

@@ -1,10 +1,6 @@
-"""Every write to `Car`: the one place that knows the rules a car's row comes with.
-
-A write here keeps the catalogue version (cache keys, ETags), the files a car owns
-(pictures released once no car shows them, files of the old layout deleted after commit)
-and the search vocabulary in step. Callers (the import's row phase, its image phase, the
-admin) decide what to write; these functions write it.
-"""
+"""Every write to `Car`, with the rules that come with one: the catalogue version, the
+files a car owns (released after commit once no car shows them) and the search words.
+Callers (the import's row phase and image phase, the admin) decide what to write."""
 
 from collections.abc import Callable
 
@@ -17,8 +13,6 @@ from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .search import rebuild_vocabulary
 
 TABLE = Car._meta.db_table
-
-# --- The row phase of an import ----------------------------------------------------------
 
 # Every column the importer writes, in the order of its row tuples.
 ROW_COLUMNS = (
@@ -53,13 +47,7 @@ _CLEAR = (
 )
 
 
-def cars_write_rows(
-    *,
-    inserts: list[tuple],
-    updates: list[tuple],
-    pending: list[tuple],
-    cleared: list[tuple],
-) -> None:
+def cars_write_rows(*, inserts: list, updates: list, pending: list, cleared: list) -> None:
     """One batch of the row phase, one `executemany` per statement, in the caller's
     transaction: new cars (`external_key, created_at, *ROW_COLUMNS`), changed text
     (`title, description, source_image_url, updated_at, id`), images to fetch
@@ -72,11 +60,8 @@ def cars_write_rows(
 
 
 def cars_prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
-    """Delete every car whose key `keep` refuses; return how many.
-
-    Their pictures are released, and their files of the old layout deleted, once the
-    caller's transaction commits.
-    """
+    """Delete every car whose key `keep` refuses; return how many. Their pictures and own
+    files go once the caller's transaction commits."""
     doomed: list[int] = []
     pictures: set[int] = set()
     legacy: list[str] = []
@@ -95,31 +80,15 @@ def cars_prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
     return len(doomed)
 
 
-# --- Image outcomes ----------------------------------------------------------------------
-
-
-def image_ready(picture_id: int, ref: str, now) -> dict:
-    """The columns of a car that shows the picture fetched from `ref`."""
+def image_outcome(now, *, picture_id: int | None = None, ref: str = "", reason=None, message=""):
+    """A car's image columns after a fetch: showing the picture fetched from `ref`, or,
+    with a `reason` code, failed."""
     return {
         "picture_id": picture_id,
         "legacy_image": "",
         "legacy_renditions": {},
         "image_fetched_from": ref,
-        "image_status": ImageStatus.READY,
-        "image_error": None,
-        "image_error_message": "",
-        "updated_at": now,
-    }
-
-
-def image_failed(reason: str, message: str, now) -> dict:
-    """The columns of a car whose image failed, for this reason code."""
-    return {
-        "picture_id": None,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": "",
-        "image_status": ImageStatus.FAILED,
+        "image_status": ImageStatus.FAILED if reason else ImageStatus.READY,
         "image_error": reason,
         "image_error_message": message,
         "updated_at": now,
@@ -154,9 +123,6 @@ def cars_record_images(updates: list[tuple[list[int], dict]], *, touch: bool = T
 def _batches(ids: list[int], size: int = 1000):
     """Slices of `ids` small enough for any database's limit on query parameters."""
     return (ids[start : start + size] for start in range(0, len(ids), size))
-
-
-# --- Edits (the admin) -------------------------------------------------------------------
 
 
 def car_save(*, car: Car, text_changed: bool) -> None:

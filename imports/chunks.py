@@ -21,14 +21,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from cars.pictures import PictureGone, orphan_picture_ids, release_pictures
+from cars.pictures import orphan_picture_ids, release_pictures
 
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
-from .locks import SourceBusy, acquire, beat, release
+from .locks import ENDED, SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, SourceLock
 from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
 from .pictures.reasons import FetchError, ImageReason
@@ -41,7 +41,6 @@ from .uploads import discard_upload
 logger = logging.getLogger(__name__)
 
 Status = ImportJob.Status
-ENDED = (Status.SUCCEEDED, Status.FAILED)
 # A chunk whose process died this many times fails its images instead of killing more.
 MAX_CHUNK_ATTEMPTS = 5
 
@@ -94,7 +93,7 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
             _fail(job, str(exc))
             return
         except Exception as exc:
-            if _is_transient(exc):
+            if isinstance(exc, OperationalError | InterfaceError):
                 # Rolled back: hand the job back, so the retried task (or the sweep) takes
                 # it at once rather than waiting for this live process to look dead.
                 ImportJob.objects.filter(pk=job.pk, worker=worker_id()).update(
@@ -106,12 +105,6 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
             return
     _send_chunks(job.pk)
     logger.info("import job %s: rows applied; %s", job.pk, report.summary())
-
-
-def _is_transient(exc: Exception) -> bool:
-    from django.db import InterfaceError, OperationalError
-
-    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def _beat_job(job_id: int) -> None:
@@ -194,15 +187,7 @@ def _run_claimed(chunk: ImageChunk, token: str, items: list[ImageItem]) -> None:
             return
         base_dir = Path(chunk.job.base_dir) if chunk.job.base_dir else None
         with ImagePipeline(base_dir=base_dir, workers=settings.CARS_IMPORT_WORKERS) as pipeline:
-            outcomes = list(pipeline.run(items))
-            for attempt in range(3):
-                try:
-                    _record(chunk, token, outcomes)
-                    return
-                except PictureGone as gone:
-                    if attempt == 2:
-                        raise
-                    outcomes = pipeline.again(outcomes, gone.sha256s)
+            _record(chunk, token, list(pipeline.run(items)), record=pipeline.record)
 
 
 def _claim(chunk_id: int, token: str) -> ImageChunk | None:
@@ -231,9 +216,9 @@ def _beat_chunk(chunk: ImageChunk, token: str) -> None:
     beat(chunk.job_id)
 
 
-def _record(chunk: ImageChunk, token: str, outcomes: list[ItemOutcome]) -> None:
+def _record(chunk: ImageChunk, token: str, outcomes: list[ItemOutcome], record=record_outcomes):
     try:
-        record_outcomes(outcomes, inside=lambda recorded: _finish_chunk(chunk, token, recorded))
+        record(outcomes, inside=lambda recorded: _finish_chunk(chunk, token, recorded))
     except ChunkTaken:
         logger.info("%s was finished by another process", chunk)
 

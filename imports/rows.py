@@ -7,7 +7,7 @@ model instances: building and saving Django models was most of a large import's 
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 from django.db import connection
 from django.utils import timezone
@@ -25,22 +25,9 @@ BATCH_SIZE = 2000
 _CLEARED, _PENDING_STATE = "cleared", "pending"
 
 
-@dataclass
-class _Car:
-    """The importer's view of an existing car: the columns it may change."""
-
-    id: int
-    title: str
-    description: str
-    source_image_url: str
-    picture_id: int | None
-    legacy_image: str
-    image_fetched_from: str
-    image_status: str
-    image_error: str | None
-    image_error_message: str
-    legacy_renditions: dict
-    updated_at: object
+# The importer's view of an existing car: its id and the columns it may change, in the
+# order `_existing` reads them.
+_Car = make_dataclass("_Car", ["id", *ROW_COLUMNS])
 
 
 def needs_fetch(car: _Car, ref: str, *, refresh: bool) -> bool:

@@ -40,7 +40,7 @@ from cars.pictures import (
     stored_sha256s,
 )
 from cars.renditions import render_all
-from cars.services import cars_record_images, image_failed, image_ready
+from cars.services import cars_record_images, image_outcome
 
 from ..report import ImageProblem
 from .fetching import Fetcher, FetchPolicy, fetch_reference
@@ -115,10 +115,6 @@ def fetch_policy(max_bytes: int) -> FetchPolicy:
     )
 
 
-def image_fetch_policy() -> FetchPolicy:
-    return fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
-
-
 def group_items(refs: Iterable[tuple[str, CarRef]]) -> list[ImageItem]:
     """One item per distinct reference, in the order references first appear."""
     by_ref: dict[str, list[CarRef]] = {}
@@ -158,7 +154,8 @@ class ImagePipeline:
 
     def __enter__(self) -> "ImagePipeline":
         self.render_pool = render_pool() if self.store else None
-        self._fetcher = Fetcher(image_fetch_policy(), max_connections=self.workers).__enter__()
+        policy = fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
+        self._fetcher = Fetcher(policy, max_connections=self.workers).__enter__()
         self._fetch_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
         return self
 
@@ -168,12 +165,21 @@ class ImagePipeline:
         if self.render_pool is not None:
             self.render_pool.shutdown(cancel_futures=True)
 
-    def again(self, outcomes: list[ItemOutcome], gone: set[str]) -> list[ItemOutcome]:
-        """`outcomes` with the items whose stored picture was deleted meanwhile (`gone`)
-        fetched and rendered anew; the others are kept as they were."""
-        self._rendered -= gone
-        kept = [o for o in outcomes if o.sha256 not in gone]
-        return kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
+    def record(
+        self, outcomes: list[ItemOutcome], *, inside: Callable[[Recorded], None] | None = None
+    ) -> Recorded:
+        """`record_outcomes`, again with the items whose stored picture was deleted meanwhile
+        fetched and rendered anew (the others kept as they were), up to three times."""
+        for attempt in range(3):
+            try:
+                return record_outcomes(outcomes, inside=inside)
+            except PictureGone as exc:
+                if attempt == 2:
+                    raise
+                gone = exc.sha256s
+                self._rendered -= gone
+                kept = [o for o in outcomes if o.sha256 not in gone]
+                outcomes = kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
 
     def run(self, items: Iterable[ImageItem]) -> Iterator[ItemOutcome]:
         """Every item's outcome, as it completes.
@@ -370,7 +376,9 @@ def record_outcomes(
                     ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
                     for car in outcome.item.cars
                 ]
-                updates.append((ids, image_failed(error.reason, error.message, now)))
+                updates.append(
+                    (ids, image_outcome(now, reason=error.reason, message=error.message))
+                )
                 continue
             recorded.ok += len(ids)
             if outcome.new is not None and outcome.sha256 in created:
@@ -379,7 +387,8 @@ def record_outcomes(
                 recorded.pictures_shared += len(ids) - 1
             else:
                 recorded.pictures_shared += len(ids)
-            updates.append((ids, image_ready(picture_of[outcome.sha256], outcome.item.ref, now)))
+            picture_id = picture_of[outcome.sha256]
+            updates.append((ids, image_outcome(now, picture_id=picture_id, ref=outcome.item.ref)))
         cars_record_images(updates, touch=touch)
         if inside is not None:
             inside(recorded)
@@ -403,19 +412,11 @@ def run_items(
     buffer: list[ItemOutcome] = []
 
     def flush() -> None:
-        outcomes = list(buffer)
-        buffer.clear()
-        for attempt in range(3):
-            try:
-                recorded = record_outcomes(outcomes)
-                break
-            except PictureGone as gone:
-                if attempt == 2:
-                    raise
-                outcomes = pipeline.again(outcomes, gone.sha256s)
+        recorded = pipeline.record(list(buffer))
         total.add(recorded)
         if on_recorded:
-            on_recorded(recorded, len(outcomes))
+            on_recorded(recorded, len(buffer))
+        buffer.clear()
 
     for outcome in pipeline.run(items):
         buffer.append(outcome)
