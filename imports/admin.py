@@ -23,7 +23,7 @@ from .models import ImportJob
 from .permissions import PRUNE, may_start_import
 from .pictures.retry import submit_retry
 from .selectors import job_summary
-from .uploads import discard_upload, store_upload
+from .uploads import store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
@@ -210,9 +210,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                 user=request.user,
             )
             submit_job(job)
-            self._report_start(request, job)
-            if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
-                discard_upload(source)  # ran inline; a Celery-run job's end deletes it
+            self._report_start(request, job)  # a job that ended deleted its upload
             return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -245,9 +243,7 @@ class ImportJobAdmin(admin.ModelAdmin):
         return False  # a record of what happened: viewable, never edited
 
 
-# The catalogue's admin, with the one action that needs the importer: cars does not know
-# about imports, so the action is added here, where the dependency may point.
-admin.site.unregister(Car)
+admin.site.unregister(Car)  # cars knows nothing of imports: its action needing them is added here
 
 
 @admin.register(Car)

@@ -1,10 +1,6 @@
-"""Import jobs (the writes: imports.selectors reads them): every import is recorded,
-whoever starts it, and runs through here.
-
-`submit_job` runs a job here (no broker: the laptop default) or queues its row phase for
-a Celery worker once the transaction that created the job commits (imports.chunks then
-shares its images among the workers). `execute_job` runs a whole job in this process:
-the command, the laptop-mode API and admin, and the periodic sync without a broker.
+"""Import jobs, the writes (imports.selectors reads them): every import is recorded,
+whoever starts it, and runs through here, in this process (`execute_job`: the command, and
+any job without a broker) or on Celery workers (`submit_job` queues it once committed).
 """
 
 import logging
@@ -55,7 +51,7 @@ def submit_job(job: ImportJob) -> None:
     try:
         execute_job(job.pk)
     except SourceBusy as exc:
-        fail_job(job, str(exc))
+        finish_job(job, Status.FAILED, error=str(exc))
     except SourceError:
         pass  # recorded on the job by execute_job
 
@@ -108,13 +104,13 @@ def execute_job(
                     on_images=images_done,
                 )
         except SourceError as exc:
-            _finish(job, Status.FAILED, error=str(exc))
+            finish_job(job, Status.FAILED, error=str(exc))
             raise
         except Exception as exc:
             logger.exception("import job %s crashed", job.pk)
-            _finish(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            finish_job(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        _finish(job, Status.SUCCEEDED, report=report)
+        finish_job(job, Status.SUCCEEDED, report=report)
     finally:
         release(job.pk)
     logger.info(
@@ -126,11 +122,8 @@ def execute_job(
     return report
 
 
-def fail_job(job: ImportJob, error: str) -> None:
-    _finish(job, Status.FAILED, error=error)
-
-
-def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, error=""):
+def finish_job(job: ImportJob, status: str, *, report: ImportReport | None = None, error=""):
+    """Record the end of `job` (a failure's `error`, a success's `report`)."""
     job.status = status
     job.finished_at = timezone.now()
     job.error = error
