@@ -18,8 +18,9 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from .catalog import bump_catalog_version
 from .models import Picture
-from .renditions import Rendition
+from .renditions import Rendition, render_all
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +184,6 @@ def rerender_picture(picture_id: int) -> bool:
 
     Returns False when the picture is gone.
     """
-    from .catalog import bump_catalog_version
-    from .renditions import render_all
-
     picture = Picture.objects.filter(pk=picture_id).first()
     if picture is None:
         return False
