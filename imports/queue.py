@@ -1,12 +1,8 @@
-"""The one switch between running work here and queueing it for Celery workers, and the
-names of the tasks that services send.
+"""The one switch between running work here and queueing it for Celery workers.
 
 With a broker (`CELERY_BROKER_URL`, which defaults to `REDIS_URL`) jobs, image chunks and
 re-renders are Celery tasks; without one (the laptop default) the same functions run in
-the calling process.
-
-Services send tasks by their registered name (the name is what travels in a message):
-imports.tasks calls the services, so the services must not import it back.
+the calling process. Services send tasks by name: imports.tasks imports the services.
 """
 
 from celery import current_app
@@ -21,13 +17,11 @@ RETRY_IMAGES = "imports.tasks.retry_images"
 
 def queued() -> bool:
     """Whether work goes to Celery workers."""
-    return bool(settings.CELERY_BROKER_URL) and not settings.CELERY_BROKER_URL.startswith(
-        "memory://"
-    )
+    url = settings.CELERY_BROKER_URL
+    return bool(url) and not url.startswith("memory://")
 
 
 def send(task: str, *args) -> None:
-    """Send the task named `task` with `args` now."""
     current_app.tasks[task].delay(*args)
 
 

@@ -1,7 +1,5 @@
-"""Celery tasks: thin, JSON-safe (ids only), idempotent wrappers over the services.
-
-An entry point like the API and the commands: tasks import the services; services send
-tasks by name (imports.queue), never by importing this module.
+"""Celery tasks: thin, JSON-safe (ids only), idempotent wrappers over the services, which
+send them by name (imports.queue).
 
 Every task acks late and is safe to run twice: a redelivered message (a worker killed,
 a broker's visibility timeout, the sweep sending it again) finds its work done, or held
