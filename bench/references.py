@@ -1,4 +1,4 @@
-"""Reference figures measured in the same run: sqlite-utils, Pillow draft, pyvips.
+"""Reference figures measured in the same run: sqlite-utils, pyvips, a full-decode Pillow.
 
 The minimal Django view (the API reference) lives in bench/minimal/ and is driven by
 bench/api.py.
@@ -6,16 +6,59 @@ bench/api.py.
 
 import io
 import os
+from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
 from .common import BIN, OUT, call_times, median, run_timed
 
-# Fit box and JPEG quality of the built-in platforms (config/settings/base.py).
-DEFAULT = (1920, 1920, 90)
-WEB = (1280, 960, 85)
-MOBILE = (640, 480, 80)
+
+@dataclass(frozen=True)
+class Platform:
+    """A built-in platform (SPEC §5, config/settings/base.py): a `fit` and its JPEG."""
+
+    name: str
+    box: tuple[int, int]
+    quality: int
+    progressive: bool
+    optimize: bool = False
+
+    def spec(self) -> dict:
+        """As CARS_PLATFORMS writes it (the renditions child checks they are the same)."""
+        return {
+            "processors": [["fit", *self.box]],
+            "format": "JPEG",
+            "quality": self.quality,
+            "progressive": self.progressive,
+        }
+
+
+# Largest first.
+PLATFORMS = (
+    Platform("default", (1920, 1920), 90, True),
+    Platform("web", (1280, 960), 85, True),
+    Platform("mobile", (640, 480), 80, False),
+)
 _SIDEWAYS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+def fit(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """`fit`: keep the aspect ratio, never upscale."""
+    scale = min(box[0] / size[0], box[1] / size[1], 1)
+    return round(size[0] * scale), round(size[1] * scale)
+
+
+def encode(img: Image.Image, platform: Platform) -> bytes:
+    """Pillow's JPEG (libjpeg-turbo) with the platform's settings."""
+    buf = io.BytesIO()
+    img.save(
+        buf,
+        "JPEG",
+        quality=platform.quality,
+        progressive=platform.progressive,
+        optimize=platform.optimize,
+    )
+    return buf.getvalue()
 
 
 def sqlite_utils_insert(csv_path) -> dict:
@@ -37,25 +80,15 @@ def sqlite_utils_insert(csv_path) -> dict:
     }
 
 
-def pillow_draft(data: bytes) -> tuple[bytes, bytes]:
-    """Web + mobile from one JPEG: DCT-scaled decode (`draft`), EXIF rotation, Lanczos."""
-    img = Image.open(io.BytesIO(data))
-    box = WEB[:2]
-    if img.getexif().get(0x0112) in _SIDEWAYS:
-        box = box[::-1]
-    img.draft("RGB", box)
-    img = ImageOps.exif_transpose(img)
-    web = img.copy()
-    web.thumbnail(WEB[:2], Image.Resampling.LANCZOS)
-    mobile = web.copy()
-    mobile.thumbnail(MOBILE[:2], Image.Resampling.LANCZOS)
-    return _jpeg(web, WEB[2]), _jpeg(mobile, MOBILE[2])
-
-
-def _jpeg(img: Image.Image, quality: int) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=quality, progressive=True, optimize=True)
-    return buf.getvalue()
+def full_decode_lanczos(data: bytes) -> dict[str, bytes]:
+    """The quality reference: the whole picture decoded, each rendition resized from it
+    with Lanczos and encoded with its platform's settings."""
+    img = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    out = {}
+    for p in PLATFORMS:
+        size = fit(img.size, p.box)
+        out[p.name] = encode(img if size == img.size else img.resize(size, Image.LANCZOS), p)
+    return out
 
 
 def pyvips_missing() -> str | None:
@@ -67,20 +100,28 @@ def pyvips_missing() -> str | None:
     return None
 
 
-def pyvips_thumbnail(data: bytes) -> tuple[bytes, bytes]:
-    """Web + mobile from one JPEG: shrink-on-load thumbnail (auto-rotates), mobile from web.
-
-    Of the variants tried (two `thumbnail_buffer` calls, or this one), this is the fastest.
-    """
+def pyvips_renditions(data: bytes) -> dict[str, bytes]:
+    """The three renditions with pyvips: a shrink-on-load `thumbnail` (auto-rotated) for
+    the largest, each next one from the previous, libvips's JPEG encoder with the same
+    settings. Of the variants tried (a `thumbnail_buffer` per rendition, or this chain),
+    this is the fastest."""
     import pyvips
 
-    keep = {"keep": pyvips.enums.ForeignKeep.NONE}
-    web = pyvips.Image.thumbnail_buffer(data, WEB[0], height=WEB[1]).copy_memory()
-    mobile = web.thumbnail_image(MOBILE[0], height=MOBILE[1])
-    return (
-        web.jpegsave_buffer(Q=WEB[2], interlace=True, **keep),
-        mobile.jpegsave_buffer(Q=MOBILE[2], interlace=True, **keep),
-    )
+    out, previous = {}, None
+    for p in PLATFORMS:
+        w, h = p.box
+        if previous is None:
+            img = pyvips.Image.thumbnail_buffer(data, w, height=h, size="down")
+        else:
+            img = previous.thumbnail_image(w, height=h, size="down")
+        previous = img.copy_memory()
+        out[p.name] = previous.jpegsave_buffer(
+            Q=p.quality,
+            interlace=p.progressive,
+            optimize_coding=p.optimize,
+            keep=pyvips.enums.ForeignKeep.NONE,
+        )
+    return out
 
 
 def time_renderer(render, data: bytes, runs: int) -> dict:
@@ -90,6 +131,6 @@ def time_renderer(render, data: bytes, runs: int) -> dict:
     return {
         "median_s": median(times),
         "times_s": times,
-        "bytes": {"web": len(outputs[0]), "mobile": len(outputs[1])},
+        "bytes": {name: len(made) for name, made in outputs.items()},
         "outputs": outputs,
     }

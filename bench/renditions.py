@@ -1,30 +1,34 @@
-"""Renditions of a 4000×3000 JPEG: `cars.renditions.render_all` against Pillow/pyvips.
+"""Renditions per picture: what the import does with a new picture's bytes, against pyvips.
 
 Ours runs in a child process set up like the project (django.setup() on a fresh bench
-database and MEDIA_ROOT): the 4000×3000 JPEG, named by content as a picture's original is,
-rendered for every platform and the renditions written to the storage (as
-`cars.pictures.store_picture` writes them), median of N after a warm-up. The references
-(web 1280×960 q85 + mobile 640×480 q80 from the same JPEG) run in this process. Then the
-outputs are checked: dimensions, EXIF rotation (a red marker painted in the stored top-left
-corner of a sideways photo must end up top-right), progressive, no metadata, web size within
-15% of Pillow's.
+database and MEDIA_ROOT): `imports.pictures.pipeline.render_picture` (the check that the bytes are a
+whole image, riding on the one decode, and every platform's rendition), median of N after
+a warm-up, for a 4000×3000 and a 1600×1200 JPEG. The reference, in this process, makes the
+same three renditions with pyvips (shrink-on-load, the same JPEG settings). Then quality:
+each rendition against the whole picture decoded, Lanczos-resized and encoded with the
+same settings (PSNR and bytes); dimensions, EXIF rotation (a red marker painted in the
+stored top-left corner of a sideways photo must end up top-right), progressive as the
+platform says, no metadata.
 """
 
+import io
 import json
+import math
 import os
 import sys
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from . import data, floors, references
 from .common import PYTHON, Config, Site, median, migrate, run_timed
-from .report import Row, at_most, check, info, seconds, within
+from .report import Row, at_least, at_most, check, info, seconds, within
 
-SIZE_TOLERANCE = 0.15
+MIN_PSNR_DB = 40
+BYTES_TOLERANCE = 0.05
 
 
 def run(cfg: Config) -> tuple[dict, list[Row]]:
-    images = data.big_images()
+    images = {**data.big_images(), "1600x1200": data.import_images(1)[0]}
     site = Site.fresh("renditions")
     migrate(site)
     child = run_timed(
@@ -35,99 +39,108 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     if child.returncode != 0:
         raise RuntimeError(f"rendition worker failed:\n{child.stderr[-3000:]}")
     ours = json.loads(child.stdout.strip().splitlines()[-1])
-    upright, sideways = ours["upright"], ours["sideways"]
-
-    source = images["upright"].read_bytes()
-    pillow = references.time_renderer(references.pillow_draft, source, cfg.render_runs)
+    cores = len(os.sched_getaffinity(0))
     missing = references.pyvips_missing()
-    vips = None
-    candidates = {"Pillow draft": pillow["median_s"]}
-    if not missing:
-        vips = references.time_renderer(references.pyvips_thumbnail, source, cfg.render_runs)
-        candidates["pyvips"] = vips["median_s"]
-    best_name = min(candidates, key=candidates.get)
-    best = candidates[best_name]
-    codec = floors.codec_floor(source, cfg.render_runs)
-    cpus = os.cpu_count() or 1
-    codec_wall = floors.wall_floor(codec, cpus, resizes=False)
-    pillow_wall = floors.wall_floor(codec, cpus, resizes=True)
-
-    fits = {name: _fit_box(spec) for name, spec in ours["platforms"].items()}
+    results: dict = {"platforms_match": ours["platforms_match"], "cores": cores}
+    rows: list[Row] = []
+    for label, size in (("upright", "4000×3000"), ("1600x1200", "1600×1200")):
+        source = images[label].read_bytes()
+        mine = ours[label]
+        floor = floors.picture_floor(source, cfg.render_runs)
+        floor_wall = floors.wall(floor, cores)
+        vips = (
+            None
+            if missing
+            else references.time_renderer(references.pyvips_renditions, source, cfg.render_runs)
+        )
+        results[label] = {
+            "ours": mine,
+            "pyvips": {k: v for k, v in vips.items() if k != "outputs"} if vips else missing,
+            "floor": {**floor, "wall_s": floor_wall},
+        }
+        rows.append(
+            at_most(
+                f"renditions per picture {size}",
+                seconds(mine["median_s"]),
+                f"{seconds(vips['median_s'])} pyvips" if vips else missing,
+                mine["median_s"] / vips["median_s"] if vips else None,
+                1,
+                note=f"check + 3 renditions, median of {cfg.render_runs}; pyvips makes the same"
+                " 3 with the same settings",
+            )
+        )
+        rows.append(
+            info(
+                "  vs the floor: decode + resizes + encodes",
+                seconds(mine["median_s"]),
+                seconds(floor_wall),
+                mine["median_s"] / floor_wall,
+                note=f"decode {seconds(floor['decode_s'])}, resizes "
+                + "+".join(seconds(v) for v in floor["resize_s"].values())
+                + ", encodes "
+                + "+".join(seconds(v) for v in floor["encode_s"].values())
+                + f", over {cores} cores at best (bench/floors.py)",
+            )
+        )
+        rows.extend(_quality_rows(site, size, source, mine["renditions"], results[label]))
     described = {
-        label: {p: _describe(site.media / r["name"]) for p, r in result["renditions"].items()}
-        for label, result in (("upright", upright), ("sideways", sideways))
+        label: {p: _describe(site.media / r["name"]) for p, r in ours[label]["renditions"].items()}
+        for label in ("upright", "sideways")
     }
-    problems = _problems(described, fits)
-    web_bytes = described["upright"].get("web", {}).get("bytes")
-    pillow_web = pillow["bytes"]["web"]
-
-    results = {
-        "ours": {
-            "median_s": upright["median_s"],
-            "times_s": upright["times_s"],
-            "sideways_s": sideways["median_s"],
-            "platforms": ours["platforms"],
-            "outputs": described,
-        },
-        "pillow_draft": {k: v for k, v in pillow.items() if k != "outputs"},
-        "pyvips": {k: v for k, v in vips.items() if k != "outputs"} if vips else missing,
-        "reference": best_name,
-        "codec_floor": {**codec, "wall_s": codec_wall, "pillow_wall_s": pillow_wall, "cpus": cpus},
-        "problems": problems,
-    }
-    platforms = "+".join(ours["platforms"])
-    rows = [
-        at_most(
-            f"renditions 4000×3000 ({platforms})",
-            seconds(upright["median_s"]),
-            f"{seconds(best)} {best_name}",
-            upright["median_s"] / best,
-            1,
-            note=f"median of {cfg.render_runs}; reference makes web+mobile only",
-        ),
-        info("  Pillow draft (web+mobile)", seconds(pillow["median_s"])),
-        info("  pyvips thumbnail (web+mobile)", seconds(vips["median_s"]) if vips else missing),
-        info(
-            f"  floor: decode + {platforms} encodes",
-            seconds(codec_wall),
-            f"{seconds(best)} {best_name}",
-            codec_wall / best,
-            note=f"decode {seconds(codec['decode_s'])}, encodes "
-            + "+".join(seconds(v) for v in codec["encode_s"].values())
-            + f", no resize, {cpus} cores at best (bench/floors.py)",
-        ),
-        info(
-            "  floor with Pillow's Lanczos resizes",
-            seconds(pillow_wall),
-            f"{seconds(best)} {best_name}",
-            pillow_wall / best,
-            note="resizes "
-            + "+".join(seconds(v) for v in codec["resize_s"].values())
-            + ": above 1, no Pillow pipeline meets the target",
-        ),
+    problems = _problems(described)
+    if not ours["platforms_match"]:
+        problems.insert(0, "CARS_PLATFORMS differs from the references' platforms")
+    results["problems"] = problems
+    rows.append(
         check(
-            "rendition quality (dims, EXIF, progressive)",
+            "rendition checks (dims, EXIF, progressive)",
             "ok" if not problems else f"{len(problems)} problem(s)",
-            "fit boxes, rotated, progressive, stripped",
+            "fit boxes, rotated, as each platform says, stripped",
             not problems,
             note="; ".join(problems[:3]),
-        ),
-        within(
-            "web rendition bytes vs Pillow",
-            f"{web_bytes / 1000:.0f} KB" if web_bytes else "n/a",
-            f"{pillow_web / 1000:.0f} KB",
-            web_bytes / pillow_web if web_bytes else None,
-            SIZE_TOLERANCE,
-        ),
-    ]
+        )
+    )
     return results, rows
 
 
-def _fit_box(processors: list) -> tuple[int, int] | None:
-    """The box of a platform made of one `fit` processor (the defaults); else None."""
-    if len(processors) == 1 and processors[0][0] == "fit":
-        return int(processors[0][1]), int(processors[0][2])
-    return None
+def _quality_rows(site: Site, size: str, source: bytes, made: dict, results: dict) -> list[Row]:
+    """The worst PSNR and bytes ratio over the platforms, against the full-decode
+    Lanczos reference encoded with the same settings."""
+    reference = references.full_decode_lanczos(source)
+    psnrs, ratios = {}, {}
+    for name, rendition in made.items():
+        ours_bytes = (site.media / rendition["name"]).read_bytes()
+        with Image.open(io.BytesIO(ours_bytes)) as a, Image.open(io.BytesIO(reference[name])) as b:
+            psnrs[name] = _psnr(a, b)
+        ratios[name] = len(ours_bytes) / len(reference[name])
+    results["quality"] = {"psnr_db": psnrs, "bytes_ratio": ratios}
+    worst_psnr = min(psnrs, key=psnrs.get)
+    worst_bytes = max(ratios, key=lambda n: abs(ratios[n] - 1))
+    listed = ", ".join(f"{n} {v:.1f}" for n, v in psnrs.items())
+    return [
+        at_least(
+            f"  PSNR vs full decode + Lanczos ({size})",
+            f"{psnrs[worst_psnr]:.1f} dB ({worst_psnr})",
+            f"{MIN_PSNR_DB} dB",
+            psnrs[worst_psnr] / MIN_PSNR_DB,
+            1,
+            note=f"dB: {listed}",
+        ),
+        within(
+            f"  bytes vs the same reference ({size})",
+            f"{ratios[worst_bytes]:.3f} ({worst_bytes})",
+            "its bytes",
+            ratios[worst_bytes],
+            BYTES_TOLERANCE,
+            note=", ".join(f"{n} {v:.3f}" for n, v in ratios.items()),
+        ),
+    ]
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    diff = ImageChops.difference(a.convert("RGB"), b.convert("RGB"))
+    mse = sum(v * v for v in ImageStat.Stat(diff).rms) / 3
+    return math.inf if mse == 0 else 20 * math.log10(255 / math.sqrt(mse))
 
 
 def _describe(path) -> dict:
@@ -135,7 +148,6 @@ def _describe(path) -> dict:
         desc = {
             "size": list(img.size),
             "format": img.format,
-            "mode": img.mode,
             "progressive": bool(img.info.get("progressive") or img.info.get("progression")),
             "exif": bool(img.info.get("exif")),
             "bytes": path.stat().st_size,
@@ -149,25 +161,25 @@ def _describe(path) -> dict:
 
 
 def _mean(img: Image.Image) -> list[int]:
-    pixels = list(img.getdata())
-    return [round(sum(p[i] for p in pixels) / len(pixels)) for i in range(3)]
+    return [round(v) for v in ImageStat.Stat(img).mean]
 
 
 def _is_red(rgb: list[int]) -> bool:
     return rgb[0] > 200 and rgb[1] < 60 and rgb[2] < 60
 
 
-def _problems(described: dict, fits: dict) -> list[str]:
+def _problems(described: dict) -> list[str]:
     problems = []
     sources = {"upright": (4000, 3000), "sideways": (3000, 4000)}  # as displayed
     for label, outputs in described.items():
-        for platform, desc in outputs.items():
-            where = f"{label}/{platform}"
-            box = fits.get(platform)
-            if box and tuple(desc["size"]) != floors.fit(sources[label], box):
-                problems.append(f"{where} is {desc['size']}, not {floors.fit(sources[label], box)}")
-            if desc["format"] != "JPEG" or not desc["progressive"]:
-                problems.append(f"{where} is not a progressive JPEG")
+        for platform in references.PLATFORMS:
+            desc = outputs[platform.name]
+            where = f"{label}/{platform.name}"
+            want = references.fit(sources[label], platform.box)
+            if tuple(desc["size"]) != want:
+                problems.append(f"{where} is {desc['size']}, not {want}")
+            if desc["format"] != "JPEG" or desc["progressive"] != platform.progressive:
+                problems.append(f"{where} is not a JPEG with progressive={platform.progressive}")
             if desc["exif"]:
                 problems.append(f"{where} keeps EXIF metadata")
             if label == "sideways" and not (
@@ -178,35 +190,34 @@ def _problems(described: dict, fits: dict) -> list[str]:
 
 
 def _worker(runs: int, paths: list[str]) -> dict:
-    """In the child: render each image `runs` times (after a warm-up) with render_all."""
+    """In the child: `render_picture` on each image `runs` times (after a warm-up); the
+    last renditions are written to the storage for the checks."""
+    import hashlib
     import time
     from pathlib import Path
 
     import django
 
     django.setup()
-    import hashlib
-
     from django.conf import settings
 
-    from cars.pictures import _write, picture_name
-    from cars.renditions import render_all
+    from cars.pictures import _write
+    from imports.pictures.pipeline import render_picture
 
-    out: dict = {
-        "platforms": {name: spec["processors"] for name, spec in settings.CARS_PLATFORMS.items()}
-    }
-    for label, path in zip(("upright", "sideways"), map(Path, paths), strict=True):
+    expected = {p.name: p.spec() for p in references.PLATFORMS}
+    out: dict = {"platforms_match": expected == settings.CARS_PLATFORMS}
+    for label, path in zip(("upright", "sideways", "1600x1200"), map(Path, paths), strict=True):
         source = path.read_bytes()
-        name = picture_name(hashlib.sha256(source).hexdigest(), path.suffix)
+        sha256 = hashlib.sha256(source).hexdigest()
         times = []
         for attempt in range(runs + 1):
             start = time.perf_counter()
-            renditions = render_all(name, source)
-            for rendition in renditions.values():
-                _write(rendition.name, rendition.data)
+            new = render_picture(sha256, source)
             if attempt:  # the first call is the warm-up
                 times.append(time.perf_counter() - start)
-        stored = {platform: r.stored() for platform, r in renditions.items()}
+        for rendition in new.renditions.values():
+            _write(rendition.name, rendition.data)
+        stored = {platform: r.stored() for platform, r in new.renditions.items()}
         out[label] = {"median_s": median(times), "times_s": times, "renditions": stored}
     return out
 

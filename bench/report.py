@@ -24,7 +24,7 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        return {True: "pass", False: "MISS", None: "-"}[self.passed]
+        return {True: "PASS", False: "MISS", None: "-"}[self.passed]
 
 
 def at_least(benchmark: str, ours: str, reference: str, ratio: float | None, goal: float, **kw):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from PIL import Image
 
 from .catalog import bump_catalog_version
 from .models import Picture
@@ -187,8 +188,8 @@ def rerender_picture(picture_id: int) -> bool:
     picture = Picture.objects.filter(pk=picture_id).first()
     if picture is None:
         return False
-    with default_storage.open(picture.image.name) as original:
-        renditions = render_all(picture.image.name, original.read())
+    with default_storage.open(picture.image.name) as stored, Image.open(stored) as original:
+        renditions = render_all(picture.image.name, original)
     with transaction.atomic():
         if not Picture.objects.select_for_update().filter(pk=picture_id).exists():
             return False

@@ -2,7 +2,11 @@
 
 Each entry maps a platform name to a spec::
 
-    {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85}
+    {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85, "progressive": True}
+
+A JPEG platform may say `"progressive"` (default: true, except for `mobile`, whose small
+files gain nothing from it) and `"optimize"` (Huffman tables optimised for a baseline
+JPEG; default: false; a progressive JPEG always has them).
 
 A processor is `["fit", w, h]`, `["fill", w, h]`, or `["dotted.path.Processor", {kwargs}]`
 for any pilkit-style processor. Adding a platform is a settings change only: the model
@@ -29,6 +33,8 @@ class Platform:
     processors: tuple[Any, ...]
     format: str
     quality: int
+    progressive: bool = True
+    optimize: bool = False
 
     @property
     def attname(self) -> str:
@@ -38,7 +44,11 @@ class Platform:
     @property
     def options(self) -> dict[str, Any]:
         if self.format.upper() in ("JPEG", "JPG"):
-            return {"quality": self.quality, "progressive": True, "optimize": True}
+            return {
+                "quality": self.quality,
+                "progressive": self.progressive,
+                "optimize": self.optimize,
+            }
         return {"quality": self.quality}
 
 
@@ -56,14 +66,17 @@ def _build_platform(name: str, spec: dict[str, Any]) -> Platform:
     if not name.isidentifier():
         raise ImproperlyConfigured(f"CARS_PLATFORMS: {name!r} is not a valid platform name")
     chain = tuple(_build_processor(entry) for entry in spec.get("processors", []))
-    if not any(isinstance(p, processors.Fit | processors.Fill) for p in chain):
-        # Foreign processors expect a decoded RGB image with EXIF rotation applied.
+    if not chain or not isinstance(chain[0], processors.Fit | processors.Fill):
+        # The first processor decodes (see cars.processors); foreign ones expect a
+        # decoded upright RGB image.
         chain = (processors.Normalize(), *chain)
     return Platform(
         name=name,
         processors=chain,
         format=spec.get("format", "JPEG").upper(),
         quality=int(spec.get("quality", 85)),
+        progressive=bool(spec.get("progressive", name != "mobile")),
+        optimize=bool(spec.get("optimize", False)),
     )
 
 

@@ -1,32 +1,17 @@
 """Rendition processors for django-imagekit specs (SPEC §5), Pillow only.
 
-``Fit`` and ``Fill`` are pilkit-compatible processors (``process(img) -> Image``) meant to
-be the *first* processor of a spec, where they receive the lazy image straight from
-``Image.open`` (nothing decoded yet). Each does the whole job in one pass:
+One implementation serves both imagekit (``process``) and the import's renderer
+(`cars.renditions.render_all`), in two steps:
 
-1. Reads the EXIF orientation and the ICC profile before anything is decoded.
-2. JPEG: asks libjpeg to decode at 1/2, 1/4 or 1/8 scale (``Image.draft``), choosing the
-   smallest scale that still leaves at least ``DRAFT_GAP`` (1.5) times the output size;
-   the box is swapped for orientations 5-8 (stored sideways). Measured on a 4000x3000
-   photo: web 1280x960 in 63 ms instead of 157 ms, mobile 640x480 in 27 ms instead of
-   139 ms, with a PSNR of 46-47 dB against a full decode + LANCZOS (visually identical;
-   JPEG q85 itself is ~40 dB). A gap of 2.0 would decode the web size at full scale
-   (4000 // 2560 = 1) for a 0.5 dB-invisible gain.
-3. Decodes the first frame only (animated GIF / WebP / APNG), converts any mode to
-   RGB, L or CMYK with transparency composited on WHITE, 16-bit and float greyscale
-   scaled (not clipped) to 8 bits.
-4. Resizes with LANCZOS (``reducing_gap=3.0`` adds a cheap box pre-reduction for large
-   non-JPEG sources). Never upscales.
-5. ICC: an embedded profile that is not sRGB is converted to sRGB with ImageCms
-   (littleCMS; relative colorimetric + black-point compensation) *after* the resize, so
-   the cost is bounded by the output size (~25 ns/pixel: ~30 ms for 1280x960). Profiles
-   named sRGB are skipped (identity). A profile that cannot be parsed, or whose colour
-   space does not match the pixels, is dropped and the pixels are read as sRGB (CMYK
-   then uses Pillow's plain conversion). Transforms are cached per profile, built with
-   ``NOCACHE`` so one transform is safe to share between threads.
-6. Applies the EXIF orientation (the same eight transposes as
-   ``ImageOps.exif_transpose``, done on the small image) and returns an RGB image with
-   empty ``info``: no EXIF, ICC, XMP or comment reaches the saved file.
+1. ``decode(img, scale)``: the first frame of the lazy image from ``Image.open``, a JPEG
+   decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers ``scale`` of its
+   size (``Image.draft``); any mode converted to RGB (transparency composited on white,
+   16-bit and float greyscale scaled, not clipped); an embedded profile that is not sRGB
+   converted to sRGB with ImageCms (relative colorimetric, black-point compensation);
+   the EXIF orientation applied; no EXIF, ICC, XMP or comment kept.
+2. ``Fit.resize`` / ``Fill.resize``: the upright picture resized to the output size
+   planned from the *original's* upright size, so a DCT-scaled decode never changes the
+   output's dimensions. Never upscales.
 
 Processors are plain objects with integer attributes only, so imagekit's protocol-0
 pickle hash (its cache file names) is stable and the repr reads ``Fit(1280, 960)``.
@@ -39,17 +24,18 @@ import math
 from io import BytesIO
 
 from PIL import Image
+from PIL.JpegImagePlugin import JpegImageFile
 
 try:  # littleCMS is optional in Pillow builds: without it profiles are dropped.
     from PIL import ImageCms
 except ImportError:  # pragma: no cover - depends on the Pillow build
     ImageCms = None  # type: ignore[assignment]
 
-__all__ = ["DRAFT_GAP", "Fill", "Fit", "normalize"]
+__all__ = ["Fill", "Fit", "Normalize", "decode", "normalize", "upright_size"]
 
-#: The JPEG draft decodes to at least this multiple of the output size (see module doc).
-DRAFT_GAP = 1.5
-#: ``Image.resize(reducing_gap=...)``: 3.0 is "indistinguishable from fair resampling".
+#: The resampling filter of every resize.
+RESAMPLE = Image.Resampling.LANCZOS
+#: ``Image.resize(reducing_gap=...)``: a cheap box reduction first for large reductions.
 REDUCING_GAP = 3.0
 
 WHITE = (255, 255, 255)
@@ -92,26 +78,53 @@ class _Processor:
         return hash((type(self).__name__, self.width, self.height))
 
     def process(self, img: Image.Image) -> Image.Image:
-        return _render(img, self)
+        size = upright_size(img)
+        return self.resize(decode(img, self.scale(size)), size)
 
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """The size this processor makes from an upright picture of `size`."""
-        return self._plan(size, (self.width, self.height)).out
+        return self._plan(size)[0]
 
-    def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
+    def scale(self, size: tuple[int, int]) -> float:
+        """How much of an upright picture of `size`'s resolution the output uses (<= 1)."""
+        (out_w, out_h), (left, top, right, bottom) = self._plan(size)
+        return min(1.0, max(out_w / (right - left), out_h / (bottom - top)))
+
+    def resize(self, img: Image.Image, size: tuple[int, int]) -> Image.Image:
+        """`img`, a decoded upright picture whose original was `size`, made into the output.
+
+        `img` may be smaller than `size` (a DCT-scaled decode): the plan is made on the
+        original's size and scaled to `img`, so the output's dimensions never depend on it.
+        """
+        out, (left, top, right, bottom) = self._plan(size)
+        fx, fy = img.size[0] / size[0], img.size[1] / size[1]
+        box = (left * fx, top * fy, right * fx, bottom * fy)
+        if out == img.size and box == (0, 0, *img.size):
+            return img.copy()
+        if (box[2] - box[0], box[3] - box[1]) == out:
+            return img.crop(tuple(round(v) for v in box))
+        return img.resize(out, RESAMPLE, box=box, reducing_gap=REDUCING_GAP)
+
+    def _plan(
+        self, size: tuple[int, int]
+    ) -> tuple[tuple[int, int], tuple[float, float, float, float]]:
+        """(output size, the region of the upright source it shows)."""
         raise NotImplementedError
 
 
 class Fit(_Processor):
     """Fit inside width x height keeping the aspect ratio; never upscale."""
 
-    def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
+    def _plan(self, size):
         w, h = size
-        scale = min(box[0] / w, box[1] / h)
+        scale = min(self.width / w, self.height / h)
         if scale >= 1:
-            return _Plan(out=(w, h), crop=(0, 0, w, h))
-        out = (max(1, min(box[0], round(w * scale))), max(1, min(box[1], round(h * scale))))
-        return _Plan(out=out, crop=(0, 0, w, h))
+            return (w, h), (0, 0, w, h)
+        out = (
+            max(1, min(self.width, round(w * scale))),
+            max(1, min(self.height, round(h * scale))),
+        )
+        return out, (0, 0, w, h)
 
 
 class Fill(_Processor):
@@ -121,27 +134,18 @@ class Fill(_Processor):
     to the box's aspect ratio (so the output is smaller than width x height).
     """
 
-    def _plan(self, size: tuple[int, int], box: tuple[int, int]) -> _Plan:
+    def _plan(self, size):
         w, h = size
-        cover = max(box[0] / w, box[1] / h)
+        cover = max(self.width / w, self.height / h)
         if cover >= 1:
             # Only crop: the largest centred region (whole pixels) with the box's ratio.
-            crop_w = min(w, max(1, round(box[0] / cover)))
-            crop_h = min(h, max(1, round(box[1] / cover)))
+            crop_w = min(w, max(1, round(self.width / cover)))
+            crop_h = min(h, max(1, round(self.height / cover)))
             left, top = (w - crop_w) // 2, (h - crop_h) // 2
-            return _Plan(out=(crop_w, crop_h), crop=(left, top, left + crop_w, top + crop_h))
-        crop_w, crop_h = box[0] / cover, box[1] / cover
+            return (crop_w, crop_h), (left, top, left + crop_w, top + crop_h)
+        crop_w, crop_h = self.width / cover, self.height / cover
         left, top = (w - crop_w) / 2, (h - crop_h) / 2
-        return _Plan(out=box, crop=(left, top, left + crop_w, top + crop_h))
-
-
-def normalize(img: Image.Image) -> Image.Image:
-    """Any image -> upright RGB, in sRGB, transparency on white, no metadata; same size.
-
-    Accepts the lazy image from ``Image.open`` (which it loads) or a loaded one; the
-    result is always a new image.
-    """
-    return _render(img, None)
+        return (self.width, self.height), (left, top, left + crop_w, top + crop_h)
 
 
 class Normalize:
@@ -149,6 +153,12 @@ class Normalize:
 
     def process(self, img: Image.Image) -> Image.Image:
         return normalize(img)
+
+    def scale(self, size: tuple[int, int]) -> float:
+        return 1.0
+
+    def resize(self, img: Image.Image, size: tuple[int, int]) -> Image.Image:
+        return img.copy()
 
     def __repr__(self) -> str:
         return "Normalize()"
@@ -160,60 +170,33 @@ class Normalize:
         return hash("Normalize")
 
 
-# --------------------------------------------------------------------------- pipeline
+# --------------------------------------------------------------------------- decoding
 
 
-class _Plan:
-    """Output size and the source region (stored orientation, source pixels) it shows."""
-
-    __slots__ = ("crop", "out")
-
-    def __init__(self, out: tuple[int, int], crop: tuple[float, float, float, float]):
-        self.out = out
-        self.crop = crop
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """The size `img` is displayed at, once its EXIF orientation is applied."""
+    width, height = img.size
+    return (height, width) if _orientation(img) in _SIDEWAYS else (width, height)
 
 
-def _render(img: Image.Image, processor: _Processor | None) -> Image.Image:
+def normalize(img: Image.Image) -> Image.Image:
+    """Any image -> upright RGB, in sRGB, transparency on white, no metadata; same size."""
+    return decode(img, 1.0)
+
+
+def decode(img: Image.Image, scale: float = 1.0) -> Image.Image:
+    """Upright RGB in sRGB with no metadata; a JPEG decoded at the smallest DCT scale that
+    keeps at least `scale` of its size (the lazy image from ``Image.open``; a loaded one
+    is used as it is). The result is always a new image."""
     source = img
     orientation = _orientation(img)
     icc = img.info.get("icc_profile")
     _first_frame(img)
-
-    width, height = img.size
-    if processor is None:
-        plan = _Plan(out=(width, height), crop=(0, 0, width, height))
-    else:
-        # The processor's box is in displayed orientation; the pixels are stored sideways
-        # for orientations 5-8, so plan (and draft) with the box swapped.
-        box = (processor.width, processor.height)
-        if orientation in _SIDEWAYS:
-            box = box[::-1]
-        plan = processor._plan((width, height), box)
-
-    crop = plan.crop
-    crop_w, crop_h = crop[2] - crop[0], crop[3] - crop[1]
-    resizing = plan.out != (round(crop_w), round(crop_h))
-    if resizing:
-        # Decoded size needed so the crop region still has DRAFT_GAP x the output pixels.
-        want = (
-            max(1, math.ceil(width * plan.out[0] / crop_w * DRAFT_GAP)),
-            max(1, math.ceil(height * plan.out[1] / crop_h * DRAFT_GAP)),
-        )
-        drafted = img.draft("RGB", want) if want[0] < width and want[1] < height else None
-        if drafted is not None:
-            # draft() returns the source box in decoded pixels: (0, 0, w / s, h / s).
-            factor = drafted[1][2] / width
-            crop = tuple(v * factor for v in crop)
-
+    if scale < 1.0 and isinstance(img, JpegImageFile):  # MPO too
+        width, height = img.size  # stored orientation: the scale is symmetric
+        img.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
     img.load()
-    img = _flatten(img)
-
-    if resizing:
-        img = img.resize(plan.out, Image.Resampling.LANCZOS, box=crop, reducing_gap=REDUCING_GAP)
-    elif crop != (0, 0, *img.size):
-        img = img.crop(tuple(round(v) for v in crop))
-
-    img = _to_srgb(img, icc)
+    img = _to_srgb(_flatten(img), icc)
     if orientation in _TRANSPOSE:
         img = img.transpose(_TRANSPOSE[orientation])
     if img is source or img.mode != "RGB":
@@ -223,6 +206,10 @@ def _render(img: Image.Image, processor: _Processor | None) -> Image.Image:
 
 
 def _orientation(img: Image.Image) -> int:
+    if not isinstance(img, JpegImageFile):
+        # PNG and others may keep EXIF after the pixels, so getexif() decodes them: do it
+        # here, where a decoding error is not taken for malformed EXIF.
+        img.load()
     try:
         value = img.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # malformed EXIF must not cost us the picture

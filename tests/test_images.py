@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from imports.pictures.images import ACCEPTED_FORMATS, ImageInfo, inspect_image
+from imports.pictures.images import ACCEPTED_FORMATS, ImageInfo, checked_image, inspect_image
 from imports.pictures.reasons import FetchError, ImageReason
 from tests.support import images as make
 
@@ -19,9 +19,29 @@ CAP = 50_000_000  # 50 MP
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def render(data: bytes, *, max_pixels: int) -> ImageInfo:
+    """What the import's render processes do (`render_picture`): the check rides on the
+    decode the renditions need, at whatever DCT scale they need."""
+    from cars.renditions import render_all
+
+    with checked_image(data, max_pixels=max_pixels) as (info, img):
+        render_all("images/checked.jpg", img)
+    return info
+
+
+CHECKERS = {"inspect_image": inspect_image, "render": render}
+check = inspect_image
+
+
+@pytest.fixture(autouse=True, params=list(CHECKERS))
+def checker(request, monkeypatch):
+    """Every test runs with both ways of checking: alone (a dry run) and while rendering."""
+    monkeypatch.setitem(globals(), "check", CHECKERS[request.param])
+
+
 def refused(data: bytes, *, max_pixels: int = CAP) -> FetchError:
     with pytest.raises(FetchError) as info:
-        inspect_image(data, max_pixels=max_pixels)
+        check(data, max_pixels=max_pixels)
     return info.value
 
 
@@ -46,12 +66,12 @@ def refused(data: bytes, *, max_pixels: int = CAP) -> FetchError:
     ],
 )
 def test_accepts_each_format(data, fmt, extension):
-    assert inspect_image(data, max_pixels=CAP) == ImageInfo(fmt, 64, 48, extension)
+    assert check(data, max_pixels=CAP) == ImageInfo(fmt, 64, 48, extension)
 
 
 def test_reports_the_stored_size_of_a_rotated_jpeg():
     # The header's size (stored pixels), not the displayed one: the cap is about pixels.
-    info = inspect_image(make.jpeg_bytes(64, 48, exif_orientation=6), max_pixels=CAP)
+    info = check(make.jpeg_bytes(64, 48, exif_orientation=6), max_pixels=CAP)
     assert (info.width, info.height) == (48, 64)
 
 
@@ -60,7 +80,7 @@ def test_accepted_formats_constant():
 
 
 def test_realistic_photo_is_accepted():
-    assert inspect_image(make.photo_like(1600, 1200), max_pixels=CAP).format == "JPEG"
+    assert check(make.photo_like(1600, 1200), max_pixels=CAP).format == "JPEG"
 
 
 # --------------------------------------------------------------------------- refused
@@ -145,7 +165,7 @@ def test_truncation_is_refused_even_with_load_truncated_images(monkeypatch, data
 def test_complete_files_pass_with_load_truncated_images(monkeypatch):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     for data in (make.photo_like(320, 240), make.png_bytes(64, 48), make.gif_bytes(64, 48, 2)):
-        inspect_image(data, max_pixels=CAP)
+        check(data, max_pixels=CAP)
 
 
 def test_zero_size_image_is_refused():
@@ -165,7 +185,7 @@ def test_pixel_cap_uses_the_header_and_says_why():
 
 
 def test_pixel_cap_is_inclusive():
-    assert inspect_image(make.png_bytes(40, 25), max_pixels=1000).width == 40
+    assert check(make.png_bytes(40, 25), max_pixels=1000).width == 40
     assert refused(make.png_bytes(40, 26), max_pixels=1000).reason == "too_many_pixels"
 
 

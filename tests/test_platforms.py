@@ -17,8 +17,46 @@ def test_default_platforms_match_the_spec():
         "web": ((Fit(1280, 960),), "JPEG", 85),
         "mobile": ((Fit(640, 480),), "JPEG", 80),
     }
-    assert platforms["web"].options == {"quality": 85, "progressive": True, "optimize": True}
+    # SPEC §5: progressive for default and web, baseline for mobile, no `optimize`.
+    assert {name: p.options for name, p in platforms.items()} == {
+        "default": {"quality": 90, "progressive": True, "optimize": False},
+        "web": {"quality": 85, "progressive": True, "optimize": False},
+        "mobile": {"quality": 80, "progressive": False, "optimize": False},
+    }
     assert platforms["web"].attname == "image_web"
+
+
+def test_a_platform_chooses_progressive_and_optimize():
+    """Unsaid, `progressive` is true except for `mobile`; `optimize` is false. The choice
+    reaches the encoder through imagekit's spec."""
+    import io
+
+    from PIL import Image
+
+    from cars.models import Picture
+    from cars.renditions import _encoded
+    from tests.support.images import photo_like
+
+    platforms = build_platforms(
+        {
+            "default": {"processors": [["fit", 64, 64]]},
+            "mobile": {"processors": [["fit", 64, 64]]},
+            "thumb": {"processors": [["fit", 64, 64]], "progressive": False, "optimize": True},
+        }
+    )
+    assert [(p.progressive, p.optimize) for p in platforms.values()] == [
+        (True, False),
+        (False, False),
+        (False, True),
+    ]
+    img = Image.open(io.BytesIO(photo_like(300, 200))).convert("RGB")
+    picture = Picture(image="images/a.jpg")
+    web, mobile = picture.image_web, picture.image_mobile
+    made = {
+        name: Image.open(io.BytesIO(_encoded(img, cachefile.generator)))
+        for name, cachefile in (("web", web), ("mobile", mobile))
+    }
+    assert made["web"].info.get("progressive") and not made["mobile"].info.get("progressive")
 
 
 def test_fill_and_foreign_processors_are_built_and_foreign_chains_normalized_first():

@@ -334,9 +334,24 @@ CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
 CARS_IMPORT_HEARTBEAT_TIMEOUT = env.int("CARS_IMPORT_HEARTBEAT_TIMEOUT", default=60)
 
 DEFAULT_PLATFORMS = {
-    "default": {"processors": [["fit", 1920, 1920]], "format": "JPEG", "quality": 90},
-    "web": {"processors": [["fit", 1280, 960]], "format": "JPEG", "quality": 85},
-    "mobile": {"processors": [["fit", 640, 480]], "format": "JPEG", "quality": 80},
+    "default": {
+        "processors": [["fit", 1920, 1920]],
+        "format": "JPEG",
+        "quality": 90,
+        "progressive": True,
+    },
+    "web": {
+        "processors": [["fit", 1280, 960]],
+        "format": "JPEG",
+        "quality": 85,
+        "progressive": True,
+    },
+    "mobile": {
+        "processors": [["fit", 640, 480]],
+        "format": "JPEG",
+        "quality": 80,
+        "progressive": False,
+    },
 }
 _platforms_json = env("CARS_PLATFORMS", default="")
 CARS_PLATFORMS = json.loads(_platforms_json) if _platforms_json else DEFAULT_PLATFORMS

@@ -3,7 +3,8 @@
 The Content-Type a server sends is never trusted: the bytes must open as JPEG, PNG, WebP
 or GIF (Pillow is only allowed those four decoders, so SVG, HTML, BMP, TIFF, ICO ... are
 refused without being parsed), the header's pixel count must fit the cap *before* any
-pixel is decoded, and the picture must then decode completely.
+pixel is decoded, and the picture must then decode completely: the decode the renderer
+does anyway (`checked_image`), or a cheap one of its own (`inspect_image`).
 
 No Django imports: the fetcher calls this from worker threads.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -88,20 +91,32 @@ def _megapixels(pixels: int) -> str:
 def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
     """Decide whether downloaded bytes are an image we accept, whatever the Content-Type said.
 
-    Returns the format, size and file extension. Raises ``FetchError`` with
-    ``INVALID_IMAGE`` (not JPEG/PNG/WebP/GIF, zero-size, corrupt or truncated) or
-    ``TOO_MANY_PIXELS`` (the header claims more than ``max_pixels``; refused from the
-    header alone, before anything is decoded, so a decompression bomb costs nothing).
+    Returns the format, size and file extension; raises like `checked_image`. A JPEG is
+    decoded at 1/8 scale (``draft``): libjpeg still entropy-decodes every coefficient,
+    so corruption and truncation are found, with 64 times fewer pixels.
+    """
+    with checked_image(data, max_pixels=max_pixels) as (info, img):
+        if info.format == "JPEG":
+            img.draft("RGB", (1, 1))
+        img.load()
+    return info
+
+
+@contextmanager
+def checked_image(data: bytes, *, max_pixels: int) -> Iterator[tuple[ImageInfo, Image.Image]]:
+    """The image in `data`, opened and checked from its header, for the caller to decode.
+
+    The caller decodes it (once, as its work needs: a JPEG at any DCT scale) inside the
+    block; leaving the block proves the decode was complete. Raises ``FetchError`` with
+    ``INVALID_IMAGE`` (not JPEG/PNG/WebP/GIF, zero-size, corrupt or truncated: a decoder
+    error inside the block, or a decoder that asked for bytes past the end) or
+    ``TOO_MANY_PIXELS`` (the header claims more than ``max_pixels``, refused before any
+    pixel is decoded, so a decompression bomb costs nothing).
 
     Pillow's own ``Image.MAX_IMAGE_PIXELS`` still applies inside ``Image.open``: an image
     over twice that limit (~179 MP by default) raises ``DecompressionBombError``, which
     is reported as ``TOO_MANY_PIXELS`` too. A cap above Pillow's limit therefore needs
     ``Image.MAX_IMAGE_PIXELS`` raised as well.
-
-    For JPEG the proof of decoding runs at 1/8 scale (``draft``): libjpeg still
-    entropy-decodes every coefficient, so corruption and truncation are found, but the
-    pixels it allocates are 64 times fewer. Other formats are decoded in full (their
-    first frame for animations): at most ``max_pixels`` pixels, by the check above.
     """
     if not data:
         raise FetchError(ImageReason.INVALID_IMAGE, "the file is empty")
@@ -137,11 +152,10 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
                 f"which exceeds {_megapixels(max_pixels)}",
             )
 
+        info = ImageInfo(format=fmt, width=width, height=height, extension=extension)
+        stream.armed = True
         try:
-            if fmt == "JPEG":
-                img.draft("RGB", (1, 1))  # decode at the smallest scale libjpeg offers
-            stream.armed = True
-            img.load()
+            yield info, img
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise FetchError(ImageReason.TOO_MANY_PIXELS, _bomb_message(exc, max_pixels)) from exc
         except _DECODE_ERRORS as exc:
@@ -156,8 +170,6 @@ def inspect_image(data: bytes, *, max_pixels: int) -> ImageInfo:
                 ImageReason.INVALID_IMAGE,
                 f"the {fmt} image is truncated (its data ends before the picture does)",
             )
-
-    return ImageInfo(format=fmt, width=width, height=height, extension=extension)
 
 
 def _bomb_message(exc: Exception, max_pixels: int) -> str:

@@ -36,6 +36,7 @@ from cars.pictures import (
     NewPicture,
     PictureGone,
     locked_pictures,
+    picture_name,
     store_picture,
     stored_sha256s,
 )
@@ -44,7 +45,7 @@ from cars.services import cars_record_images, image_outcome
 
 from ..report import ImageProblem
 from .fetching import Fetcher, FetchPolicy, fetch_reference
-from .images import inspect_image
+from .images import checked_image, inspect_image
 from .reasons import FetchError, ImageReason
 
 logger = logging.getLogger(__name__)
@@ -267,13 +268,10 @@ class ImagePipeline:
 
 
 def render_picture(sha256: str, data: bytes) -> NewPicture:
-    """Check `data` is an image we accept, then make its renditions (a render process)."""
-    info = inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
-    new = NewPicture(sha256, info.extension, info.width, info.height, data, {})
-    try:
-        renditions = render_all(new.name, data)
-    except Exception as exc:  # anything the decoders raise is the image's fault
-        raise FetchError(ImageReason.INVALID_IMAGE, f"cannot render the image: {exc}") from None
+    """Make the renditions of `data` (a render process); the decode they need proves it
+    is a whole image we accept (`checked_image`)."""
+    with checked_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS) as (info, img):
+        renditions = render_all(picture_name(sha256, info.extension), img)
     return NewPicture(sha256, info.extension, info.width, info.height, data, renditions)
 
 
