@@ -2,6 +2,7 @@
 environment that module requires, so no module can quietly drop a value base sets."""
 
 import json
+import os
 
 import pytest
 
@@ -32,8 +33,6 @@ print(json.dumps({"db": {k: v for k, v in db.items() if k != "TEST"}, "debug": s
 
 
 def _settings_of(module: str, database_url: str, **extra: str) -> dict:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CARS_"))}
     for name in ("DATABASE_URL", "CONN_MAX_AGE", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"):
         env.pop(name, None)
