@@ -4,7 +4,7 @@ Callers (the import's row phase and image phase, the admin) decide what to write
 
 from collections.abc import Callable
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import QuerySet
 
 from .catalog import bump_catalog_version
@@ -135,12 +135,13 @@ def car_save(*, car: Car, text_changed: bool) -> None:
 
 
 def cars_delete(*, cars: QuerySet) -> None:
-    """Delete these cars; their pictures and own files go once the deletion commits."""
-    for picture_id, legacy_image, legacy_renditions in cars.values_list(
-        "picture_id", "legacy_image", "legacy_renditions"
-    ):
-        release_on_commit([picture_id])
-        delete_files_on_commit(legacy_files(legacy_image, legacy_renditions))
-    cars.delete()
-    rebuild_vocabulary()
-    bump_catalog_version()
+    """Delete these cars, then (once that commits) the pictures and files no car shows."""
+    with transaction.atomic():
+        for picture_id, legacy_image, legacy_renditions in cars.values_list(
+            "picture_id", "legacy_image", "legacy_renditions"
+        ):
+            release_on_commit([picture_id])
+            delete_files_on_commit(legacy_files(legacy_image, legacy_renditions))
+        cars.delete()
+        rebuild_vocabulary()
+        bump_catalog_version()
