@@ -1,7 +1,7 @@
 """Renditions per picture: what the import does with a new picture's bytes, against pyvips.
 
 Ours runs in a child process set up like the project (django.setup() on a fresh bench
-database and MEDIA_ROOT): `imports.pipeline.render_picture` (the check that the bytes are a
+database and MEDIA_ROOT): `imports.pictures.pipeline.render_picture` (the check that the bytes are a
 whole image, riding on the one decode, and every platform's rendition), median of N after
 a warm-up, for a 4000×3000 and a 1600×1200 JPEG. The reference, in this process, makes the
 same three renditions with pyvips (shrink-on-load, the same JPEG settings). Then quality:
@@ -202,7 +202,7 @@ def _worker(runs: int, paths: list[str]) -> dict:
     from django.conf import settings
 
     from cars.pictures import _write
-    from imports.pipeline import render_picture
+    from imports.pictures.pipeline import render_picture
 
     expected = {p.name: p.spec() for p in references.PLATFORMS}
     out: dict = {"platforms_match": expected == settings.CARS_PLATFORMS}

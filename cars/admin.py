@@ -1,14 +1,11 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.files.storage import default_storage
 from django.utils.html import format_html, format_html_join
 
-from imports.retry import submit_retry
-
-from .catalog import bump_catalog_version
-from .models import Car, ImageStatus
-from .pictures import delete_files_on_commit, legacy_files, release_on_commit
+from .models import Car
 from .platforms import get_platforms
-from .search import apply_search, rebuild_vocabulary
+from .search import apply_search
+from .services import car_save, cars_delete
 
 
 def _rendition_url(car: Car, platform: str) -> str | None:
@@ -36,7 +33,6 @@ class CarAdmin(admin.ModelAdmin):
     exclude = ("legacy_image", "legacy_renditions")
     list_select_related = ("picture",)
     list_per_page = 50
-    actions = ("retry_failed_images",)
 
     def get_search_results(self, request, queryset, search_term):
         """The admin's substring search on title, description and key, plus every car the
@@ -71,46 +67,12 @@ class CarAdmin(admin.ModelAdmin):
             rows,
         )
 
-    @admin.action(description="Retry failed images", permissions=["change"])
-    def retry_failed_images(self, request, queryset) -> None:
-        ids = list(queryset.filter(image_status=ImageStatus.FAILED).values_list("pk", flat=True))
-        if not ids:
-            self.message_user(
-                request, "None of the selected cars has a failed image.", messages.WARNING
-            )
-            return
-        outcome = submit_retry(car_ids=ids)
-        if outcome is None:
-            self.message_user(
-                request,
-                f"Retrying the images of {len(ids)} car(s) on a worker: reload to see them.",
-                messages.INFO,
-            )
-            return
-        level = messages.SUCCESS if not (outcome.failed or outcome.skipped) else messages.WARNING
-        self.message_user(
-            request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
-        )
-
-    # Each change keeps the search vocabulary in step, in the same transaction: a full
-    # rebuild (~2 µs per car), as an edit can add, rename or remove any word.
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        if not change or {"title", "description"} & set(form.changed_data):
-            rebuild_vocabulary()
-        bump_catalog_version()
+        text_changed = not change or bool({"title", "description"} & set(form.changed_data))
+        car_save(car=obj, text_changed=text_changed)
 
     def delete_model(self, request, obj):
-        release_on_commit([obj.picture_id])
-        delete_files_on_commit(legacy_files(obj.legacy_image, obj.legacy_renditions))
-        super().delete_model(request, obj)
-        rebuild_vocabulary()
-        bump_catalog_version()
+        cars_delete(cars=Car.objects.filter(pk=obj.pk))
 
     def delete_queryset(self, request, queryset):
-        for car in queryset:
-            release_on_commit([car.picture_id])
-            delete_files_on_commit(legacy_files(car.legacy_image, car.legacy_renditions))
-        super().delete_queryset(request, queryset)
-        rebuild_vocabulary()
-        bump_catalog_version()
+        cars_delete(cars=queryset)

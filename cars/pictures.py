@@ -19,8 +19,9 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from PIL import Image
 
+from .catalog import bump_catalog_version
 from .models import Picture
-from .renditions import Rendition
+from .renditions import Rendition, render_all
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +185,6 @@ def rerender_picture(picture_id: int) -> bool:
 
     Returns False when the picture is gone.
     """
-    from .catalog import bump_catalog_version
-    from .renditions import render_all
-
     picture = Picture.objects.filter(pk=picture_id).first()
     if picture is None:
         return False

@@ -22,6 +22,11 @@ from django_prometheus.exports import ExportToDjangoView
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
+from cars.models import Car
+from imports.models import ImportJob
+
+from .models import CountedJob, ImportTotal
+
 FAMILIES = {
     "image_backend_import_jobs": (GaugeMetricFamily, "Import jobs by status", "status"),
     "image_backend_import_rows": (
@@ -63,11 +68,6 @@ class CatalogueCollector(Collector):
         return [_family(name, {}) for name in FAMILIES]
 
     def collect(self):
-        from cars.models import Car
-        from imports.models import ImportJob
-
-        from .models import ImportTotal
-
         count_finished_jobs()
         totals: dict[str, dict[str, int]] = {ROWS: {}, FAILURES: {}}
         for metric, label, value in ImportTotal.objects.values_list("metric", "label", "value"):
@@ -94,10 +94,6 @@ def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
     Each job is claimed by inserting its CountedJob row in the transaction that adds its
     figures, so two scrapes at once never count a job twice.
     """
-    from imports.models import ImportJob
-
-    from .models import CountedJob
-
     pending = (
         ImportJob.objects.filter(status=ImportJob.Status.SUCCEEDED)
         .exclude(pk__in=CountedJob.objects.values("job_id"))
@@ -121,8 +117,6 @@ def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
 
 
 def _add(metric: str, values: dict[str, int]) -> None:
-    from .models import ImportTotal
-
     for label, value in values.items():
         total, _ = ImportTotal.objects.get_or_create(metric=metric, label=label)
         ImportTotal.objects.filter(pk=total.pk).update(value=F("value") + value)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cars.models import ImageStatus
 from cars.rendition_urls import RenditionUrls
-from imports.reasons import IMAGE_REASON_TEXT
+from imports.pictures.reasons import IMAGE_REASON_TEXT
 
 # The two platforms the page offers the browser (SPEC §5): `mobile` for narrow slots,
 # `web` for wide ones and for desktop-sized windows. `default` stands in for either

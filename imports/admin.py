@@ -1,6 +1,8 @@
 """Import jobs in the Django admin: read-only, with their rejected rows, image failures
 and error readable at a glance, and an "Import CSV" page that starts one from a URL or an
-uploaded file. A job's page reloads itself while the job is queued or running."""
+uploaded file. A job's page reloads itself while the job is queued or running.
+
+Also the cars' "Retry failed images" action, which runs the importer's image phase."""
 
 from django import forms
 from django.conf import settings
@@ -13,10 +15,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from .jobs import create_job, job_summary, submit_job
+from cars.admin import CarAdmin
+from cars.models import Car, ImageStatus
+
+from .jobs import create_job, submit_job
 from .models import ImportJob
 from .permissions import PRUNE, may_start_import
-from .uploads import discard_upload, store_upload
+from .pictures.retry import submit_retry
+from .selectors import job_summary
+from .uploads import store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
@@ -203,9 +210,7 @@ class ImportJobAdmin(admin.ModelAdmin):
                 user=request.user,
             )
             submit_job(job)
-            self._report_start(request, job)
-            if job.status in (ImportJob.Status.SUCCEEDED, ImportJob.Status.FAILED):
-                discard_upload(source)  # ran inline; a Celery-run job's end deletes it
+            self._report_start(request, job)  # a job that ended deleted its upload
             return redirect(reverse("admin:imports_importjob_change", args=[job.pk]))
         context = {
             **self.admin_site.each_context(request),
@@ -236,3 +241,32 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a record of what happened: viewable, never edited
+
+
+admin.site.unregister(Car)  # cars knows nothing of imports: its action needing them is added here
+
+
+@admin.register(Car)
+class CarWithImportsAdmin(CarAdmin):
+    actions = ("retry_failed_images",)
+
+    @admin.action(description="Retry failed images", permissions=["change"])
+    def retry_failed_images(self, request, queryset) -> None:
+        ids = list(queryset.filter(image_status=ImageStatus.FAILED).values_list("pk", flat=True))
+        if not ids:
+            self.message_user(
+                request, "None of the selected cars has a failed image.", messages.WARNING
+            )
+            return
+        outcome = submit_retry(car_ids=ids)
+        if outcome is None:
+            self.message_user(
+                request,
+                f"Retrying the images of {len(ids)} car(s) on a worker: reload to see them.",
+                messages.INFO,
+            )
+            return
+        level = messages.SUCCESS if not (outcome.failed or outcome.skipped) else messages.WARNING
+        self.message_user(
+            request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
+        )

@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ImportsConfig(AppConfig):
     name = "imports"
     verbose_name = "Imports"
+
+    def ready(self) -> None:
+        from . import tasks  # noqa: F401  (registers the tasks that imports.queue sends by name)

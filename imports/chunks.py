@@ -21,17 +21,18 @@ from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from cars.pictures import PictureGone, orphan_picture_ids, release_pictures
+from cars.pictures import orphan_picture_ids, release_pictures
 
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
-from .locks import SourceBusy, acquire, beat, release
+from .locks import ENDED, SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, SourceLock
-from .pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
-from .reasons import FetchError, ImageReason
+from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
+from .pictures.reasons import FetchError, ImageReason
+from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
 from .sources import OpenedSource, SourceError, open_source
@@ -40,7 +41,6 @@ from .uploads import discard_upload
 logger = logging.getLogger(__name__)
 
 Status = ImportJob.Status
-ENDED = (Status.SUCCEEDED, Status.FAILED)
 # A chunk whose process died this many times fails its images instead of killing more.
 MAX_CHUNK_ATTEMPTS = 5
 
@@ -93,7 +93,7 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
             _fail(job, str(exc))
             return
         except Exception as exc:
-            if _is_transient(exc):
+            if isinstance(exc, OperationalError | InterfaceError):
                 # Rolled back: hand the job back, so the retried task (or the sweep) takes
                 # it at once rather than waiting for this live process to look dead.
                 ImportJob.objects.filter(pk=job.pk, worker=worker_id()).update(
@@ -105,12 +105,6 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
             return
     _send_chunks(job.pk)
     logger.info("import job %s: rows applied; %s", job.pk, report.summary())
-
-
-def _is_transient(exc: Exception) -> bool:
-    from django.db import InterfaceError, OperationalError
-
-    return isinstance(exc, OperationalError | InterfaceError)
 
 
 def _beat_job(job_id: int) -> None:
@@ -142,14 +136,12 @@ def _record_chunks(job: ImportJob, report: ImportReport, items: list[ImageItem],
 
 def _send_chunks(job_id: int) -> None:
     """Send the tasks of the job's chunks never sent, then note that they were."""
-    from .tasks import process_image_chunk
-
     unsent = ImageChunk.objects.filter(
         job_id=job_id, status=ImageChunk.Status.QUEUED, heartbeat_at__isnull=True
     )
     ids = list(unsent.values_list("pk", flat=True))
     for pk in ids:
-        process_image_chunk.delay(pk)
+        send(PROCESS_IMAGE_CHUNK, pk)
     ImageChunk.objects.filter(pk__in=ids, heartbeat_at__isnull=True).update(
         heartbeat_at=timezone.now()
     )
@@ -195,15 +187,7 @@ def _run_claimed(chunk: ImageChunk, token: str, items: list[ImageItem]) -> None:
             return
         base_dir = Path(chunk.job.base_dir) if chunk.job.base_dir else None
         with ImagePipeline(base_dir=base_dir, workers=settings.CARS_IMPORT_WORKERS) as pipeline:
-            outcomes = list(pipeline.run(items))
-            for attempt in range(3):
-                try:
-                    _record(chunk, token, outcomes)
-                    return
-                except PictureGone as gone:
-                    if attempt == 2:
-                        raise
-                    outcomes = pipeline.again(outcomes, gone.sha256s)
+            _record(chunk, token, list(pipeline.run(items)), record=pipeline.record)
 
 
 def _claim(chunk_id: int, token: str) -> ImageChunk | None:
@@ -232,9 +216,9 @@ def _beat_chunk(chunk: ImageChunk, token: str) -> None:
     beat(chunk.job_id)
 
 
-def _record(chunk: ImageChunk, token: str, outcomes: list[ItemOutcome]) -> None:
+def _record(chunk: ImageChunk, token: str, outcomes: list[ItemOutcome], record=record_outcomes):
     try:
-        record_outcomes(outcomes, inside=lambda recorded: _finish_chunk(chunk, token, recorded))
+        record(outcomes, inside=lambda recorded: _finish_chunk(chunk, token, recorded))
     except ChunkTaken:
         logger.info("%s was finished by another process", chunk)
 
@@ -297,8 +281,6 @@ def sweep() -> dict[str, int]:
     Only queued jobs: a job run in one process (`import_csv`) is that process's, and the
     next import of its source takes it over if the process died (imports.locks).
     """
-    from .tasks import process_image_chunk, run_import_job
-
     cutoff, now = stale_before(), timezone.now()
     found = {"chunks": 0, "jobs": 0, "pictures": 0}
     live = {"job__queued": True, "job__status": Status.RUNNING}
@@ -309,7 +291,7 @@ def sweep() -> dict[str, int]:
         if is_dead(worker, heartbeat_at) and ImageChunk.objects.filter(
             pk=pk, worker=worker, heartbeat_at=heartbeat_at
         ).update(status=ImageChunk.Status.QUEUED, worker="", heartbeat_at=now):
-            process_image_chunk.delay(pk)
+            send(PROCESS_IMAGE_CHUNK, pk)
             found["chunks"] += 1
     # Chunks never sent (their row phase died between its commit and the sending), and
     # chunks whose message was lost: sent before the cutoff, of a job none of whose
@@ -328,7 +310,7 @@ def sweep() -> dict[str, int]:
         if ImageChunk.objects.filter(
             pk=pk, status=ImageChunk.Status.QUEUED, heartbeat_at=heartbeat_at
         ).update(heartbeat_at=now):
-            process_image_chunk.delay(pk)
+            send(PROCESS_IMAGE_CHUNK, pk)
             found["chunks"] += 1
     stalled = ImportJob.objects.filter(
         queued=True, status__in=(Status.QUEUED, Status.RUNNING), rows_applied_at__isnull=True
@@ -343,7 +325,7 @@ def sweep() -> dict[str, int]:
         if dead and ImportJob.objects.filter(
             pk=pk, status=status, heartbeat_at=heartbeat_at, rows_applied_at__isnull=True
         ).update(status=Status.QUEUED, worker="", heartbeat_at=now):
-            run_import_job.delay(pk)
+            send(RUN_IMPORT_JOB, pk)
             found["jobs"] += 1
     found["pictures"] = release_pictures(orphan_picture_ids())
     if any(found.values()):

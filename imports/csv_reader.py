@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
-from imports.reasons import RowReason
+from imports.pictures.reasons import RowReason
 
 MAX_TITLE_LENGTH = 255
 MAX_KEY_LENGTH = 255  # the natural key must fit the car's 255-character key column

@@ -1,23 +1,19 @@
-"""Import jobs: every import is recorded, whoever starts it, and runs through here.
-
-`submit_job` runs a job here (no broker: the laptop default) or queues its row phase for
-a Celery worker once the transaction that created the job commits (imports.chunks then
-shares its images among the workers). `execute_job` runs a whole job in this process:
-the command, the laptop-mode API and admin, and the periodic sync without a broker.
+"""Import jobs, the writes (imports.selectors reads them): every import is recorded,
+whoever starts it, and runs through here, in this process (`execute_job`: the command, and
+any job without a broker) or on Celery workers (`submit_job` queues it once committed).
 """
 
 import logging
-from dataclasses import fields
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from .heartbeat import Heartbeat, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImportJob
-from .queue import enqueue, queued
-from .report import Counts, ImportReport
+from .queue import RUN_IMPORT_JOB, enqueue, queued
+from .report import ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
 from .uploads import discard_upload
@@ -48,16 +44,14 @@ def create_job(
 def submit_job(job: ImportJob) -> None:
     """Run `job` now, or on Celery workers when a broker is configured."""
     if queued():
-        from .tasks import run_import_job
-
         ImportJob.objects.filter(pk=job.pk).update(queued=True)
         job.queued = True
-        enqueue(run_import_job, job.pk)
+        enqueue(RUN_IMPORT_JOB, job.pk)
         return
     try:
         execute_job(job.pk)
     except SourceBusy as exc:
-        fail_job(job, str(exc))
+        finish_job(job, Status.FAILED, error=str(exc))
     except SourceError:
         pass  # recorded on the job by execute_job
 
@@ -110,13 +104,13 @@ def execute_job(
                     on_images=images_done,
                 )
         except SourceError as exc:
-            _finish(job, Status.FAILED, error=str(exc))
+            finish_job(job, Status.FAILED, error=str(exc))
             raise
         except Exception as exc:
             logger.exception("import job %s crashed", job.pk)
-            _finish(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            finish_job(job, Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
-        _finish(job, Status.SUCCEEDED, report=report)
+        finish_job(job, Status.SUCCEEDED, report=report)
     finally:
         release(job.pk)
     logger.info(
@@ -128,11 +122,8 @@ def execute_job(
     return report
 
 
-def fail_job(job: ImportJob, error: str) -> None:
-    _finish(job, Status.FAILED, error=error)
-
-
-def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, error=""):
+def finish_job(job: ImportJob, status: str, *, report: ImportReport | None = None, error=""):
+    """Record the end of `job` (a failure's `error`, a success's `report`)."""
     job.status = status
     job.finished_at = timezone.now()
     job.error = error
@@ -151,44 +142,3 @@ def _finish(job: ImportJob, status: str, *, report: ImportReport | None = None, 
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)
     discard_upload(job.source)  # the job has ended: its uploaded CSV is not needed again
-
-
-# --- Reading jobs (the imports API and the admin) ----------------------------------------
-
-JOB_FIELDS = (
-    "id",
-    "source",
-    "status",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "counts",
-    "rejected_rows",
-    "image_failures",
-    "error",
-    "images_done",
-    "images_total",
-    "pictures",
-)
-
-
-def job_rows() -> QuerySet:
-    """Jobs as dicts of JOB_FIELDS, newest first (the id breaks ties)."""
-    return ImportJob.objects.values(*JOB_FIELDS).order_by("-created_at", "-id")
-
-
-def job_detail(job_id: int) -> dict | None:
-    return job_rows().filter(pk=job_id).first()
-
-
-def counts_of(counts: dict | None) -> Counts:
-    """A job's stored counts with every key present: zeros until the job has run."""
-    known = {f.name for f in fields(Counts)}
-    return Counts(**{name: value for name, value in (counts or {}).items() if name in known})
-
-
-def job_summary(job: ImportJob) -> str:
-    """The job's counts as the import summary line, or "" while it has none."""
-    if not job.counts:
-        return ""
-    return ImportReport(source=job.source, counts=counts_of(job.counts)).summary()

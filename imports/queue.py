@@ -2,20 +2,29 @@
 
 With a broker (`CELERY_BROKER_URL`, which defaults to `REDIS_URL`) jobs, image chunks and
 re-renders are Celery tasks; without one (the laptop default) the same functions run in
-the calling process.
+the calling process. Services send tasks by name: imports.tasks imports the services.
 """
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
+
+RUN_IMPORT_JOB = "imports.tasks.run_import_job"
+PROCESS_IMAGE_CHUNK = "imports.tasks.process_image_chunk"
+RENDER_PICTURE = "imports.tasks.render_picture"
+RETRY_IMAGES = "imports.tasks.retry_images"
 
 
 def queued() -> bool:
     """Whether work goes to Celery workers."""
-    return bool(settings.CELERY_BROKER_URL) and not settings.CELERY_BROKER_URL.startswith(
-        "memory://"
-    )
+    url = settings.CELERY_BROKER_URL
+    return bool(url) and not url.startswith("memory://")
 
 
-def enqueue(task, *args) -> None:
-    """Send `task(*args)` once the current transaction commits (at once outside one)."""
-    transaction.on_commit(lambda: task.delay(*args))
+def send(task: str, *args) -> None:
+    current_app.tasks[task].delay(*args)
+
+
+def enqueue(task: str, *args) -> None:
+    """Send the task named `task` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: send(task, *args))

@@ -1,78 +1,33 @@
 """Applying parsed CSV rows to the catalogue, in batches, inside the caller's transaction.
 
 Each batch costs one SELECT of the existing rows by natural key, one INSERT and one
-UPDATE `executemany`, whatever its size. Rows are plain tuples, not model instances:
-building and saving Django models was 80% of a 100k-row import (12 s → 3 s).
+UPDATE `executemany` (cars.services), whatever its size. Rows are plain tuples, not
+model instances: building and saving Django models was most of a large import's time.
 """
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import make_dataclass
 
 from django.db import connection
 from django.utils import timezone
 
 from cars.models import Car, ImageStatus
 from cars.pictures import delete_files_on_commit, legacy_files, release_on_commit
+from cars.services import ROW_COLUMNS, cars_prune, cars_write_rows
 
 from .csv_reader import CsvRow
-from .pipeline import CarRef
+from .pictures.pipeline import CarRef
 from .report import Counts
 
 BATCH_SIZE = 2000
-TABLE = Car._meta.db_table
 # What `RowApplier._apply` says to do with a car's image state.
 _CLEARED, _PENDING_STATE = "cleared", "pending"
 
-# Every column the importer writes, in the order of the row tuples below.
-_COLUMNS = (
-    "title",
-    "description",
-    "source_image_url",
-    "picture_id",
-    "legacy_image",
-    "image_fetched_from",
-    "image_status",
-    "image_error",
-    "image_error_message",
-    "legacy_renditions",
-    "updated_at",
-)
-_INSERT = (
-    f"INSERT INTO {TABLE} (external_key, created_at, {', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * (len(_COLUMNS) + 2))})"
-)
-# An update writes only what the row phase owns: the text, and the image state when the
-# reference goes or needs fetching, each guarded, so it never writes back a picture or an
-# outcome it read before a concurrent writer (a chunk, a retry, migrate_pictures) changed it.
-_UPDATE = (
-    f"UPDATE {TABLE} SET title = %s, description = %s, source_image_url = %s, updated_at = %s "
-    "WHERE id = %s"
-)
-_PENDING = f"UPDATE {TABLE} SET image_status = %s WHERE id = %s AND picture_id IS NULL"
-_CLEAR = (
-    f"UPDATE {TABLE} SET picture_id = NULL, legacy_image = '', legacy_renditions = %s, "
-    "image_fetched_from = '', image_status = %s, image_error = NULL, image_error_message = '' "
-    "WHERE id = %s"
-)
 
-
-@dataclass
-class _Car:
-    """The importer's view of an existing car: the columns it may change."""
-
-    id: int
-    title: str
-    description: str
-    source_image_url: str
-    picture_id: int | None
-    legacy_image: str
-    image_fetched_from: str
-    image_status: str
-    image_error: str | None
-    image_error_message: str
-    legacy_renditions: dict
-    updated_at: object
+# The importer's view of an existing car: its id and the columns it may change, in the
+# order `_existing` reads them.
+_Car = make_dataclass("_Car", ["id", *ROW_COLUMNS])
 
 
 def needs_fetch(car: _Car, ref: str, *, refresh: bool) -> bool:
@@ -128,11 +83,7 @@ class RowApplier:
                 cleared.append((self._empty_json, ImageStatus.NONE.value, car.id))
             elif image == _PENDING_STATE:
                 pending.append((ImageStatus.PENDING.value, car.id))
-        with connection.cursor() as cursor:
-            for sql, params in ((_INSERT, inserts), (_UPDATE, updates), (_PENDING, pending),
-                                (_CLEAR, cleared)):  # fmt: skip
-                if params:
-                    cursor.executemany(sql, params)
+        cars_write_rows(inserts=inserts, updates=updates, pending=pending, cleared=cleared)
         if with_images:
             ids = dict(
                 Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
@@ -145,7 +96,7 @@ class RowApplier:
 
     def _existing(self, batch: list[CsvRow]) -> dict[str, _Car]:
         rows = Car.objects.filter(external_key__in=[r.key for r in batch]).values_list(
-            "id", "external_key", *_COLUMNS
+            "id", "external_key", *ROW_COLUMNS
         )
         return {key: _Car(pk, *rest) for pk, key, *rest in rows}
 
@@ -193,20 +144,6 @@ class RowApplier:
 
     def prune(self, key_seen: Callable[[str], bool]) -> None:
         """Delete every car whose key the (fully parsed) source did not name."""
-        doomed: list[int] = []
-        pictures: set[int] = set()
-        legacy: list[str] = []
-        for pk, key, picture_id, legacy_image, legacy_renditions in Car.objects.values_list(
-            "pk", "external_key", "picture_id", "legacy_image", "legacy_renditions"
-        ).iterator(chunk_size=5000):
-            if not key_seen(key):
-                doomed.append(pk)
-                if picture_id:
-                    pictures.add(picture_id)
-                legacy += legacy_files(legacy_image, legacy_renditions)
-        for start in range(0, len(doomed), BATCH_SIZE):
-            Car.objects.filter(pk__in=doomed[start : start + BATCH_SIZE]).delete()
-        release_on_commit(pictures)
-        delete_files_on_commit(legacy)
-        self.counts.deleted += len(doomed)
-        self.changed = self.changed or bool(doomed)
+        deleted = cars_prune(keep=key_seen, batch_size=BATCH_SIZE)
+        self.counts.deleted += deleted
+        self.changed = self.changed or bool(deleted)

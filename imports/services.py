@@ -21,8 +21,8 @@ from cars.pictures import stored_sha256s
 from cars.search import deferred_search_index
 
 from .csv_reader import CsvReader, CsvRow, CsvSourceError
-from .fetching import FetchPolicy
-from .pipeline import (
+from .pictures.fetching import FetchPolicy
+from .pictures.pipeline import (
     ImageItem,
     ImagePipeline,
     Recorded,

@@ -27,7 +27,7 @@ import pytest
 
 from cars.models import Car, ImageStatus, Picture
 from imports.models import ImportJob
-from imports.reasons import ImageReason
+from imports.pictures.reasons import ImageReason
 from imports.services import run_import
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
 from tests.support.project import manage, project_env

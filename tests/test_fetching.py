@@ -1,4 +1,4 @@
-"""imports.fetching against a real local HTTP server: no mocks of our own code.
+"""imports.pictures.fetching against a real local HTTP server: no mocks of our own code.
 
 Only the operating-system boundary is ever replaced: a test may hand the Fetcher its own
 resolver (a fake DNS table), and every test runs behind a safety net that fails it if any
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from imports.fetching import (
+from imports.pictures.fetching import (
     Fetcher,
     FetchPolicy,
     FetchResult,
@@ -32,7 +32,7 @@ from imports.fetching import (
     is_public_address,
     resolve_host,
 )
-from imports.reasons import FetchError, ImageReason
+from imports.pictures.reasons import FetchError, ImageReason
 from tests.support.httpserver import LocalHTTPServer, encode, gzip_bomb
 
 MakeFetcher = Callable[..., Fetcher]

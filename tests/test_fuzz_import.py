@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from cars.models import Car, ImageStatus
 from cars.platforms import get_platforms
 from imports.csv_reader import CsvReader, CsvRow, CsvSourceError
-from imports.reasons import ImageReason, RowReason
+from imports.pictures.reasons import ImageReason, RowReason
 from imports.services import run_import
 from imports.sources import SourceError
 from tests.support.csvfuzz import mutated, structured_csv

@@ -15,7 +15,7 @@ from cars.catalog import bump_catalog_version
 from cars.models import Car, ImageStatus
 from gallery import views
 from gallery.cards import card_from_row, missing_text
-from imports.reasons import IMAGE_REASON_TEXT, ImageReason
+from imports.pictures.reasons import IMAGE_REASON_TEXT, ImageReason
 from imports.services import run_import
 
 SAMPLE_CARS = 25

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
-from imports.images import ACCEPTED_FORMATS, ImageInfo, checked_image, inspect_image
-from imports.reasons import FetchError, ImageReason
+from imports.pictures.images import ACCEPTED_FORMATS, ImageInfo, checked_image, inspect_image
+from imports.pictures.reasons import FetchError, ImageReason
 from tests.support import images as make
 
 CAP = 50_000_000  # 50 MP
@@ -221,8 +221,8 @@ def test_pillow_bomb_warning_as_error_is_too_many_pixels():
 _CHILD = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
-from imports.images import inspect_image
-from imports.reasons import FetchError
+from imports.pictures.images import inspect_image
+from imports.pictures.reasons import FetchError
 from tests.support.images import bomb_png
 data = bomb_png({w}, {h}, real=True)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -648,9 +648,9 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    import imports.pipeline
+    import imports.pictures.pipeline
 
-    monkeypatch.setattr(imports.pipeline, "render_pool", lambda: ThreadPoolExecutor(8))
+    monkeypatch.setattr(imports.pictures.pipeline, "render_pool", lambda: ThreadPoolExecutor(8))
 
     for i in range(12):
         (catalog / "img" / f"n{i}.jpg").write_bytes(jpeg_bytes(300 + i, 200))
@@ -665,19 +665,19 @@ def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypat
 
 def _render_that_kills_its_process(sha256, data):
     """A render process dying mid-image (as when the kernel kills it for memory)."""
-    import imports.pipeline
+    import imports.pictures.pipeline
 
     if data.startswith(b"\x89PNG"):  # img/b.png, Beta's: the catalogue's only PNG
         os._exit(1)
-    return imports.pipeline._real_render_picture(sha256, data)
+    return imports.pictures.pipeline._real_render_picture(sha256, data)
 
 
 def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeypatch):
-    import imports.pipeline
+    import imports.pictures.pipeline
 
-    real = imports.pipeline.render_picture
-    monkeypatch.setattr(imports.pipeline, "_real_render_picture", real, raising=False)
-    monkeypatch.setattr(imports.pipeline, "render_picture", _render_that_kills_its_process)
+    real = imports.pictures.pipeline.render_picture
+    monkeypatch.setattr(imports.pictures.pipeline, "_real_render_picture", real, raising=False)
+    monkeypatch.setattr(imports.pictures.pipeline, "render_picture", _render_that_kills_its_process)
 
     out, _ = import_csv(str(catalog / "cars.csv"))
 
@@ -740,13 +740,13 @@ def test_render_processes_run_below_the_fetch_threads_priority():
     """README: rendering takes the CPU the downloads leave (render processes at nice 10)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    import imports.pipeline
+    import imports.pictures.pipeline
 
-    with imports.pipeline.render_pool() as pool:
+    with imports.pictures.pipeline.render_pool() as pool:
         if not isinstance(pool, ProcessPoolExecutor):
             pytest.skip("one core: rendering runs on threads of this process")
         child = pool.submit(os.nice, 0).result()
-    assert child == min(19, os.nice(0) + imports.pipeline.RENDER_NICENESS)
+    assert child == min(19, os.nice(0) + imports.pictures.pipeline.RENDER_NICENESS)
 
 
 @pytest.mark.django_db

@@ -235,6 +235,35 @@ def test_pruning_to_one_car_keeps_its_files_and_they_still_serve(
     assert_served_for_good(media, client, kept.picture.image.name)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_deleting_cars_with_the_admin_action_deletes_the_files_no_car_shows(
+    http_server, tmp_path, admin_client, settings
+):
+    """The admin's bulk "Delete selected cars" runs outside a transaction of the admin's
+    own: the pictures still go once the cars that showed them are gone."""
+    media = LocalMedia(Path(settings.MEDIA_ROOT))
+    rows = [
+        [str(k), f"Car {k}", "", serve(http_server, f"/{k}.jpg", picture_bytes(k))] for k in (1, 2)
+    ]
+    write_csv(tmp_path / "cars.csv", rows)
+    run_import(source=str(tmp_path / "cars.csv"), workers=2)
+    assert len(media.names()) == 8
+
+    response = admin_client.post(
+        "/admin/cars/car/",
+        {
+            "action": "delete_selected",
+            "_selected_action": [c.pk for c in Car.objects.all()],
+            "post": "yes",
+        },
+    )
+
+    assert response.status_code == 302, response.content[:300]
+    assert not Car.objects.exists()
+    assert not Picture.objects.exists()
+    assert media.names() == set()
+
+
 WAYS = ("prune", "image_removed", "image_changed", "refetch_fails", "admin_delete")
 
 

@@ -75,7 +75,7 @@ def test_storage_is_written_once_per_rendition_and_asked_nothing(settings, monke
     a picture stored already is not written again."""
     from django.core.files.storage import FileSystemStorage
 
-    from imports.pipeline import render_picture
+    from imports.pictures.pipeline import render_picture
 
     data = photo_like(1600, 1200)
     sha256, name = original_name(data)

@@ -22,9 +22,7 @@ def _required(name: str) -> str:
 DEBUG = False  # never on in production, whatever the environment says
 SECRET_KEY = _required("SECRET_KEY")
 ALLOWED_HOSTS = [h.strip() for h in _required("ALLOWED_HOSTS").split(",") if h.strip()]
-_required("DATABASE_URL")
-DATABASES = {"default": env.db("DATABASE_URL")}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+_required("DATABASE_URL")  # base read it into DATABASES, with its connection settings
 CARS_ALLOW_PRIVATE_URLS = env.bool("CARS_ALLOW_PRIVATE_URLS", default=False)
 # Uploaded CSVs go to a private bucket of their own, never beside the public media.
 if USE_S3:

@@ -7,9 +7,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
-from imports.jobs import counts_of
 from imports.models import ImportJob
-from imports.reasons import ImageReason, RowReason
+from imports.pictures.reasons import ImageReason, RowReason
+from imports.selectors import counts_of
 
 LOCAL_PATH = "a local path is not accepted from the API: source must be an http(s) URL"
 

@@ -1,4 +1,4 @@
-"""Imports API views: parse the request, call imports.jobs, serialize. Nothing else.
+"""Imports API views: parse the request, call a service or selector, serialize. Nothing else.
 
 Staff only, by token (`Authorization: Token …`) or by a staff session (CSRF enforced as
 DRF does), with the admin's permissions (imports.permissions): reading jobs needs
@@ -20,9 +20,10 @@ from rest_framework.views import APIView
 
 from cars.api.pagination import BadRequest, Cursor, link_header, paginate, parse_page_request
 from cars.selectors import Ordering
-from imports.jobs import create_job, job_detail, job_rows, submit_job
+from imports.jobs import create_job, submit_job
 from imports.models import ImportJob
 from imports.permissions import PRUNE, may_start_import, may_view_imports
+from imports.selectors import job_detail, job_rows
 
 from .serializers import ErrorSerializer, ImportJobSerializer, ImportRequestSerializer
 

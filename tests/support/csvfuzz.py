@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from imports.csv_reader import MAX_TITLE_LENGTH, CsvReader, CsvRow, CsvSourceError
-from imports.reasons import RowReason
+from imports.pictures.reasons import RowReason
 
 # --- the model ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Run hostile images through the real image pipeline, one at a time, measuring each.
 
-``process(data)`` is what the importer does with downloaded bytes (imports.pipeline):
+``process(data)`` is what the importer does with downloaded bytes (imports.pictures.pipeline):
 ``render_picture`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
 and renders every platform's rendition with cars.renditions / cars.processors, raising a
 FetchError with a reason code on failure; the original and its renditions are then
@@ -30,8 +30,8 @@ def process(data: bytes) -> str:
 
     from cars.pictures import _write
     from cars.platforms import get_platforms
-    from imports.pipeline import render_picture
-    from imports.reasons import FetchError
+    from imports.pictures.pipeline import render_picture
+    from imports.pictures.reasons import FetchError
 
     try:
         new = render_picture(hashlib.sha256(data).hexdigest(), data)

@@ -122,7 +122,7 @@ _render_picture: Callable | None = None
 
 
 def logged_render_picture(sha256: str, data: bytes):
-    """`imports.pipeline.render_picture`, with one line per call appended to the log.
+    """`imports.pictures.pipeline.render_picture`, with one line per call appended to the log.
 
     Runs in a render process (forked after the log was set) or a render thread; the
     log is a file, so calls made in other processes are counted too.
@@ -140,7 +140,7 @@ def logged_render_picture(sha256: str, data: bytes):
 def count_renders(monkeypatch, log: Path) -> Iterator[Callable[[], list[str]]]:
     """Within the block, every picture rendered by an import is logged; yields a reader."""
     global _render_log, _render_picture
-    import imports.pipeline as pipeline
+    import imports.pictures.pipeline as pipeline
 
     _render_picture = pipeline.render_picture
     monkeypatch.setattr(pipeline, "render_picture", logged_render_picture)

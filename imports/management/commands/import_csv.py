@@ -8,8 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from imports.jobs import create_job, execute_job, fail_job
+from imports.jobs import create_job, execute_job, finish_job
 from imports.locks import SourceBusy
+from imports.models import ImportJob
 from imports.report import ImportReport
 from imports.services import run_import
 from imports.sources import SourceError
@@ -81,7 +82,7 @@ class Command(BaseCommand):
         try:
             return execute_job(job.pk, workers=workers, progress=progress)
         except SourceBusy as exc:
-            fail_job(job, str(exc))
+            finish_job(job, ImportJob.Status.FAILED, error=str(exc))
             raise
 
 

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cars.models import Car
 from cars.pictures import stored_sha256s
-from imports.pipeline import (
+from imports.pictures.pipeline import (
     CarRef,
     ImageItem,
     ItemOutcome,
@@ -25,7 +25,7 @@ from imports.pipeline import (
     render_picture,
     render_pool,
 )
-from imports.reasons import FetchError
+from imports.pictures.reasons import FetchError
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from cars.models import Picture
 from cars.pictures import rerender_picture
 from cars.platforms import get_platforms
-from imports.queue import enqueue, queued
+from imports.queue import RENDER_PICTURE, enqueue, queued
 
 
 class Command(BaseCommand):
@@ -27,10 +27,8 @@ class Command(BaseCommand):
             if options["all"] or not wanted <= set(renditions or {})
         ]
         if queued():
-            from imports.tasks import render_picture
-
             for pk in todo:
-                enqueue(render_picture, pk)
+                enqueue(RENDER_PICTURE, pk)
             self.stdout.write(f"queued {len(todo)} pictures")
         else:
             done = sum(rerender_picture(pk) for pk in todo)

@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 import httpcore
 import httpx
 
-from imports.reasons import FetchError, ImageReason
+from imports.pictures.reasons import FetchError, ImageReason
 
 T = TypeVar("T")
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -317,10 +317,9 @@ class _GuardedBackend(httpcore.NetworkBackend):
 def _shared_ssl_context() -> ssl.SSLContext:
     """certifi's CAs, or SSL_CERT_FILE / SSL_CERT_DIR when set: one context per value.
 
-    Building a context loads the whole CA bundle (~90 ms); httpx did it twice per Fetcher,
-    i.e. twice per import and per CSV download, ~180 ms each time. A context is safe to
-    share between threads and connections; it is keyed by the variables httpx reads, so
-    changing SSL_CERT_FILE still takes effect.
+    Building a context loads the whole CA bundle, and httpx did it twice per Fetcher. A
+    context is safe to share between threads and connections; it is keyed by the variables
+    httpx reads, so changing SSL_CERT_FILE still takes effect.
     """
     return _ssl_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
 

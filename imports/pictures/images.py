@@ -20,7 +20,7 @@ from io import BytesIO
 
 from PIL import Image, UnidentifiedImageError
 
-from imports.reasons import FetchError, ImageReason
+from imports.pictures.reasons import FetchError, ImageReason
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 

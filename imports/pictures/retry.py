@@ -15,8 +15,8 @@ from django.conf import settings
 
 from cars.models import Car, ImageStatus
 
+from ..queue import RETRY_IMAGES, enqueue, queued
 from .pipeline import CarRef, ImagePipeline, group_items, run_items
-from .queue import enqueue, queued
 
 NO_LINE = 0  # a CarRef's CSV line: there is no CSV here
 
@@ -74,8 +74,6 @@ def submit_retry(*, car_ids: Iterable[int]) -> RetryOutcome | None:
     """Retry now and return the outcome, or (with a broker) queue it for a worker: None."""
     ids = [int(pk) for pk in car_ids]
     if queued():
-        from .tasks import retry_images
-
-        enqueue(retry_images, ids)
+        enqueue(RETRY_IMAGES, ids)
         return None
     return retry_failed_images(car_ids=ids)

@@ -32,25 +32,21 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cars.catalog import bump_catalog_version
-from cars.models import Car, ImageStatus
 from cars.pictures import (
     NewPicture,
     PictureGone,
-    delete_files_on_commit,
-    legacy_files,
     locked_pictures,
     picture_name,
-    release_on_commit,
     store_picture,
     stored_sha256s,
 )
 from cars.renditions import render_all
+from cars.services import cars_record_images, image_outcome
 
+from ..report import ImageProblem
 from .fetching import Fetcher, FetchPolicy, fetch_reference
 from .images import checked_image, inspect_image
 from .reasons import FetchError, ImageReason
-from .report import ImageProblem
 
 logger = logging.getLogger(__name__)
 
@@ -120,10 +116,6 @@ def fetch_policy(max_bytes: int) -> FetchPolicy:
     )
 
 
-def image_fetch_policy() -> FetchPolicy:
-    return fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
-
-
 def group_items(refs: Iterable[tuple[str, CarRef]]) -> list[ImageItem]:
     """One item per distinct reference, in the order references first appear."""
     by_ref: dict[str, list[CarRef]] = {}
@@ -163,7 +155,8 @@ class ImagePipeline:
 
     def __enter__(self) -> "ImagePipeline":
         self.render_pool = render_pool() if self.store else None
-        self._fetcher = Fetcher(image_fetch_policy(), max_connections=self.workers).__enter__()
+        policy = fetch_policy(settings.CARS_IMAGE_MAX_BYTES)
+        self._fetcher = Fetcher(policy, max_connections=self.workers).__enter__()
         self._fetch_pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fetch")
         return self
 
@@ -173,12 +166,21 @@ class ImagePipeline:
         if self.render_pool is not None:
             self.render_pool.shutdown(cancel_futures=True)
 
-    def again(self, outcomes: list[ItemOutcome], gone: set[str]) -> list[ItemOutcome]:
-        """`outcomes` with the items whose stored picture was deleted meanwhile (`gone`)
-        fetched and rendered anew; the others are kept as they were."""
-        self._rendered -= gone
-        kept = [o for o in outcomes if o.sha256 not in gone]
-        return kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
+    def record(
+        self, outcomes: list[ItemOutcome], *, inside: Callable[[Recorded], None] | None = None
+    ) -> Recorded:
+        """`record_outcomes`, again with the items whose stored picture was deleted meanwhile
+        fetched and rendered anew (the others kept as they were), up to three times."""
+        for attempt in range(3):
+            try:
+                return record_outcomes(outcomes, inside=inside)
+            except PictureGone as exc:
+                if attempt == 2:
+                    raise
+                gone = exc.sha256s
+                self._rendered -= gone
+                kept = [o for o in outcomes if o.sha256 not in gone]
+                outcomes = kept + list(self.run([o.item for o in outcomes if o.sha256 in gone]))
 
     def run(self, items: Iterable[ImageItem]) -> Iterator[ItemOutcome]:
         """Every item's outcome, as it completes.
@@ -372,7 +374,9 @@ def record_outcomes(
                     ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
                     for car in outcome.item.cars
                 ]
-                updates.append((ids, _failed(error, now)))
+                updates.append(
+                    (ids, image_outcome(now, reason=error.reason, message=error.message))
+                )
                 continue
             recorded.ok += len(ids)
             if outcome.new is not None and outcome.sha256 in created:
@@ -381,67 +385,12 @@ def record_outcomes(
                 recorded.pictures_shared += len(ids) - 1
             else:
                 recorded.pictures_shared += len(ids)
-            updates.append((ids, _ready(picture_of[outcome.sha256], outcome.item.ref, now)))
-        _update_cars(updates, touch=touch)
+            picture_id = picture_of[outcome.sha256]
+            updates.append((ids, image_outcome(now, picture_id=picture_id, ref=outcome.item.ref)))
+        cars_record_images(updates, touch=touch)
         if inside is not None:
             inside(recorded)
     return recorded
-
-
-def _update_cars(updates: list[tuple[list[int], dict]], *, touch: bool = True) -> None:
-    """Apply the outcomes (one UPDATE per reference: its cars get the same values), then
-    release the pictures (and legacy files) that the cars showed before."""
-    if not updates:
-        return
-    showing = {pk: values["picture_id"] for ids, values in updates for pk in ids}
-    previous, legacy = set(), []
-    for some in _batches(list(showing)):
-        before = Car.objects.filter(pk__in=some).values_list(
-            "pk", "picture_id", "legacy_image", "legacy_renditions"
-        )
-        for pk, picture_id, legacy_image, legacy_renditions in before:
-            if picture_id and picture_id != showing[pk]:
-                previous.add(picture_id)
-            legacy += legacy_files(legacy_image, legacy_renditions)
-    for ids, values in updates:
-        if not touch:  # moving files changes no answer, so not the car's `updated_at`
-            values = {k: v for k, v in values.items() if k != "updated_at"}
-        for some in _batches(ids):
-            Car.objects.filter(pk__in=some).update(**values)
-    bump_catalog_version()
-    release_on_commit(previous)
-    delete_files_on_commit(legacy)
-
-
-def _batches(ids: list[int], size: int = 1000):
-    """Slices of `ids` small enough for any database's limit on query parameters."""
-    return (ids[start : start + size] for start in range(0, len(ids), size))
-
-
-def _ready(picture_id: int, ref: str, now) -> dict:
-    return {
-        "picture_id": picture_id,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": ref,
-        "image_status": ImageStatus.READY,
-        "image_error": None,
-        "image_error_message": "",
-        "updated_at": now,
-    }
-
-
-def _failed(error: FetchError, now) -> dict:
-    return {
-        "picture_id": None,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": "",
-        "image_status": ImageStatus.FAILED,
-        "image_error": error.reason,
-        "image_error_message": error.message,
-        "updated_at": now,
-    }
 
 
 def run_items(
@@ -461,19 +410,11 @@ def run_items(
     buffer: list[ItemOutcome] = []
 
     def flush() -> None:
-        outcomes = list(buffer)
-        buffer.clear()
-        for attempt in range(3):
-            try:
-                recorded = record_outcomes(outcomes)
-                break
-            except PictureGone as gone:
-                if attempt == 2:
-                    raise
-                outcomes = pipeline.again(outcomes, gone.sha256s)
+        recorded = pipeline.record(list(buffer))
         total.add(recorded)
         if on_recorded:
-            on_recorded(recorded, len(outcomes))
+            on_recorded(recorded, len(buffer))
+        buffer.clear()
 
     for outcome in pipeline.run(items):
         buffer.append(outcome)

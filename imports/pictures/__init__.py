@@ -1,0 +1,1 @@
+"""Pictures: fetched, checked, rendered (cars.renditions), stored (cars.pictures), retried."""
