@@ -21,9 +21,9 @@ _VERSION_SQL = f"SELECT version FROM {CatalogState._meta.db_table} WHERE id = {_
 
 def catalog_version() -> int:
     """Read on every API request, so on the driver's connection: the ORM's query building
-    was 40% of a cached response's cost, and Django's cursor wrapper (query logging, `%s`
-    rewriting, execute wrappers) still 35 of the 45 µs left. What Django's own cursors do
-    first is kept: the health check (CONN_HEALTH_CHECKS) and Django's database errors."""
+    and Django's cursor wrapper (query logging, `%s` rewriting, execute wrappers) were most
+    of a cached response's cost. What Django's own cursors do first is kept: the health
+    check (CONN_HEALTH_CHECKS) and Django's database errors."""
     db = connections[DEFAULT_DB_ALIAS]  # once: each `connection.x` is a thread-local lookup
     db.close_if_health_check_failed()
     db.ensure_connection()

@@ -1,8 +1,8 @@
 """URLs of stored renditions, from the names stored on the car: no storage round trip.
 
 Used by every page that lists cars (the API, the gallery), so it is cheap per item: the
-storage's URL prefix is asked once per instance. `S3Storage.url()` costs about 70 µs a
-call (botocore builds a presigned URL then strips it), 7 ms for a 100-car page.
+storage's URL prefix is asked once per instance: `S3Storage.url()` is costly per call
+(botocore builds a presigned URL then strips it).
 """
 
 import re

@@ -173,10 +173,9 @@ _cached: tuple[object, _Vocabulary] | None = None
 def _vocabulary() -> _Vocabulary:
     """The vocabulary, read once per catalogue state in each process.
 
-    Reading the words of the right lengths for every mistyped word cost 40-140 ms with a
-    vocabulary of 100k words (rows through the ORM); comparing them in memory costs a
-    few. Every import or admin change that rebuilds the vocabulary bumps the catalogue
-    version, so a copy is never used once stale.
+    Reading the words of the right lengths for every mistyped word through the ORM cost
+    far more than comparing them in memory. Every import or admin change that rebuilds
+    the vocabulary bumps the catalogue version, so a copy is never used once stale.
     """
     global _cached
     state = catalog_state()
@@ -341,10 +340,9 @@ def rebuild_vocabulary(*, using: str = DEFAULT_DB_ALIAS) -> None:
     """Replace the vocabulary with the words of every car, in one pass over the table.
 
     Run inside the transaction that changed the cars (the import's), so readers never see
-    cars without their words. Tokenising with a regular expression per row was 3.2 s for
-    1M bench cars; here whole chunks go through `bytes.translate` and `split` in C, and
-    only distinct pieces are looked at in Python (digits all become `0`, so a million
-    distinct numbers are a handful of pieces): ~2 µs per car.
+    cars without their words. Whole chunks go through `bytes.translate` and `split` in C
+    rather than a regular expression per row, and only distinct pieces are looked at in
+    Python (digits all become `0`, so a million distinct numbers are a handful of pieces).
     """
     db = connections[using]
     pieces: Counter[bytes] = Counter()

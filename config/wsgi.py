@@ -13,7 +13,7 @@ def _load_urls() -> None:
     """Import the URLconf and every view now, not in a worker's first request.
 
     Django loads them lazily, so a fresh gunicorn worker's first request paid for all the
-    imports (measured: 176 ms, against 9 ms once loaded). No database connection is
+    imports. No database connection is
     opened here, so this is safe before gunicorn forks (--preload).
     """
     from django.urls import get_resolver

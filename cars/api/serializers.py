@@ -27,7 +27,7 @@ class CarSerializer(serializers.Serializer):
 
     def to_representation(self, row: dict) -> dict:
         # The declared fields document the shape (OpenAPI); building the dict directly
-        # is 20x cheaper than DRF's field-by-field walk (3.6 ms → 0.2 ms per 100 cars).
+        # is much cheaper than DRF's field-by-field walk.
         return {
             "id": row["id"],
             "title": row["title"],
