@@ -122,19 +122,14 @@ def checked_image(data: bytes, *, max_pixels: int) -> Iterator[tuple[ImageInfo, 
         raise FetchError(ImageReason.INVALID_IMAGE, "the file is empty")
 
     stream = _ReadWatch(data)
-    try:
-        img = Image.open(stream, formats=ACCEPTED_FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # Raised from the header alone; the warning only when warnings are errors.
-        raise FetchError(ImageReason.TOO_MANY_PIXELS, _bomb_message(exc, max_pixels)) from exc
-    except UnidentifiedImageError as exc:
-        raise FetchError(
-            ImageReason.INVALID_IMAGE, f"not a JPEG, PNG, WebP or GIF image ({_sniff(data)})"
-        ) from exc
-    except _DECODE_ERRORS as exc:
-        raise FetchError(
-            ImageReason.INVALID_IMAGE, f"not a readable JPEG, PNG, WebP or GIF image ({exc})"
-        ) from exc
+    # A bomb is refused from the header alone (the warning only when warnings are errors).
+    with _decoding(max_pixels, "not a readable JPEG, PNG, WebP or GIF image"):
+        try:
+            img = Image.open(stream, formats=ACCEPTED_FORMATS)
+        except UnidentifiedImageError as exc:
+            raise FetchError(
+                ImageReason.INVALID_IMAGE, f"not a JPEG, PNG, WebP or GIF image ({_sniff(data)})"
+            ) from exc
 
     with img:
         fmt, extension = _FORMATS.get(img.format or "", (None, None))
@@ -155,13 +150,8 @@ def checked_image(data: bytes, *, max_pixels: int) -> Iterator[tuple[ImageInfo, 
         info = ImageInfo(format=fmt, width=width, height=height, extension=extension)
         stream.armed = True
         try:
-            yield info, img
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise FetchError(ImageReason.TOO_MANY_PIXELS, _bomb_message(exc, max_pixels)) from exc
-        except _DECODE_ERRORS as exc:
-            raise FetchError(
-                ImageReason.INVALID_IMAGE, f"the {fmt} image data is corrupt ({exc})"
-            ) from exc
+            with _decoding(max_pixels, f"the {fmt} image data is corrupt"):
+                yield info, img
         finally:
             stream.armed = False
 
@@ -170,6 +160,17 @@ def checked_image(data: bytes, *, max_pixels: int) -> Iterator[tuple[ImageInfo, 
                 ImageReason.INVALID_IMAGE,
                 f"the {fmt} image is truncated (its data ends before the picture does)",
             )
+
+
+@contextmanager
+def _decoding(max_pixels: int, corrupt: str) -> Iterator[None]:
+    """What a decoder raises, as the reason the picture is refused."""
+    try:
+        yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FetchError(ImageReason.TOO_MANY_PIXELS, _bomb_message(exc, max_pixels)) from exc
+    except _DECODE_ERRORS as exc:
+        raise FetchError(ImageReason.INVALID_IMAGE, f"{corrupt} ({exc})") from exc
 
 
 def _bomb_message(exc: Exception, max_pixels: int) -> str:
