@@ -345,19 +345,27 @@ def rebuild_vocabulary(*, using: str = DEFAULT_DB_ALIAS) -> None:
     Python (digits all become `0`, so a million distinct numbers are a handful of pieces).
     """
     db = connections[using]
-    pieces: Counter[bytes] = Counter()
-    with db.chunked_cursor() as cursor:  # server-side on PostgreSQL: memory stays flat
-        cursor.execute(f"SELECT title || ' ' || description FROM {Car._meta.db_table}")
-        while rows := cursor.fetchmany(_CHUNK_ROWS):
-            text = " ".join([text for (text,) in rows])
-            pieces.update(text.encode().translate(_ASCII_WORDS).split())
     table = SearchWord._meta.db_table
-    with transaction.atomic(using=using), db.cursor() as cursor:  # never seen half-written
-        cursor.execute(f"DELETE FROM {table}")
-        cursor.executemany(
-            f"INSERT INTO {table} (word, spelling, occurrences) VALUES (%s, %s, %s)",
-            _vocabulary_rows(pieces),
-        )
+    with transaction.atomic(using=using):  # never seen half-written
+        if db.vendor == "postgresql":
+            # Two imports of different sources may finish at once: the second waits for
+            # the first to commit, then reads the cars with the first one's words in them
+            # (a new statement, READ COMMITTED) and replaces its vocabulary. SQLite's
+            # writers are one at a time already. Readers of the vocabulary never wait.
+            with db.cursor() as cursor:
+                cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        pieces: Counter[bytes] = Counter()
+        with db.chunked_cursor() as cursor:  # server-side on PostgreSQL: memory stays flat
+            cursor.execute(f"SELECT title || ' ' || description FROM {Car._meta.db_table}")
+            while rows := cursor.fetchmany(_CHUNK_ROWS):
+                text = " ".join([text for (text,) in rows])
+                pieces.update(text.encode().translate(_ASCII_WORDS).split())
+        with db.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table}")
+            cursor.executemany(
+                f"INSERT INTO {table} (word, spelling, occurrences) VALUES (%s, %s, %s)",
+                _vocabulary_rows(pieces),
+            )
 
 
 def _vocabulary_rows(pieces: Counter[bytes]) -> list[tuple[str, str, int]]:

@@ -442,3 +442,47 @@ def test_a_typo_finds_the_right_car_first_among_a_million(client, db):
     assert int(typo["X-Total-Count"]) > 100_000
     assert typo.json() == exact.json()
     assert titles(typo)[0].lower().startswith("family")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_finishing_at_once_both_keep_their_words():
+    """PostgreSQL: two imports of different sources rebuild the vocabulary at once. The
+    second waits for the first to commit, then reads the first one's cars too: no word is
+    written twice (a unique-key error crashed the import) and none is lost."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time")
+    import threading
+
+    from cars.search import rebuild_vocabulary
+
+    first_rebuilt, commit_first = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+
+    def import_car(title: str, *, hold: bool) -> None:
+        try:
+            with transaction.atomic():
+                Car.objects.create(external_key=title, title=f"{title} car")
+                rebuild_vocabulary()
+                if hold:
+                    first_rebuilt.set()
+                    assert commit_first.wait(30)
+        except Exception as exc:  # recorded: an assertion in a thread would be lost
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=import_car, args=("Aurora",), kwargs={"hold": True})
+    first.start()
+    assert first_rebuilt.wait(30)
+    second = threading.Thread(target=import_car, args=("Boreal",), kwargs={"hold": False})
+    second.start()
+    second.join(1)
+    assert second.is_alive(), "the second rebuild waits for the first transaction"
+    commit_first.set()
+    first.join(30)
+    second.join(30)
+
+    assert errors == []
+    words = set(SearchWord.objects.values_list("word", flat=True))
+    assert {"aurora", "boreal", "car"} <= words
+    assert SearchWord.objects.get(word="car").occurrences == 2
