@@ -12,7 +12,6 @@ X-Total-Count, Link, Allow, …). The key is the version and the full URL (bodie
 absolute URLs); `If-None-Match` with the current ETag answers 304 without the view.
 """
 
-import functools
 import hashlib
 
 from django.conf import settings
@@ -30,19 +29,10 @@ PREFIX = "/api/cars/"
 class CatalogCacheMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
-        self.cached = catalog_cache(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(PREFIX):
-            return self.cached(request)
-        return self.get_response(request)
-
-
-def catalog_cache(view):
-    @functools.wraps(view)
-    def cached_view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method not in ("GET", "HEAD"):
-            return view(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD") or not request.path.startswith(PREFIX):
+            return self.get_response(request)
         # Kept on the request so that the view, on a miss, does not read it again.
         request.catalog_version = catalog_version()
         tag = _etag(request.catalog_version, request)
@@ -56,17 +46,10 @@ def catalog_cache(view):
         if cached is not None:
             content, headers = cached
             return _finish(HttpResponse(content, headers=headers), tag)
-        response = view(request, *args, **kwargs)
+        response = self.get_response(request)  # rendered already (the handler renders)
         if store and response.status_code == 200 and not response.streaming:
-            # After rendering (DRF renders late): the body and the view's own headers.
-            # A callback's return value replaces the response (django-redis returns True).
-            def store_rendered(done: HttpResponse) -> None:
-                cache.set(key, (done.content, dict(done.items())), CACHE_SECONDS)
-
-            response.add_post_render_callback(store_rendered)
+            cache.set(key, (response.content, dict(response.items())), CACHE_SECONDS)
         return _finish(response, tag) if response.status_code < 500 else response
-
-    return cached_view
 
 
 def _etag(version: int, request: HttpRequest) -> str:

@@ -35,8 +35,8 @@ def _platform(name: str) -> str:
 class ReadOnlyCarView(APIView):
     """Public, read-only: any write answers 405, whoever asks.
 
-    ETags, Cache-Control and the response cache are added around these views in the
-    URLconf (cars.api.caching.catalog_cache), so a cached page never enters DRF.
+    ETags, Cache-Control and the response cache are added around these views by
+    cars.api.caching.CatalogCacheMiddleware, so a cached page never enters DRF.
     """
 
     authentication_classes: list = []
