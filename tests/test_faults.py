@@ -33,9 +33,9 @@ from tests.support.images import jpeg_bytes, photo_like, png_bytes
 from tests.support.project import manage, project_env
 from tests.support.stack import (
     ROOT,
-    _missing,
     free_port,
     fresh_database,
+    missing,
     postgres_available,
     running_stack,
 )
@@ -59,7 +59,7 @@ def _backend_writing_cars(admin, database: str) -> int | None:
 @pytest.mark.stack
 def test_a_database_connection_killed_mid_import_leaves_no_partial_rows(tmp_path):
     if not postgres_available():
-        _missing("PostgreSQL")
+        missing("PostgreSQL")
     import psycopg
 
     with fresh_database(tmp_path) as (database_url, query):
@@ -153,7 +153,7 @@ def test_the_command_reports_a_database_failure_in_one_line(tmp_path, monkeypatc
 def own_redis(tmp_path):
     """A Redis server of this test's own, on a free port: stopping it touches nothing else."""
     if shutil.which("redis-server") is None:
-        _missing("redis-server")
+        missing("redis-server")
     port = free_port()
     pidfile = tmp_path / "redis.pid"
 

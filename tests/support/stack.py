@@ -36,7 +36,7 @@ def required() -> bool:
     return os.environ.get("REQUIRE_SERVICES") == "1"
 
 
-def _missing(what: str) -> None:
+def missing(what: str) -> None:
     message = f"{what} is not running on this machine"
     if required():
         pytest.fail(f"{message}, and REQUIRE_SERVICES=1")
@@ -69,7 +69,7 @@ def rabbitmq_available() -> bool:
 def rabbitmq_vhost() -> Iterator[str]:
     """The broker URL of a new RabbitMQ virtual host (its own queues), deleted afterwards."""
     if not rabbitmq_available():
-        _missing("RabbitMQ")
+        missing("RabbitMQ")
     vhost = f"stack_{secrets.token_hex(4)}"
     subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(
@@ -219,7 +219,7 @@ def running_stack(
 ) -> Iterator[Stack]:
     """Web, a worker (unless `worker` is False) and beat, on Redis or RabbitMQ (`broker`)."""
     if not redis_available():
-        _missing("Redis")
+        missing("Redis")
     if broker == "rabbitmq":
         with (
             rabbitmq_vhost() as broker_url,
