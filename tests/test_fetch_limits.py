@@ -22,6 +22,7 @@ import pytest
 from tests.support.httpserver import LocalHTTPServer, encode, gzip_bomb
 from tests.support.images import jpeg_bytes
 from tests.support.project import ROOT
+from tests.support.stack import running_stack
 
 MiB = 1024 * 1024
 # Peak RSS allowed to the import_csv process that meets a bomb: Django, Pillow and the
@@ -31,6 +32,11 @@ MiB = 1024 * 1024
 IMAGE_BOMB_PEAK = 250 * MiB
 CSV_CAP = 200_000_000  # CARS_CSV_MAX_BYTES's default, set explicitly so the bound is clear
 CSV_BOMB_PEAK = CSV_CAP + 150 * MiB
+# Many bombs in one import: each fetch thread may hold one capped body at a time.
+BOMBS = 128
+FETCH_THREADS = 16  # CARS_IMPORT_WORKERS's default
+IMAGE_CAP = 20_000_000  # CARS_IMAGE_MAX_BYTES's default
+BASELINE = 100 * MiB
 
 
 @dataclass
@@ -223,3 +229,83 @@ def test_a_symlink_loop_beside_a_local_csv_fails_only_that_image(migrated_env, t
     reasons = {line: reason for line, (reason, _) in image_failures(report).items()}
     assert reasons.keys() == {2, 3}
     assert set(reasons.values()) <= {"blocked_path", "unreachable"}
+
+
+def test_many_image_bombs_in_one_import_cost_at_most_one_cap_per_fetch_thread(
+    http_server: LocalHTTPServer, migrated_env, tmp_path
+):
+    """128 distinct bomb URLs, each refused at the cap: no refused body outlives its fetch
+    (an exception's traceback kept the decoded chunks alive until a cyclic collection),
+    so the peak is the baseline plus at most one cap per fetch thread."""
+    bomb = {"Content-Encoding": "gzip, gzip", "Content-Type": "image/jpeg"}
+    body = gzip_bomb()
+    rows = []
+    for n in range(BOMBS):
+        http_server.add(f"/bomb{n}.jpg", body, headers=bomb)
+        rows.append((f"Bomb {n}", http_server.url(f"/bomb{n}.jpg")))
+    source = write_csv(tmp_path / "cars.csv", rows)
+    env = migrated_env | {"CARS_IMPORT_WORKERS": str(FETCH_THREADS)}
+
+    done = manage_measured(env, "import_csv", str(source), "--no-progress", timeout=300)
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].endswith(f"images: 0 ok, {BOMBS} failed")
+    print(f"import_csv peak RSS with {BOMBS} image bombs: {done.peak_rss / MiB:.0f} MiB")
+    bound = BASELINE + FETCH_THREADS * IMAGE_CAP
+    assert done.peak_rss < bound, f"peak RSS {done.peak_rss / MiB:.0f} MiB"
+
+
+@pytest.mark.stack
+def test_image_bombs_in_celery_chunks_cost_a_worker_at_most_one_cap_per_fetch_thread(
+    http_server: LocalHTTPServer, tmp_path
+):
+    """Eight chunks of 16 bombs, one after the other in the same worker process: what one
+    chunk refused is gone before the next, so the worker's high-water mark is its size
+    before the import plus one cap per fetch thread (and the modules a first import loads)."""
+    cap, bombs = 5_000_000, 128
+    bomb = {"Content-Encoding": "gzip, gzip", "Content-Type": "image/jpeg"}
+    body = gzip_bomb()
+    rows = []
+    for n in range(bombs):
+        http_server.add(f"/bomb{n}.jpg", body, headers=bomb)
+        rows.append((f"Bomb {n}", http_server.url(f"/bomb{n}.jpg")))
+    source = write_csv(tmp_path / "cars.csv", rows)
+    env = {"CARS_IMAGE_MAX_BYTES": str(cap), "CARS_IMAGE_CHUNK": "16", "CARS_SYNC_INTERVAL": "0"}
+
+    with running_stack(tmp_path / "stack", env, beat=False, worker=False) as stack:
+        stack.start_worker(concurrency=1)
+        worker = stack.processes["worker"].pid
+        child = stack.wait_for("the worker's pool process", lambda: _children(worker))[0]
+        before = _status_kib(child, "VmRSS") * 1024
+        out = stack.manage(
+            "shell",
+            "-c",
+            "from imports.jobs import create_job, submit_job;"
+            f"job = create_job(source={str(source)!r}, trigger='api'); submit_job(job);"
+            "print(job.pk)",
+        )
+        job_id = int(out.strip().splitlines()[-1])
+
+        def finished():
+            rows = stack.query(f"SELECT status, counts FROM imports_importjob WHERE id = {job_id}")
+            return rows and rows[0][0] in ("succeeded", "failed") and rows[0]
+
+        status, counts = stack.wait_for("the job", finished, timeout=180)
+        peak = _status_kib(child, "VmHWM") * 1024
+
+    counts = counts if isinstance(counts, dict) else json.loads(counts)
+    assert status == "succeeded" and counts["images_failed"] == bombs, (status, counts)
+    print(f"worker peak {peak / MiB:.0f} MiB, {before / MiB:.0f} MiB before the import")
+    assert peak < before + 100 * MiB + FETCH_THREADS * cap, f"peak {peak / MiB:.0f} MiB"
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def _status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {field} for process {pid}")

@@ -533,6 +533,7 @@ class Fetcher:
         for chunk in _decode(url, raw, codings):
             received += len(chunk)
             if received > limit:
+                chunks.clear()  # now, not whenever the exception and its frames go
                 decoded = f" once decoded ({', '.join(codings)})" if codings else ""
                 raise FetchError(
                     ImageReason.TOO_LARGE, f"{url}: body is over {limit} bytes{decoded}"
