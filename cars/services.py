@@ -2,41 +2,60 @@
 files a car owns (released after commit once no car shows them) and the search words.
 Callers (the import's row phase and image phase, the admin) decide what to write."""
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
 from .pictures import delete_files_on_commit, legacy_files, release_on_commit
-from .search import rebuild_vocabulary
+from .search import deferred_search_index, rebuild_vocabulary
 
 TABLE = Car._meta.db_table
+BATCH_SIZE = 2000
 
-# Every column the importer writes, in the order of its row tuples.
-ROW_COLUMNS = (
-    "title",
-    "description",
-    "source_image_url",
+
+@dataclass(frozen=True, slots=True)
+class CarRow:
+    """One car as a source gives it: its natural key and the columns a source owns.
+
+    Every field but `key` and `line` is a `Car` column of the same name; `upsert_cars`
+    writes and compares them by name, so a new column is a field here and on the model.
+    """
+
+    key: str
+    title: str
+    description: str = ""
+    source_image_url: str = ""  # "" when the row names no picture
+    line: int = 0  # where the source named it, for reports
+
+
+SOURCE_COLUMNS = tuple(f.name for f in fields(CarRow) if f.name not in ("key", "line"))
+# The columns the writer reads back to decide what to do with an existing car.
+_STATE_COLUMNS = (
     "picture_id",
     "legacy_image",
+    "legacy_renditions",
     "image_fetched_from",
     "image_status",
-    "image_error",
-    "image_error_message",
-    "legacy_renditions",
-    "updated_at",
 )
+_INSERT_COLUMNS = ("external_key", "created_at", "updated_at", "image_status", *SOURCE_COLUMNS)
 _INSERT = (
-    f"INSERT INTO {TABLE} (external_key, created_at, {', '.join(ROW_COLUMNS)}) "
-    f"VALUES ({', '.join(['%s'] * (len(ROW_COLUMNS) + 2))})"
+    f"INSERT INTO {TABLE} ({', '.join(_INSERT_COLUMNS)}, picture_id, legacy_image, "
+    "image_fetched_from, image_error, image_error_message, legacy_renditions) "
+    f"VALUES ({', '.join(['%s'] * len(_INSERT_COLUMNS))}, NULL, '', '', NULL, '', %s)"
 )
-# An update writes only what the row phase owns: the text, and the image state when the
-# reference goes or needs fetching, each guarded, so it never writes back a picture or an
-# outcome it read before a concurrent writer (a chunk, a retry, migrate_pictures) changed it.
+# An update writes only what the row phase owns: the source's columns, and the image
+# state when the reference goes or needs fetching, each guarded, so it never writes back
+# a picture or an outcome it read before a concurrent writer (a chunk, a retry,
+# migrate_pictures) changed it.
 _UPDATE = (
-    f"UPDATE {TABLE} SET title = %s, description = %s, source_image_url = %s, updated_at = %s "
+    f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in SOURCE_COLUMNS)}, updated_at = %s "
     "WHERE id = %s"
 )
 _PENDING = f"UPDATE {TABLE} SET image_status = %s WHERE id = %s AND picture_id IS NULL"
@@ -47,19 +66,151 @@ _CLEAR = (
 )
 
 
-def cars_write_rows(*, inserts: list, updates: list, pending: list, cleared: list) -> None:
-    """One batch of the row phase, one `executemany` per statement, in the caller's
-    transaction: new cars (`external_key, created_at, *ROW_COLUMNS`), changed text
-    (`title, description, source_image_url, updated_at, id`), images to fetch
-    (`status, id`) and images gone (`legacy_renditions, status, id`)."""
-    with connection.cursor() as cursor:
-        for sql, params in ((_INSERT, inserts), (_UPDATE, updates), (_PENDING, pending),
-                            (_CLEAR, cleared)):  # fmt: skip
-            if params:
-                cursor.executemany(sql, params)
+# What `_Writer._image_state` says to do with a car's image state.
+_CLEARED, _PENDING_STATE = "cleared", "pending"
 
 
-def cars_prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
+class ToFetch(NamedTuple):
+    """A picture reference a car waits for, and the row that named it."""
+
+    ref: str
+    car_id: int
+    row: CarRow
+
+
+@dataclass
+class Upserted:
+    """What `upsert_cars` did: counts, and the references to fetch in source order."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    to_fetch: list[ToFetch] = field(default_factory=list)
+    changed: bool = False  # anything written at all (a new image state counts)
+
+
+def upsert_cars(
+    rows: Iterable[CarRow],
+    *,
+    refresh_images: bool = False,
+    prune: Callable[[str], bool] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> Upserted:
+    """Create or update a car per row by natural key, in the caller's transaction.
+
+    Each batch costs one SELECT of the existing cars by key and one `executemany` per
+    statement, whatever its size: rows stay plain values, as building and saving models
+    was most of a large import's time. With `prune` (called once `rows` is exhausted),
+    every car whose key it refuses is deleted. The writer keeps its own rules: the
+    search index is brought up to date in bulk at the end, the catalogue version moves
+    when anything was written, and pictures or files no car shows any more go once the
+    transaction commits. A reference is to fetch unless it is unchanged and its picture
+    stored (or `refresh_images`).
+    """
+    done = Upserted()
+    writer = _Writer(done, refresh_images=refresh_images)
+    with deferred_search_index():
+        batch: list[CarRow] = []
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= batch_size:
+                writer.write(batch)
+                batch = []
+        writer.write(batch)
+        if prune is not None:
+            done.deleted = _prune(keep=prune, batch_size=batch_size)
+            done.changed |= bool(done.deleted)
+    if done.changed:
+        bump_catalog_version()
+    return done
+
+
+class _Writer:
+    def __init__(self, done: Upserted, *, refresh_images: bool):
+        self.done = done
+        self.refresh_images = refresh_images
+        self._empty_json = json.dumps({})
+        # A first import into an empty catalogue has nothing to look up.
+        self._catalogue_was_empty = not Car.objects.exists()
+
+    def write(self, batch: list[CarRow]) -> None:
+        if not batch:
+            return
+        existing = {} if self._catalogue_was_empty else _existing(batch)
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        inserts: list[tuple] = []
+        updates: list[tuple] = []
+        pending: list[tuple] = []
+        cleared: list[tuple] = []
+        created: list[CarRow] = []
+        for row in batch:
+            car = existing.get(row.key)
+            if car is None:
+                status = ImageStatus.PENDING if row.source_image_url else ImageStatus.NONE
+                values = (getattr(row, c) for c in SOURCE_COLUMNS)
+                inserts.append((row.key, now, now, status.value, *values, self._empty_json))
+                created.append(row)
+                continue
+            changed = any(getattr(row, c) != car[c] for c in SOURCE_COLUMNS)
+            if changed:
+                self.done.updated += 1
+                updates.append((*(getattr(row, c) for c in SOURCE_COLUMNS), now, car["id"]))
+            else:
+                self.done.unchanged += 1
+            state = self._image_state(row, car)
+            if state == _CLEARED:
+                if not changed:
+                    updates.append((*(getattr(row, c) for c in SOURCE_COLUMNS), now, car["id"]))
+                cleared.append((self._empty_json, ImageStatus.NONE.value, car["id"]))
+            elif state == _PENDING_STATE:
+                pending.append((ImageStatus.PENDING.value, car["id"]))
+        with connection.cursor() as cursor:
+            for sql, params in ((_INSERT, inserts), (_UPDATE, updates), (_PENDING, pending),
+                                (_CLEAR, cleared)):  # fmt: skip
+                if params:
+                    cursor.executemany(sql, params)
+        self.done.changed |= bool(inserts or updates or pending or cleared)
+        self.done.created += len(inserts)
+        with_images = [row for row in created if row.source_image_url]
+        if with_images:
+            ids = dict(
+                Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
+                    "external_key", "id"
+                )
+            )
+            self.done.to_fetch += [ToFetch(r.source_image_url, ids[r.key], r) for r in with_images]
+
+    def _image_state(self, row: CarRow, car: dict) -> str | None:
+        """Queue the car's picture to fetch; say what its image state becomes."""
+        ref = row.source_image_url
+        if not ref:
+            if car["picture_id"] or car["legacy_image"] or car["image_status"] != ImageStatus.NONE:
+                release_on_commit([car["picture_id"]])
+                delete_files_on_commit(legacy_files(car["legacy_image"], car["legacy_renditions"]))
+                return _CLEARED
+            return None
+        if (
+            self.refresh_images
+            or car["image_status"] != ImageStatus.READY
+            or car["image_fetched_from"] != ref
+        ):
+            self.done.to_fetch.append(ToFetch(ref, car["id"], row))
+            if car["image_status"] != ImageStatus.PENDING and not car["picture_id"]:
+                return _PENDING_STATE
+        return None
+
+
+def _existing(batch: list[CarRow]) -> dict[str, dict]:
+    """The cars of these keys, as {key: {column: value}} (ids and the columns compared)."""
+    columns = ("id", *SOURCE_COLUMNS, *_STATE_COLUMNS)
+    rows = Car.objects.filter(external_key__in=[r.key for r in batch]).values_list(
+        "external_key", *columns
+    )
+    return {key: dict(zip(columns, rest, strict=True)) for key, *rest in rows}
+
+
+def _prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
     """Delete every car whose key `keep` refuses; return how many. Their pictures and own
     files go once the caller's transaction commits."""
     doomed: list[int] = []

@@ -16,11 +16,9 @@ from contextlib import closing
 from django.conf import settings
 from django.db import transaction
 
-from cars.catalog import bump_catalog_version
 from cars.pictures import stored_sha256s
-from cars.search import deferred_search_index
 
-from .csv_reader import CsvReader, CsvRow, CsvSourceError
+from .csv_reader import CsvReader, CsvSourceError
 from .pictures.fetching import FetchPolicy
 from .pictures.pipeline import (
     ImageItem,
@@ -30,8 +28,8 @@ from .pictures.pipeline import (
     group_items,
     run_items,
 )
-from .report import ImageProblem, ImportReport, RowProblem
-from .rows import RowApplier
+from .report import ImageProblem, ImportReport
+from .rows import apply_rows
 from .sources import OpenedSource, SourceError, open_source
 
 logger = logging.getLogger(__name__)
@@ -108,25 +106,15 @@ def apply_source(
                 report.warnings.append(
                     "unknown columns ignored: " + ", ".join(reader.unknown_columns)
                 )
-            applier = RowApplier(report.counts, refresh_images=refresh_images)
             with transaction.atomic():
-                with deferred_search_index():
-                    for done, item in enumerate(reader, start=1):
-                        if isinstance(item, CsvRow):
-                            applier.add(item)
-                        else:
-                            report.rejected_rows.append(
-                                RowProblem(item.line, item.reason, item.message)
-                            )
-                            report.counts.rejected += 1
-                        if progress and done % 1000 == 0:
-                            progress("rows", done, None)
-                    applier.flush()
-                    if prune:
-                        applier.prune(reader.key_seen)
-                if applier.changed:
-                    bump_catalog_version()
-                items = group_items(applier.refs)
+                refs = apply_rows(
+                    reader,
+                    report,
+                    refresh_images=refresh_images,
+                    prune=reader.key_seen if prune else None,
+                    progress=progress,
+                )
+                items = group_items(refs)
                 if before_commit is not None:
                     before_commit(items)
                 if dry_run:

@@ -756,18 +756,18 @@ def test_the_row_phase_never_writes_back_image_state_it_read_before_another_writ
     """Between the row phase's read of a car and its write, a chunk of another import (or
     a retry, or migrate_pictures) gives the car another picture: the row phase's update
     of the text must leave that picture alone, not restore the one it read."""
-    from imports.rows import RowApplier
+    import cars.services
 
     import_csv(str(catalog / "cars.csv"))
     alpha, beta = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
-    real_existing = RowApplier._existing
+    real_existing = cars.services._existing
 
-    def read_then_another_writer(self, batch):
-        seen = real_existing(self, batch)
+    def read_then_another_writer(batch):
+        seen = real_existing(batch)
         Car.objects.filter(pk=alpha.pk).update(picture_id=beta.picture_id)
         return seen
 
-    monkeypatch.setattr(RowApplier, "_existing", read_then_another_writer)
+    monkeypatch.setattr(cars.services, "_existing", read_then_another_writer)
     write_csv(
         catalog / "cars.csv",
         [
