@@ -29,7 +29,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 }
 
 packages() {
-  local wanted=(postgresql redis-server rabbitmq-server chromium chromium-driver wrk)
+  local wanted=(postgresql redis-server rabbitmq-server chromium chromium-driver wrk maven)
   local missing=()
   for package in "${wanted[@]}"; do
     dpkg-query -W -f '${Status}' "$package" 2>/dev/null | grep -q 'ok installed' \
