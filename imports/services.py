@@ -21,7 +21,7 @@ from cars.pictures import stored_sha256s
 from cars.search import deferred_search_index
 
 from .csv_reader import CsvReader, CsvRow, CsvSourceError
-from .fetching.client import FetchPolicy
+from .fetching import FetchPolicy
 from .pictures.pipeline import (
     ImageItem,
     ImagePipeline,

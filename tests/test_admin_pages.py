@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from cars.models import Car, ImageStatus
-from imports.fetching.client import FetchPolicy
+from imports.fetching import FetchPolicy
 from imports.jobs import create_job, execute_job
 from imports.models import ImportJob
 from imports.pictures.retry import retry_failed_images
