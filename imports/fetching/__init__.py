@@ -3,15 +3,8 @@
 Callers import from here; which module of the package does what is its own business.
 """
 
-from .client import (
-    Fetcher,
-    FetchPolicy,
-    FetchResult,
-    Resolver,
-    fetch_reference,
-    is_public_address,
-    resolve_host,
-)
+from .client import Fetcher, FetchPolicy, FetchResult, fetch_reference
+from .guard import Resolver, is_public_address, resolve_host
 
 __all__ = [
     "FetchPolicy",
