@@ -3,8 +3,9 @@
 Callers import from here; which module of the package does what is its own business.
 """
 
-from .client import Fetcher, FetchPolicy, FetchResult, fetch_reference
+from .client import Fetcher, FetchPolicy, FetchResult
 from .guard import Resolver, is_public_address, resolve_host
+from .local import fetch_reference
 
 __all__ = [
     "FetchPolicy",
