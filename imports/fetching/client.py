@@ -1,10 +1,9 @@
-"""Safe HTTP fetching for CSV sources and images (SPEC §4).
+"""The HTTP client: a fetch is one GET, its redirects and its retries, under one deadline.
 
-Everything a CSV names is untrusted, so every fetch is bounded in time and size, follows
-redirects itself (each hop is checked again), and refuses to talk to private or local
-networks unless told otherwise.
-
-No Django here: callers turn settings into a `FetchPolicy`.
+Redirects are followed here, not by httpx, so that every hop is checked again (scheme,
+loops, count) and any new connection it needs goes through the guard. Connect errors,
+timeouts, 429 and 5xx answers are retried with backoff while the fetch's deadline lasts.
+Whatever goes wrong ends as a `FetchError` whose reason the caller records.
 """
 
 from __future__ import annotations
