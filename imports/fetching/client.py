@@ -18,18 +18,18 @@ import httpx
 from imports.pictures.reasons import FetchError, ImageReason
 
 from .deadline import (
-    _Budget,
-    _current_deadline,
-    _Deadline,
-    _DeadlineExceeded,
-    _FetchBudget,
+    Budget,
+    Deadline,
+    DeadlineExceeded,
+    FetchBudget,
+    current_deadline,
 )
-from .decoding import ACCEPT_ENCODING, _capped_raw, _content_codings, _decode
+from .decoding import ACCEPT_ENCODING, capped_raw, content_codings, decode
 from .guard import (
     AddressPolicy,
+    GuardedBackend,
+    GuardedTransport,
     Resolver,
-    _GuardedBackend,
-    _GuardedTransport,
     is_public_address,
     resolve_host,
 )
@@ -110,14 +110,14 @@ class Fetcher:
         address_policy: AddressPolicy = is_public_address,
     ):
         self.policy = policy
-        backend = _GuardedBackend(
+        backend = GuardedBackend(
             allow_private=policy.allow_private, resolver=resolver, address_policy=address_policy
         )
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
         self._client = httpx.Client(
-            transport=_GuardedTransport(backend, limits),
+            transport=GuardedTransport(backend, limits),
             # No pool timeout: a thread waiting for a free connection is not the server's
             # fault, and every request holding one is bounded by its own deadline.
             timeout=httpx.Timeout(policy.timeout, pool=None),
@@ -149,7 +149,7 @@ class Fetcher:
         """
         current = _parse_http_url(url)
         seen = {str(current)}
-        budget = _FetchBudget(self.policy.deadline_seconds)
+        budget = FetchBudget(self.policy.deadline_seconds)
         for redirects in range(self.policy.max_redirects + 1):
             outcome = self._get_with_retries(current, headers or {}, budget)
             if isinstance(outcome, FetchResult):
@@ -168,7 +168,7 @@ class Fetcher:
         )
 
     def _get_with_retries(
-        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
+        self, url: httpx.URL, headers: Mapping[str, str], budget: FetchBudget
     ) -> FetchResult | _Redirect:
         """One hop, retried with exponential backoff on transient failures, as long as
         the fetch's budget lasts: a pause that would end past it is not waited for."""
@@ -195,14 +195,14 @@ class Fetcher:
         return self.policy.backoff * 2**attempt
 
     def _get_once(
-        self, url: httpx.URL, headers: Mapping[str, str], budget: _FetchBudget
+        self, url: httpx.URL, headers: Mapping[str, str], budget: FetchBudget
     ) -> FetchResult | _Redirect:
         """A single HTTP request under a hard deadline, with errors mapped to reasons."""
-        token = _current_deadline.set(_Deadline(_Budget(self.policy.timeout), budget))
+        token = current_deadline.set(Deadline(Budget(self.policy.timeout), budget))
         try:
             with self._client.stream("GET", url, headers=headers) as response:
                 return self._handle_response(url, response)
-        except _DeadlineExceeded as exc:
+        except DeadlineExceeded as exc:
             raise FetchError(ImageReason.UNREACHABLE, f"{url}: {exc}") from None
         except httpx.TimeoutException as exc:
             error = FetchError(
@@ -216,7 +216,7 @@ class Fetcher:
             error = FetchError(ImageReason.UNREACHABLE, f"{url}: {type(exc).__name__} ({exc})")
             raise _Transient(error) from exc
         finally:
-            _current_deadline.reset(token)
+            current_deadline.reset(token)
 
     def _handle_response(self, url: httpx.URL, response: httpx.Response) -> FetchResult | _Redirect:
         status = response.status_code
@@ -247,7 +247,7 @@ class Fetcher:
         cannot shrink), so that a stream of empty gzip members cannot run on forever.
         """
         limit = self.policy.max_bytes
-        codings = _content_codings(url, response)
+        codings = content_codings(url, response)
         # Deflate stores what it cannot shrink with 5 bytes per 64 KiB block, and gzip adds
         # a header and a trailer: 1/64 and 1 KiB per layer are room enough.
         wire_limit = limit if not codings else limit + limit // 64 + 1024 * len(codings)
@@ -256,10 +256,10 @@ class Fetcher:
             raise FetchError(
                 ImageReason.TOO_LARGE, f"{url}: Content-Length {declared} is over {limit} bytes"
             )
-        raw = _capped_raw(url, response, wire_limit)
+        raw = capped_raw(url, response, wire_limit)
         chunks: list[bytes] = []
         received = 0
-        for chunk in _decode(url, raw, codings):
+        for chunk in decode(url, raw, codings):
             received += len(chunk)
             if received > limit:
                 chunks.clear()  # now, not whenever the exception and its frames go

@@ -7,7 +7,7 @@ request add up: about 9 minutes per image at the defaults. So every socket opera
 request is cut to what is left of two budgets, the request's (`FetchPolicy.timeout`) and
 the whole fetch's (`FetchPolicy.deadline_seconds`), whichever ends first.
 
-The client sets both around each request; `_DeadlineStream` applies them to the sockets
+The client sets both around each request; `DeadlineStream` applies them to the sockets
 that the guarded network backend opens.
 """
 
@@ -24,12 +24,12 @@ import httpcore
 T = TypeVar("T")
 
 
-class _DeadlineExceeded(Exception):
+class DeadlineExceeded(Exception):
     """A time budget ran out: the request's (a server trickling bytes slowly) or the whole
     fetch's (slow hops and retries adding up). Either way the fetch is over."""
 
 
-class _Budget:
+class Budget:
     """A time budget, started on first network use rather than when it is made, so that
     waiting for a free pooled connection does not eat into it."""
 
@@ -44,7 +44,7 @@ class _Budget:
         return self._ends_at - now
 
 
-class _FetchBudget(_Budget):
+class FetchBudget(Budget):
     """The deadline of one whole fetch, shared by all its hops and attempts."""
 
     def __init__(self, seconds: float):
@@ -60,10 +60,10 @@ class _FetchBudget(_Budget):
         return message if self.last_error is None else f"{message}; before: {self.last_error}"
 
 
-class _Deadline:
+class Deadline:
     """What bounds one HTTP request: its own budget (`timeout`) and its fetch's."""
 
-    def __init__(self, request: _Budget, fetch: _FetchBudget):
+    def __init__(self, request: Budget, fetch: FetchBudget):
         self.request = request
         self.fetch = fetch
         self.answering = False
@@ -72,21 +72,21 @@ class _Deadline:
 
 # Set around each request by Fetcher. httpx's sync client does all I/O on the calling
 # thread, so a context variable reaches the sockets of exactly that request.
-_current_deadline: contextvars.ContextVar[_Deadline | None] = contextvars.ContextVar(
+current_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
     "fetch_deadline", default=None
 )
 
 
-def _within_deadline(operation: Callable[[float | None], T], timeout: float | None) -> T:
+def within_deadline(operation: Callable[[float | None], T], timeout: float | None) -> T:
     """Run a socket operation with its `timeout` cut to what is left of the request's and
     the fetch's budgets.
 
     When that cut makes it time out after the server has started answering, it is reported
-    as `_DeadlineExceeded`: a server that trickles bytes is not asked again, whereas one
+    as `DeadlineExceeded`: a server that trickles bytes is not asked again, whereas one
     that never answered (an ordinary timeout) is retried like a connect error. When the
     fetch's budget is what ran out, there is no time for anything else: that is final too.
     """
-    deadline = _current_deadline.get()
+    deadline = current_deadline.get()
     if deadline is None:
         return operation(timeout)
     request_left = deadline.request.remaining()
@@ -100,29 +100,29 @@ def _within_deadline(operation: Callable[[float | None], T], timeout: float | No
         return operation(remaining)
     except httpcore.TimeoutException:
         if fetch_left <= request_left:
-            raise _DeadlineExceeded(deadline.fetch.exceeded()) from None
+            raise DeadlineExceeded(deadline.fetch.exceeded()) from None
         if not deadline.answering:
             raise
-        raise _DeadlineExceeded(
+        raise DeadlineExceeded(
             f"no complete answer within {deadline.request.seconds:g} s"
         ) from None
 
 
-class _DeadlineStream(httpcore.NetworkStream):
+class DeadlineStream(httpcore.NetworkStream):
     """Applies the current request's deadline to every socket operation."""
 
     def __init__(self, inner: httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = _within_deadline(lambda t: self._inner.read(max_bytes, t), timeout)
-        deadline = _current_deadline.get()
+        data = within_deadline(lambda t: self._inner.read(max_bytes, t), timeout)
+        deadline = current_deadline.get()
         if data and deadline is not None:
             deadline.answering = True
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        _within_deadline(lambda t: self._inner.write(buffer, t), timeout)
+        within_deadline(lambda t: self._inner.write(buffer, t), timeout)
 
     def close(self) -> None:
         self._inner.close()
@@ -133,10 +133,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        tls = _within_deadline(
+        tls = within_deadline(
             lambda t: self._inner.start_tls(ssl_context, server_hostname, t), timeout
         )
-        return _DeadlineStream(tls)
+        return DeadlineStream(tls)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)

@@ -2,7 +2,7 @@
 
 Compressed bodies are decoded here, not by httpx, which inflates each network read whole:
 a 1,827-byte answer marked `Content-Encoding: gzip, gzip` became 1 GiB in one step,
-before any size cap could count it. `_decode` inflates what arrives a bounded step at a
+before any size cap could count it. `decode` inflates what arrives a bounded step at a
 time, so the cap counts decoded bytes and memory stays near the cap (see
 `Fetcher._read_capped` in client.py).
 """
@@ -17,7 +17,7 @@ import httpx
 
 from imports.pictures.reasons import FetchError, ImageReason
 
-# Content codings decoded by `_decode`, and what every request asks for: brotli and zstd
+# Content codings decoded by `decode`, and what every request asks for: brotli and zstd
 # would need libraries of their own for little gain on JPEG/PNG and CSV.
 ACCEPT_ENCODING = "gzip, deflate"
 _GZIP_CODINGS = frozenset({"gzip", "x-gzip"})
@@ -29,7 +29,7 @@ _DECODE_STEP = 64 * 1024
 """The most any decoding layer inflates at a time: the memory a bomb can claim per step."""
 
 
-def _content_codings(url: httpx.URL, response: httpx.Response) -> list[str]:
+def content_codings(url: httpx.URL, response: httpx.Response) -> list[str]:
     """The codings the body went through, in the order they were applied (RFC 9110
     §8.4), without `identity`; refused unless each is one we decode."""
     names = response.headers.get_list("Content-Encoding", split_commas=True)
@@ -50,7 +50,7 @@ def _content_codings(url: httpx.URL, response: httpx.Response) -> list[str]:
     return codings
 
 
-def _capped_raw(url: httpx.URL, response: httpx.Response, limit: int) -> Iterator[bytes]:
+def capped_raw(url: httpx.URL, response: httpx.Response, limit: int) -> Iterator[bytes]:
     """The body as it arrives, before decoding; over `limit` bytes is `too_large`."""
     received = 0
     for chunk in response.iter_raw():
@@ -60,7 +60,7 @@ def _capped_raw(url: httpx.URL, response: httpx.Response, limit: int) -> Iterato
         yield chunk
 
 
-def _decode(url: httpx.URL, chunks: Iterator[bytes], codings: Sequence[str]) -> Iterator[bytes]:
+def decode(url: httpx.URL, chunks: Iterator[bytes], codings: Sequence[str]) -> Iterator[bytes]:
     """Undo `codings`, last applied first, each layer handing on at most `_DECODE_STEP`
     bytes at a time: however much a layer would expand to, only one step of it exists
     at once, and the caller may stop asking whenever it has seen enough."""

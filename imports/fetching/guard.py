@@ -4,7 +4,7 @@ Everything a CSV names is untrusted, so unless told otherwise a fetch refuses to
 private or local networks, whatever spelling or DNS trick names them.
 
 How it works: httpx's connection pool asks a *network backend* to open each
-TCP connection. Ours (`_GuardedBackend`) resolves the host once, checks every address it
+TCP connection. Ours (`GuardedBackend`) resolves the host once, checks every address it
 got, and connects to one of those checked addresses, so a DNS answer that changes between
 a check and the connect (DNS rebinding) cannot slip through. The URL keeps its hostname,
 which means the `Host` header, TLS SNI and certificate verification all use the real name,
@@ -29,7 +29,7 @@ import httpx
 
 from imports.pictures.reasons import FetchError, ImageReason
 
-from .deadline import _DeadlineStream, _within_deadline
+from .deadline import DeadlineStream, within_deadline
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
@@ -73,7 +73,7 @@ def resolve_host(host: str, port: int) -> list[str]:
 # --- the guarded network backend -----------------------------------------------------------
 
 
-class _GuardedBackend(httpcore.NetworkBackend):
+class GuardedBackend(httpcore.NetworkBackend):
     """Opens TCP connections only to addresses that passed the SSRF check."""
 
     def __init__(self, *, allow_private: bool, resolver: Resolver, address_policy: AddressPolicy):
@@ -94,7 +94,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         last_error: Exception | None = None
         for address in addresses:  # the first that accepts wins, like a plain connect
             try:
-                stream = _within_deadline(
+                stream = within_deadline(
                     lambda t, a=address: self._inner.connect_tcp(
                         a, port, t, local_address, socket_options
                     ),
@@ -103,7 +103,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
                 continue
-            return _DeadlineStream(stream)
+            return DeadlineStream(stream)
         assert last_error is not None  # _checked_addresses never returns an empty list
         raise last_error
 
@@ -141,8 +141,8 @@ def _ssl_context(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class _GuardedTransport(httpx.HTTPTransport):
-    """httpx's own transport, with its connection pool built on `_GuardedBackend`.
+class GuardedTransport(httpx.HTTPTransport):
+    """httpx's own transport, with its connection pool built on `GuardedBackend`.
 
     httpx 0.28 has no public parameter for the network backend (encode/httpx#3749), so
     the pool httpx built is replaced by an equivalent one that uses ours. The SSRF tests
