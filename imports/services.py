@@ -19,7 +19,7 @@ from django.db import transaction
 from cars.pictures import stored_sha256s
 
 from .csv_reader import CsvReader, CsvSourceError
-from .pictures.fetching import FetchPolicy
+from .fetching import FetchPolicy
 from .pictures.pipeline import (
     ImageItem,
     ImagePipeline,

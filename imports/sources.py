@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django.core.files.storage import storages
 
-from .pictures.fetching import Fetcher, FetchPolicy
+from .fetching import Fetcher, FetchPolicy
 from .pictures.reasons import FetchError
 
 UPLOAD_PREFIX = "upload:"  # + the name the uploads' storage saved the file under

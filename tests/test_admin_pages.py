@@ -16,9 +16,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from cars.models import Car, ImageStatus
+from imports.fetching import FetchPolicy
 from imports.jobs import create_job, execute_job
 from imports.models import ImportJob
-from imports.pictures.fetching import FetchPolicy
 from imports.pictures.retry import retry_failed_images
 from imports.services import run_import
 from imports.sources import SourceError, open_source

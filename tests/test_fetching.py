@@ -1,4 +1,4 @@
-"""imports.pictures.fetching against a real local HTTP server: no mocks of our own code.
+"""imports.fetching against a real local HTTP server: no mocks of our own code.
 
 Only the operating-system boundary is ever replaced: a test may hand the Fetcher its own
 resolver (a fake DNS table), and every test runs behind a safety net that fails it if any
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from imports.pictures.fetching import (
+from imports.fetching import (
     Fetcher,
     FetchPolicy,
     FetchResult,

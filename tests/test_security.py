@@ -153,7 +153,8 @@ def test_a_missing_title_error_is_one_short_line_whatever_the_header(header):
 def test_fetchers_share_one_ssl_context_per_ca_setting(monkeypatch, tmp_path):
     """Building the CA bundle twice per Fetcher cost ~180 ms per import and per CSV
     download; one context per SSL_CERT_FILE / SSL_CERT_DIR value is shared now."""
-    from imports.pictures.fetching import Fetcher, FetchPolicy, _shared_ssl_context
+    from imports.fetching import Fetcher, FetchPolicy
+    from imports.fetching.guard import _shared_ssl_context
 
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)

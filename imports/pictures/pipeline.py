@@ -43,8 +43,8 @@ from cars.pictures import (
 from cars.renditions import render_all
 from cars.services import cars_record_images, image_outcome
 
+from ..fetching import Fetcher, FetchPolicy, fetch_reference
 from ..report import ImageProblem
-from .fetching import Fetcher, FetchPolicy, fetch_reference
 from .images import checked_image, inspect_image
 from .reasons import FetchError, ImageReason
 
