@@ -63,7 +63,13 @@ class Car(models.Model):
         max_length=255, unique=True, help_text="Natural key: the CSV id, or a hash of the row."
     )
     title = models.CharField(max_length=255)
-    description = models.TextField(blank=True, default="")
+    description = models.TextField(blank=True, default="")  # plain text
+    description_html = models.TextField(
+        blank=True, default="", help_text="Sanitised, when the feed wrote the description in HTML."
+    )
+    attributes = models.JSONField(
+        default=dict, blank=True, help_text="The feed's other columns: name -> value."
+    )
     source_image_url = models.TextField(
         blank=True, default="", help_text="The image reference as written in the CSV."
     )

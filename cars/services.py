@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import QuerySet
+from django.db.models import JSONField, QuerySet
 from django.utils import timezone
 
 from .catalog import bump_catalog_version
@@ -33,9 +33,17 @@ class CarRow:
     description: str = ""
     source_image_url: str = ""  # "" when the row names no picture
     line: int = 0  # where the source named it, for reports
+    description_html: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 SOURCE_COLUMNS = tuple(f.name for f in fields(CarRow) if f.name not in ("key", "line"))
+# Raw SQL takes JSON columns as text.
+_JSON_COLUMNS = frozenset(
+    f.name
+    for f in Car._meta.concrete_fields
+    if isinstance(f, JSONField) and f.name in SOURCE_COLUMNS
+)
 # The columns the writer reads back to decide what to do with an existing car.
 _STATE_COLUMNS = (
     "picture_id",
@@ -148,20 +156,19 @@ class _Writer:
             car = existing.get(row.key)
             if car is None:
                 status = ImageStatus.PENDING if row.source_image_url else ImageStatus.NONE
-                values = (getattr(row, c) for c in SOURCE_COLUMNS)
-                inserts.append((row.key, now, now, status.value, *values, self._empty_json))
+                inserts.append((row.key, now, now, status.value, *_values(row), self._empty_json))
                 created.append(row)
                 continue
             changed = any(getattr(row, c) != car[c] for c in SOURCE_COLUMNS)
             if changed:
                 self.done.updated += 1
-                updates.append((*(getattr(row, c) for c in SOURCE_COLUMNS), now, car["id"]))
+                updates.append((*_values(row), now, car["id"]))
             else:
                 self.done.unchanged += 1
             state = self._image_state(row, car)
             if state == _CLEARED:
                 if not changed:
-                    updates.append((*(getattr(row, c) for c in SOURCE_COLUMNS), now, car["id"]))
+                    updates.append((*_values(row), now, car["id"]))
                 cleared.append((self._empty_json, ImageStatus.NONE.value, car["id"]))
             elif state == _PENDING_STATE:
                 pending.append((ImageStatus.PENDING.value, car["id"]))
@@ -199,6 +206,14 @@ class _Writer:
             if car["image_status"] != ImageStatus.PENDING and not car["picture_id"]:
                 return _PENDING_STATE
         return None
+
+
+def _values(row: CarRow) -> list:
+    """The row's source columns as SQL parameters."""
+    return [
+        json.dumps(getattr(row, c)) if c in _JSON_COLUMNS else getattr(row, c)
+        for c in SOURCE_COLUMNS
+    ]
 
 
 def _existing(batch: list[CarRow]) -> dict[str, dict]:

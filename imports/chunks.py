@@ -87,6 +87,8 @@ def run_row_phase(job_id: int, *, opened: OpenedSource | None = None) -> None:
                 report,
                 prune=job.prune,
                 refresh_images=job.refresh_images,
+                columns=job.column_map,
+                encoding=job.encoding or None,
                 before_commit=lambda items: _record_chunks(job, report, items, opened.base_dir),
             )
         except SourceError as exc:
@@ -127,6 +129,7 @@ def _record_chunks(job: ImportJob, report: ImportReport, items: list[ImageItem],
         counts=data["counts"],
         rejected_rows=data["rejected_rows"],
         warnings=data["warnings"],
+        feed=report.feed(),
         images_total=len(items),
         chunks_pending=len(chunks),
     )

@@ -1,10 +1,12 @@
-"""Streaming reader for the cars CSV format (SPEC §3).
+"""Streaming reader for feeds as people export them (SPEC §3).
 
 The reader turns a byte stream into validated rows one at a time, so a file of a
 million rows is never held in memory: only a compact index of the natural keys already
 seen is kept, to reject duplicates. Everything that makes the *whole source* unusable
-(empty, no header, no ``title`` column, not UTF-8) raises :class:`CsvSourceError`;
-everything wrong with a single row becomes a :class:`RejectedRow` and reading goes on.
+(empty, no header, no title column, not text in the encoding found) raises
+:class:`CsvSourceError`; everything wrong with a single row becomes a
+:class:`RejectedRow` and reading goes on. The encoding (`encodings`), which column gives
+which field (`columns`) and what a cell holds (`cells`) each have a module of their own.
 
 Pure Python (stdlib ``csv``), no Django, so the importer, the admin upload form and the
 tests can all use it directly.
@@ -14,22 +16,24 @@ import csv
 import hashlib
 import json
 import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import BinaryIO
 
 from imports.pictures.reasons import RowReason
 
+from .cells import html_to_text, looks_like_html, picture_refs, sanitised_html
+from .columns import ColumnMap, MappingError, likeliest_title, map_columns
+from .encodings import EncodingError, decoded_lines, detect_encoding
+
 MAX_TITLE_LENGTH = 255
 MAX_KEY_LENGTH = 255  # the natural key must fit the car's 255-character key column
 FIELD_SIZE_LIMIT = 200 * 1024 * 1024  # one field may be as large as the whole CSV may be
+MAX_ATTRIBUTE_CHARS = 1024  # per value (SPEC §3)
+SAMPLE_RECORDS = 100  # records read ahead to recognise an image column by its values
 
-KNOWN_COLUMNS = ("title", "description", "image", "id")
-COLUMN_ALIASES = {"image_url": "image", "external_id": "id"}
-DELIMITERS = (",", ";", "\t")  # order matters: the first one wins a tie
-
-_UTF8_BOM = b"\xef\xbb\xbf"
+DELIMITERS = (",", ";", "\t", "|")  # order matters: the first one wins a tie
 
 
 class CsvSourceError(Exception):
@@ -43,8 +47,15 @@ class CsvRow:
     line: int  # physical line where the record starts; header is line 1
     key: str  # natural key: the id, or "h:" + a hash (see natural_key)
     title: str
-    description: str  # "" when the column is missing or empty
-    image: str | None  # None when the column is missing or empty
+    description: str  # plain text; "" when the column is missing or empty
+    images: tuple[str, ...] = ()  # picture references in feed order, each once
+    description_html: str | None = None  # sanitised, when the description was HTML
+    attributes: dict[str, str] = field(default_factory=dict)  # every other column
+
+    @property
+    def image(self) -> str | None:
+        """The first picture (the car's `image`), or None."""
+        return self.images[0] if self.images else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +67,19 @@ class RejectedRow:
     message: str
 
 
-def natural_key(title: str, description: str, image: str | None, external_id: str = "") -> str:
+def natural_key(
+    title: str, description: str, image: str | None, external_id: str = "", *others: str
+) -> str:
     """Return the key that identifies a row across imports (SPEC §3).
 
     The external id when there is one, so edits to a row update the same car; otherwise
-    a hash of the content, so re-importing an unchanged file creates no duplicates. An
-    id too long for the key column is hashed too (same scheme, "h:" prefix).
+    a hash of all the row's values, so re-importing an unchanged file creates no
+    duplicates and distinct rows stay distinct (a file of title, description and image
+    only hashes as it always did). An id too long for the key column is hashed too.
     """
     if external_id:
         return external_id if len(external_id) <= MAX_KEY_LENGTH else _hashed(external_id)
-    return _hashed(json.dumps([title, description, image or ""]))
+    return _hashed(json.dumps([title, description, image or "", *others]))
 
 
 def _hashed(text: str) -> str:
@@ -73,23 +87,40 @@ def _hashed(text: str) -> str:
 
 
 class CsvReader:
-    """Read a cars CSV from a binary stream, one validated row at a time.
+    """Read a feed from a binary stream, one validated row at a time.
 
-    The header is read and checked in the constructor, so a caller learns that a source
-    is unusable before touching the database. Iterating yields :class:`CsvRow` and
-    :class:`RejectedRow` objects in file order. The stream is not closed.
+    The encoding, the header and the mapping are settled in the constructor, so a caller
+    learns that a source is unusable before touching the database. Iterating yields
+    :class:`CsvRow` and :class:`RejectedRow` objects in file order (a row is yielded
+    once the next one shows it is not continued). The stream is not closed.
     """
 
-    columns: list[str]  # normalised header names (aliases applied), in header order
-    unknown_columns: list[str]  # ignored columns (unknown or repeated), as written, once each
+    encoding: str
     delimiter: str
+    mapping: ColumnMap
     has_id: bool
     rows_read: int  # data records seen so far (accepted + rejected)
+    warnings: list[str]  # what was not kept, said once reading is done
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(
+        self,
+        stream: BinaryIO,
+        *,
+        encoding: str | None = None,
+        columns: Mapping[str, str] | None = None,
+        max_pictures: int = 20,
+        max_attributes: int = 50,
+    ):
         _raise_csv_field_size_limit()
-        lines = _decoded_lines(stream)
-        blank_lines, first_line = _split_leading_blank_lines(lines)
+        try:
+            self.encoding = detect_encoding(stream, encoding)
+        except EncodingError as exc:
+            raise CsvSourceError(str(exc)) from None
+        lines = decoded_lines(stream, self.encoding)
+        try:
+            blank_lines, first_line = _split_leading_blank_lines(lines)
+        except EncodingError as exc:
+            raise CsvSourceError(str(exc)) from None
         if first_line is None:
             raise CsvSourceError("the CSV file is empty")
         self.delimiter = _sniff_delimiter(first_line)
@@ -97,27 +128,76 @@ class CsvReader:
             chain(blank_lines, [first_line], lines), delimiter=self.delimiter
         )
         header = self._read_header(skip=len(blank_lines))
-        self.columns, self.unknown_columns, positions = _parse_header(header)
-        if not any(self.columns):
+        if not any(name.strip() for name in header):
             raise CsvSourceError("no header")
-        if "title" not in positions:
-            raise CsvSourceError(f"no 'title' column (found: {_names_found(header)})")
-        self.has_id = "id" in positions
-        self._layout = _Layout(
-            width=len(header),
-            title=positions["title"],
-            description=positions.get("description"),
-            image=positions.get("image"),
-            id=positions.get("id"),
-        )
+        self._sample: list[tuple[int, list[str] | csv.Error]] = []
+        try:
+            self.mapping = map_columns(header, self._read_sample, columns)
+        except MappingError as exc:
+            raise CsvSourceError(str(exc)) from None
+        if "title" not in self.mapping.fields:
+            raise CsvSourceError(_no_title(header))
+        self.has_id = "id" in self.mapping.fields
+        getters = self.mapping.fields
+        self._get_id, self._get_title = getters.get("id"), getters["title"]
+        self._get_description, self._get_image = getters.get("description"), getters.get("image")
+        self._width = len(header)
+        self._max_pictures = max_pictures
+        self._attributes = self.mapping.attributes[:max_attributes]
         self._seen_keys = _KeyIndex()
         self.rows_read = 0
+        self.warnings = []
+        if self.mapping.repeated:
+            self.warnings.append(
+                "columns named twice in the header were not kept (the first of each is): "
+                + _names(self.mapping.repeated)
+            )
+        dropped = [name for name, _ in self.mapping.attributes[max_attributes:]]
+        if dropped:
+            self.warnings.append(
+                f"{len(dropped)} columns over the limit of {max_attributes} attributes "
+                f"(CARS_MAX_ATTRIBUTES) were not kept: {_names(dropped)}"
+            )
+        self._over_cap = self._truncated = self._continued = 0
+        self._other_positions = sorted(
+            self.mapping.more_images + [p for _, p in self.mapping.attributes]
+        )
 
     def __iter__(self) -> Iterator[CsvRow | RejectedRow]:
         """Yield each data record in order; blank records are skipped, not counted.
 
-        Raises CsvSourceError when a later part of the stream is not valid UTF-8.
+        Raises CsvSourceError when a later part of the stream cannot be decoded.
         """
+        held: CsvRow | None = None  # with an id column: the last row, until the next
+        # shows that it does not continue it
+        for start, record in chain(self._sample, self._rest()):
+            if isinstance(record, csv.Error):
+                checked = self._malformed(start, record)
+            else:
+                self.rows_read += 1
+                checked = self._check(record, start, held)
+            if checked is _CONTINUED:
+                continue
+            if isinstance(checked, CsvRow) and held is not None and checked.key == held.key:
+                held = checked  # the held row grew by a continuation row
+                continue
+            if held is not None:
+                yield held
+                held = None
+            if isinstance(checked, CsvRow) and self.has_id:
+                held = checked
+            else:
+                yield checked
+        if held is not None:
+            yield held
+        self._say_what_was_not_kept()
+
+    def key_seen(self, key: str) -> bool:
+        """Whether an accepted row so far had this natural key (used by --prune)."""
+        return self._seen_keys.contains(key)
+
+    def _rest(self) -> Iterator[tuple[int, list[str] | csv.Error]]:
+        """(start line, record or parse error) after the sample, blank records skipped."""
         records = self._records
         while True:
             start = records.line_num + 1  # blank lines come back as [], so this is exact
@@ -126,16 +206,25 @@ class CsvReader:
             except StopIteration:
                 return
             except csv.Error as error:
-                yield self._malformed(start, error)
+                if records.line_num < start:
+                    raise CsvSourceError(
+                        f"the CSV cannot be parsed at line {start}: {error}"
+                    ) from None
+                yield start, error
                 continue
-            if _is_blank(record):
-                continue
-            self.rows_read += 1
-            yield self._check(record, start)
+            except EncodingError as exc:
+                raise CsvSourceError(str(exc)) from None
+            if not _is_blank(record):
+                yield start, record
 
-    def key_seen(self, key: str) -> bool:
-        """Whether an accepted row so far had this natural key (used by --prune)."""
-        return self._seen_keys.contains(key)
+    def _read_sample(self) -> list[list[str]]:
+        """The first records, read ahead (and replayed by iteration) only when the
+        mapping needs values to recognise a column."""
+        for item in self._rest():
+            self._sample.append(item)
+            if len(self._sample) >= SAMPLE_RECORDS:
+                break
+        return [record for _, record in self._sample if isinstance(record, list)]
 
     def _read_header(self, skip: int) -> list[str]:
         """Return the header record, after the ``skip`` leading blank lines.
@@ -149,30 +238,32 @@ class CsvReader:
             return next(self._records)
         except csv.Error as error:
             raise CsvSourceError(f"the header cannot be read: {error}") from None
+        except EncodingError as exc:
+            raise CsvSourceError(str(exc)) from None
 
     def _malformed(self, start: int, error: csv.Error) -> RejectedRow:
-        """Turn a csv parsing error into a rejected row, or give up if parsing is stuck.
-
-        The csv module resets itself after an error and carries on with the next line,
-        so one bad record does not sink the file; if no line was consumed, it would
-        fail forever, which makes the source unreadable.
-        """
-        if self._records.line_num < start:
-            raise CsvSourceError(f"the CSV cannot be parsed at line {start}: {error}")
+        """A csv parsing error is a rejected row (the parser resumes on the next line)."""
         self.rows_read += 1
         return RejectedRow(start, RowReason.FIELD_COUNT, f"malformed CSV record: {error}")
 
-    def _check(self, record: list[str], line: int) -> CsvRow | RejectedRow:
-        """Validate one record against SPEC §3, in the order a user would fix things."""
-        layout = self._layout
-        if len(record) != layout.width:
+    def _check(self, record: list[str], line: int, held: "CsvRow | None"):
+        """Validate one record against SPEC §3, in the order a user would fix things.
+
+        A row with the id of the row before and an empty title continues it (Shopify's
+        further pictures and variants): its pictures join that row's.
+        """
+        if len(record) != self._width:
             return RejectedRow(
-                line,
-                RowReason.FIELD_COUNT,
-                f"expected {layout.width} fields, found {len(record)}",
+                line, RowReason.FIELD_COUNT, f"expected {self._width} fields, found {len(record)}"
             )
-        title = record[layout.title].strip()
+        get_id, get_description, get_image = self._get_id, self._get_description, self._get_image
+        external_id = get_id(record).strip() if get_id else ""
+        title = self._get_title(record).strip()
+        pictures = self._pictures(record)
         if not title:
+            if held is not None and external_id and _key(external_id) == held.key:
+                self._continued += 1
+                return self._with_pictures(held, pictures)
             return RejectedRow(line, RowReason.MISSING_TITLE, "title is empty")
         if len(title) > MAX_TITLE_LENGTH:
             return RejectedRow(
@@ -180,27 +271,100 @@ class CsvReader:
                 RowReason.TITLE_TOO_LONG,
                 f"title has {len(title)} characters (max {MAX_TITLE_LENGTH})",
             )
-        description = _value(record, layout.description)
-        image = _value(record, layout.image) or None
-        external_id = _value(record, layout.id)
-        key = natural_key(title, description, image, external_id)
+        raw_description = get_description(record).strip() if get_description else ""
+        image_cell = get_image(record).strip() if get_image else ""
+        others = () if external_id else self._other_values(record)
+        key = natural_key(title, raw_description, image_cell, external_id, *others)
         first_line = self._seen_keys.add(key, line)
         if first_line is not None:
             return RejectedRow(
                 line, RowReason.DUPLICATE_KEY, _duplicate_message(external_id, first_line)
             )
-        return CsvRow(line, key, title, description, image)
+        description, description_html = raw_description, None
+        if looks_like_html(raw_description):
+            description = html_to_text(raw_description)
+            description_html = sanitised_html(raw_description) or None
+        return CsvRow(
+            line,
+            key,
+            title,
+            description,
+            self._capped(pictures),
+            description_html,
+            self._attribute_values(record),
+        )
+
+    def _pictures(self, record: list[str]) -> list[str]:
+        refs = picture_refs(self._get_image(record)) if self._get_image else []
+        for position in self.mapping.more_images:
+            refs += picture_refs(record[position])
+        return refs
+
+    def _capped(self, refs: list[str]) -> tuple[str, ...]:
+        """Each reference once, in order, at most `max_pictures` of them."""
+        unique = tuple(dict.fromkeys(refs))
+        if len(unique) > self._max_pictures:
+            self._over_cap += len(unique) - self._max_pictures
+            unique = unique[: self._max_pictures]
+        return unique
+
+    def _with_pictures(self, row: CsvRow, refs: list[str]) -> "CsvRow | object":
+        if not refs:
+            return _CONTINUED
+        return replace(row, images=self._capped([*row.images, *refs]))
+
+    def _attribute_values(self, record: list[str]) -> dict[str, str]:
+        values = {}
+        for name, position in self._attributes:
+            value = record[position].strip()
+            if not value:
+                continue
+            if len(value) > MAX_ATTRIBUTE_CHARS:
+                self._truncated += 1
+                value = value[:MAX_ATTRIBUTE_CHARS]
+            values[name] = value
+        return values
+
+    def _other_values(self, record: list[str]) -> list[str]:
+        """The row's values outside title, description and image, for its hash key."""
+        return [record[p].strip() for p in self._other_positions]
+
+    def _say_what_was_not_kept(self) -> None:
+        if self._over_cap:
+            self.warnings.append(
+                f"{self._over_cap} pictures over the limit of {self._max_pictures} per car "
+                "(CARS_MAX_PICTURES_PER_CAR) were not kept"
+            )
+        if self._truncated:
+            self.warnings.append(
+                f"{self._truncated} attribute values over {MAX_ATTRIBUTE_CHARS} characters "
+                "were cut to that length"
+            )
+        if self._continued:
+            self.warnings.append(
+                f"{self._continued} rows continued the item above them (same id, no "
+                "title): their pictures were added to it, their other columns not kept"
+            )
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    """Where each known column sits in a record, and how many fields a record has."""
+_CONTINUED = object()  # a continuation row that adds nothing
 
-    width: int
-    title: int
-    description: int | None
-    image: int | None
-    id: int | None
+
+def _key(external_id: str) -> str:
+    return natural_key("", "", None, external_id)
+
+
+def _no_title(header: list[str]) -> str:
+    message = f"no 'title' column (found: {_names_found(header)})"
+    guess = " ".join((likeliest_title(header) or "").split())  # one line, whatever the name
+    if len(guess) > 40:
+        return message
+    return message + (f'; try --map "title={guess}"' if guess else "")
+
+
+def _names(names: list[str], limit: int = 200) -> str:
+    shown = ", ".join(names)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 class _KeyIndex:
@@ -254,28 +418,6 @@ def _raise_csv_field_size_limit() -> None:
         csv.field_size_limit(FIELD_SIZE_LIMIT)
 
 
-def _decoded_lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Yield the stream's physical lines as text, endings kept, decoded strictly.
-
-    Decoding line by line (instead of through a read-ahead TextIOWrapper) lets a
-    decoding error name the exact line. Splitting bytes on CR/LF is safe in UTF-8,
-    where those bytes never occur inside a multi-byte character. Lines end at LF, CRLF
-    or a lone CR, as with universal newlines. NUL characters are dropped: they are
-    never meaningful in this data and PostgreSQL text columns cannot store them.
-    """
-    number = 0
-    for chunk in stream:  # binary streams iterate by LF-terminated lines
-        for raw in chunk.splitlines(keepends=True) if b"\r" in chunk else (chunk,):
-            number += 1
-            if number == 1 and raw.startswith(_UTF8_BOM):
-                raw = raw[len(_UTF8_BOM) :]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise CsvSourceError(f"not valid UTF-8 (line {number})") from None
-            yield text.replace("\x00", "") if "\x00" in text else text
-
-
 def _split_leading_blank_lines(lines: Iterator[str]) -> tuple[list[str], str | None]:
     """Consume lines up to the first non-blank one, returned separately for sniffing.
 
@@ -302,30 +444,6 @@ def _sniff_delimiter(header_line: str) -> str:
     return max(DELIMITERS, key=field_count)
 
 
-def _parse_header(header: list[str]) -> tuple[list[str], list[str], dict[str, int]]:
-    """Return (normalised names, ignored names as written, position of each known column).
-
-    Names are compared trimmed and case-insensitively, with aliases applied. The first
-    column of each known name is used; unknown or repeated columns are ignored and
-    listed once each; columns with an empty name are ignored silently (a trailing
-    delimiter in spreadsheet exports).
-    """
-    columns: list[str] = []
-    ignored: list[str] = []
-    ignored_names: set[str] = set()
-    positions: dict[str, int] = {}
-    for index, written in enumerate(header):
-        name = written.replace("\ufeff", "").strip().lower()
-        name = COLUMN_ALIASES.get(name, name)
-        columns.append(name)
-        if name in KNOWN_COLUMNS and name not in positions:
-            positions[name] = index
-        elif name and name not in ignored_names:
-            ignored_names.add(name)
-            ignored.append(written.strip())
-    return columns, ignored, positions
-
-
 def _names_found(header: list[str], *, limit: int = 200) -> str:
     """The header's names for an error message: one line, and short whatever the file.
 
@@ -340,10 +458,6 @@ def _names_found(header: list[str], *, limit: int = 200) -> str:
 def _is_blank(record: list[str]) -> bool:
     """True for an empty data line (also whitespace only, or only empty fields)."""
     return not any(field.strip() for field in record)
-
-
-def _value(record: list[str], position: int | None) -> str:
-    return record[position].strip() if position is not None else ""
 
 
 def _duplicate_message(external_id: str, first_line: int) -> str:

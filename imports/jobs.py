@@ -30,11 +30,15 @@ def create_job(
     refresh_images: bool = False,
     trigger: str = ImportJob.Trigger.COMMAND,
     user=None,
+    column_map: dict[str, str] | None = None,
+    encoding: str = "",
 ) -> ImportJob:
     return ImportJob.objects.create(
         source=source,
         prune=prune,
         refresh_images=refresh_images,
+        column_map=column_map or {},
+        encoding=encoding,
         trigger=trigger,
         created_by=user if user is not None and user.is_authenticated else None,
         heartbeat_at=timezone.now(),  # for a queued job: when its task was sent
@@ -98,6 +102,8 @@ def execute_job(
                     source=job.source,
                     prune=job.prune,
                     refresh_images=job.refresh_images,
+                    columns=job.column_map,
+                    encoding=job.encoding or None,
                     workers=workers,
                     progress=track,
                     opened=opened,
@@ -135,7 +141,8 @@ def finish_job(job: ImportJob, status: str, *, report: ImportReport | None = Non
         job.rejected_rows = data["rejected_rows"]
         job.image_failures = data["image_failures"]
         job.warnings = data["warnings"]
-        fields += ["counts", "pictures", "rejected_rows", "image_failures", "warnings"]
+        job.feed = report.feed()
+        fields += ["counts", "pictures", "rejected_rows", "image_failures", "warnings", "feed"]
     try:
         with transaction.atomic():
             job.save(update_fields=fields)

@@ -21,6 +21,14 @@ class ImportJob(models.Model):
     source = models.TextField()
     prune = models.BooleanField(default=False)
     refresh_images = models.BooleanField(default=False)
+    # What the feed does not say for itself (SPEC §3): --map and --encoding.
+    column_map = models.JSONField(
+        default=dict, blank=True, help_text='`--map`: {"title": "Name", "image": "{a} {b}"}'
+    )
+    encoding = models.CharField(max_length=64, blank=True, default="")
+    feed = models.JSONField(
+        default=dict, blank=True, help_text='What the import read: {"encoding", "mapping"}.'
+    )
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True
     )

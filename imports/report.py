@@ -47,6 +47,8 @@ class ImportReport:
     rejected_rows: list[RowProblem] = field(default_factory=list)
     image_failures: list[ImageProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    encoding: str = ""  # the source's, as detected or declared
+    mapping: dict = field(default_factory=dict)  # field -> column or template, attributes
     # Seconds spent: applying rows, the whole image phase, and the fetch window in it.
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -54,6 +56,8 @@ class ImportReport:
         return {
             "source": self.source,
             "dry_run": self.dry_run,
+            "encoding": self.encoding,
+            "mapping": dict(self.mapping),
             "counts": asdict(self.counts),
             "pictures": asdict(self.pictures),
             "rejected_rows": [asdict(r) for r in self.rejected_rows],
@@ -61,6 +65,10 @@ class ImportReport:
             "warnings": list(self.warnings),
             "timings": dict(self.timings),
         }
+
+    def feed(self) -> dict:
+        """How the source was read, as a job keeps it."""
+        return {"encoding": self.encoding, "mapping": dict(self.mapping)}
 
     def summary(self) -> str:
         c = self.counts

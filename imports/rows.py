@@ -25,10 +25,22 @@ def apply_rows(
     `progress("rows", done, None)` follows every thousand rows.
     """
 
+    further = 0
+
     def car_rows() -> Iterable[CarRow]:
+        nonlocal further
         for done, row in enumerate(rows, start=1):
             if isinstance(row, CsvRow):
-                yield CarRow(row.key, row.title, row.description, row.image or "", row.line)
+                further += max(0, len(row.images) - 1)
+                yield CarRow(
+                    row.key,
+                    row.title,
+                    row.description,
+                    row.image or "",
+                    row.line,
+                    row.description_html or "",
+                    row.attributes,
+                )
             else:
                 report.rejected_rows.append(RowProblem(row.line, row.reason, row.message))
                 report.counts.rejected += 1
@@ -36,6 +48,11 @@ def apply_rows(
                 progress("rows", done, None)
 
     done = upsert_cars(car_rows(), refresh_images=refresh_images, prune=prune)
+    if further:
+        report.warnings.append(
+            f"{further} pictures after each car's first were named but are not stored: "
+            "only the first picture of a car is imported yet"
+        )
     counts = report.counts
     counts.created += done.created
     counts.updated += done.updated

@@ -52,6 +52,9 @@ def run_import(
     progress: Progress | None = None,
     opened: OpenedSource | None = None,
     on_images: Callable[[Recorded, int], None] | None = None,
+    columns: dict[str, str] | None = None,
+    encoding: str | None = None,
+    fetch_images: bool = True,
 ) -> ImportReport:
     """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images, here.
 
@@ -59,6 +62,8 @@ def run_import(
     images are fetched and checked but not stored. `opened` is a source already opened
     by the caller (the periodic sync, which fetched it to see whether it changed).
     `on_images(recorded, items_done)` follows each batch of image outcomes written.
+    `columns` (`--map`) and `encoding` (`--encoding`) say what the feed does not; with
+    `fetch_images` false (a dry run's `--no-images`) no picture is fetched.
     """
     source = source or settings.CARS_CSV_SOURCE
     workers = workers or settings.CARS_IMPORT_WORKERS
@@ -72,9 +77,13 @@ def run_import(
         dry_run=dry_run,
         refresh_images=refresh_images,
         progress=progress,
+        columns=columns,
+        encoding=encoding,
     )
     rows_done = time.monotonic()
-    fetch = _run_images(items, opened, report, workers, dry_run, progress, on_images)
+    fetch = 0.0
+    if fetch_images:
+        fetch = _run_images(items, opened, report, workers, dry_run, progress, on_images)
     report.timings = {
         "rows": round(rows_done - started, 3),
         "images": round(time.monotonic() - rows_done, 3),
@@ -93,6 +102,8 @@ def apply_source(
     refresh_images: bool = False,
     progress: Progress | None = None,
     before_commit: Callable[[list[ImageItem]], None] | None = None,
+    columns: dict[str, str] | None = None,
+    encoding: str | None = None,
 ) -> list[ImageItem]:
     """Read the source and apply its rows in one transaction; return the image work.
 
@@ -101,11 +112,17 @@ def apply_source(
     """
     with closing(opened.stream):
         try:
-            reader = CsvReader(opened.stream)
-            if reader.unknown_columns:
-                report.warnings.append(
-                    "unknown columns ignored: " + ", ".join(reader.unknown_columns)
-                )
+            reader = CsvReader(
+                opened.stream,
+                encoding=encoding,
+                columns=columns,
+                max_pictures=settings.CARS_MAX_PICTURES_PER_CAR,
+                max_attributes=settings.CARS_MAX_ATTRIBUTES,
+            )
+            report.encoding = reader.encoding
+            report.mapping = reader.mapping.report()
+            if "image" not in reader.mapping.fields:
+                report.warnings.append(_NO_IMAGE_COLUMN.format(columns=_attribute_names(reader)))
             with transaction.atomic():
                 refs = apply_rows(
                     reader,
@@ -114,6 +131,7 @@ def apply_source(
                     prune=reader.key_seen if prune else None,
                     progress=progress,
                 )
+                report.warnings += reader.warnings
                 items = group_items(refs)
                 if before_commit is not None:
                     before_commit(items)
@@ -122,6 +140,17 @@ def apply_source(
         except CsvSourceError as exc:
             raise SourceError(str(exc)) from None
     return items
+
+
+_NO_IMAGE_COLUMN = (
+    "no image column: no column is named for pictures, and none holds picture URLs "
+    "(columns: {columns}); use --map image=COLUMN"
+)
+
+
+def _attribute_names(reader: CsvReader) -> str:
+    names = ", ".join(name for name, _ in reader.mapping.attributes)
+    return names if len(names) <= 200 else names[:197] + "..."
 
 
 def _run_images(items, opened, report, workers, dry_run, progress, on_images) -> float:

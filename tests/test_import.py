@@ -271,11 +271,17 @@ def test_report_file_has_the_documented_shape(catalog, tmp_path):
     assert all(seconds >= 0 for seconds in report["timings"].values())
 
 
-def test_unknown_columns_are_named_once_in_a_warning(tmp_path):
+def test_other_columns_are_kept_as_attributes_and_the_mapping_is_said(tmp_path):
     source = tmp_path / "cars.csv"
     source.write_text("Title,Colour,IMAGE_URL,Price\nA,red,,10\nB,blue,,20\n", encoding="utf-8")
     _, err = import_csv(str(source))
-    assert err.count("warning: unknown columns ignored: Colour, Price") == 1
+    assert "encoding: utf-8" in err
+    assert "mapping: title <- Title" in err and "mapping: image <- IMAGE_URL" in err
+    assert err.count("mapping: attributes <- 2 other columns") == 1
+    assert dict(Car.objects.values_list("title", "attributes")) == {
+        "A": {"Colour": "red", "Price": "10"},
+        "B": {"Colour": "blue", "Price": "20"},
+    }
 
 
 def test_cars_without_an_id_column_are_keyed_by_content_and_not_duplicated(tmp_path):
@@ -554,7 +560,7 @@ def _assert_unchanged(existing, settings, files):
     [
         (b"", "empty"),
         (b"\xef\xbb\xbf", "empty"),
-        (b"name,image\nA,x\n", "no 'title' column"),
+        (b"marke,image\nA,x\n", "no 'title' column"),
         (b"title\n\xff\xfe bad bytes\n", "UTF-8"),
     ],
 )
@@ -564,9 +570,11 @@ def test_fatal_csv_errors_exit_1_and_leave_the_database_unchanged(
     files = media_files(Path(settings.MEDIA_ROOT))
     source = tmp_path / "bad.csv"
     source.write_bytes(content)
+    # Bytes that are no UTF-8 are read in the encoding they are in, unless one is declared.
+    declared = ["--encoding", "utf-8"] if message == "UTF-8" else []
 
     with pytest.raises(CommandError) as excinfo:
-        import_csv(str(source), "--prune")
+        import_csv(str(source), "--prune", *declared)
 
     assert excinfo.value.returncode == 1
     assert message in str(excinfo.value)
@@ -582,7 +590,7 @@ def test_invalid_utf8_after_many_rows_rolls_back_every_batch(existing_car, tmp_p
     )
 
     with pytest.raises(CommandError) as excinfo:
-        import_csv(str(source))
+        import_csv(str(source), "--encoding", "utf-8")
 
     assert excinfo.value.returncode == 1
     assert "line 3003" in str(excinfo.value)  # header 1, rows 2-3002
@@ -637,7 +645,10 @@ def test_the_bundled_sample_imports_with_its_deliberate_failures(settings):
         "Escaping Path": "blocked_path",
         "FTP Image": "unsupported_scheme",
     }
-    assert "warning: unknown columns ignored: colour" in err
+    assert "mapping: attributes <- 1 other columns" in err
+    assert Car.objects.exclude(attributes={}).values_list("attributes", flat=True)[0].keys() == {
+        "colour"
+    }
 
 
 def test_concurrent_rendering_leaves_the_process_stderr_alone(catalog, monkeypatch):

@@ -399,21 +399,36 @@ def _load_in_bulk(rows) -> None:
     empty = json.dumps({})
     columns = (
         "external_key, title, description, source_image_url, legacy_image, image_fetched_from, "
-        "image_status, image_error_message, legacy_renditions, created_at, updated_at"
+        "image_status, image_error_message, legacy_renditions, created_at, updated_at, "
+        "attributes, description_html"
     )
     with transaction.atomic(), deferred_search_index(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             with cursor.cursor.copy(f"COPY cars_car ({columns}) FROM STDIN") as copy:
                 for key, title, description in rows:
                     copy.write_row(
-                        (key, title, description, "", "", "", "none", "", empty, stamp, stamp)
+                        (
+                            key,
+                            title,
+                            description,
+                            "",
+                            "",
+                            "",
+                            "none",
+                            "",
+                            empty,
+                            stamp,
+                            stamp,
+                            empty,
+                            "",
+                        )
                     )
         else:
             cursor.executemany(
                 f"INSERT INTO cars_car ({columns}) "
-                "VALUES (%s, %s, %s, '', '', '', 'none', '', %s, %s, %s)",
+                "VALUES (%s, %s, %s, '', '', '', 'none', '', %s, %s, %s, %s, '')",
                 (
-                    (key, title, description, empty, stamp, stamp)
+                    (key, title, description, empty, stamp, stamp, empty)
                     for key, title, description in rows
                 ),
             )

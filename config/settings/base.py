@@ -325,6 +325,9 @@ CARS_FETCH_BACKOFF = env.float("CARS_FETCH_BACKOFF", default=0.5)
 CARS_IMAGE_MAX_BYTES = env.int("CARS_IMAGE_MAX_BYTES", default=20_000_000)
 CARS_IMAGE_MAX_PIXELS = env.int("CARS_IMAGE_MAX_PIXELS", default=50_000_000)
 CARS_CSV_MAX_BYTES = env.int("CARS_CSV_MAX_BYTES", default=200_000_000)
+# What a car keeps of a feed (SPEC §3): pictures, and its other columns as attributes.
+CARS_MAX_PICTURES_PER_CAR = env.int("CARS_MAX_PICTURES_PER_CAR", default=20)
+CARS_MAX_ATTRIBUTES = env.int("CARS_MAX_ATTRIBUTES", default=50)
 CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
 # Distinct pictures per image task of a queued import.
 CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
+from imports.columns import FIELDS
 from imports.jobs import create_job, execute_job, finish_job
 from imports.locks import SourceBusy
 from imports.models import ImportJob
@@ -35,11 +36,32 @@ class Command(BaseCommand):
             "--refresh-images", action="store_true", help="re-download unchanged image URLs"
         )
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--map",
+            action="append",
+            default=[],
+            metavar="FIELD=COLUMN",
+            help="the column of a field (id, title, description, image), or a template "
+            "of columns: --map 'title={make} {model} {year}' (repeatable)",
+        )
+        parser.add_argument(
+            "--encoding", help="the source's encoding (default: detected), e.g. cp1252"
+        )
+        parser.add_argument(
+            "--no-images",
+            action="store_true",
+            help="with --dry-run: check the mapping and the rows only, fetch no picture",
+        )
 
     def handle(self, *args, **options) -> None:
         workers = options["workers"]
         if workers is not None and workers < 1:
             raise CommandError("--workers must be at least 1", returncode=2)
+        if options["source"] is not None and not options["source"].strip():
+            raise CommandError("SOURCE is empty", returncode=2)
+        if options["no_images"] and not options["dry_run"]:
+            raise CommandError("--no-images goes with --dry-run", returncode=2)
+        options["map"] = _column_map(options["map"])
         with _progress_bar(enabled=not options["no_progress"] and sys.stderr.isatty()) as bar:
             try:
                 report = self._run(options, workers, bar)
@@ -49,6 +71,13 @@ class Command(BaseCommand):
                 # Rolled back: nothing half-applied. One line, not a traceback (SPEC §4).
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else "failed"
                 raise CommandError(f"database error: {message}", returncode=1) from None
+        self.stderr.write(f"encoding: {report.encoding}")
+        for name, column in report.mapping.items():
+            if name != "attributes":
+                self.stderr.write(f"mapping: {name} <- {column}")
+        attributes = report.mapping.get("attributes", [])
+        if attributes:
+            self.stderr.write(f"mapping: attributes <- {len(attributes)} other columns")
         for warning in report.warnings:
             self.stderr.write(f"warning: {warning}")
         for row in report.rejected_rows:
@@ -75,15 +104,36 @@ class Command(BaseCommand):
                 workers=workers,
                 refresh_images=options["refresh_images"],
                 progress=progress,
+                columns=options["map"],
+                encoding=options["encoding"],
+                fetch_images=not options["no_images"],
             )
         job = create_job(
-            source=source, prune=options["prune"], refresh_images=options["refresh_images"]
+            source=source,
+            prune=options["prune"],
+            refresh_images=options["refresh_images"],
+            column_map=options["map"],
+            encoding=options["encoding"] or "",
         )
         try:
             return execute_job(job.pk, workers=workers, progress=progress)
         except SourceBusy as exc:
             finish_job(job, ImportJob.Status.FAILED, error=str(exc))
             raise
+
+
+def _column_map(specs: list[str]) -> dict[str, str]:
+    """`--map FIELD=COLUMN` options as {field: column or template}; bad ones are usage errors."""
+    mapping = {}
+    for spec in specs:
+        name, equals, column = spec.partition("=")
+        name = name.strip().lower()
+        if not equals or not column.strip():
+            raise CommandError(f"--map {spec!r}: write FIELD=COLUMN", returncode=2)
+        if name not in FIELDS:
+            raise CommandError(f"--map {spec!r}: FIELD is one of {', '.join(FIELDS)}", returncode=2)
+        mapping[name] = column
+    return mapping
 
 
 class _progress_bar:
