@@ -32,8 +32,10 @@ FIELDS = {
 
 
 def preview(problems: Sequence[RowProblem | ImageProblem]) -> list[dict]:
-    """The first CARS_JOB_REPORT_PREVIEW problems, as the job's list keeps them."""
-    return [asdict(p) for p in problems[: settings.CARS_JOB_REPORT_PREVIEW]]
+    """The first CARS_JOB_REPORT_PREVIEW problems (of those stored), as the job's list
+    keeps them."""
+    shown = min(settings.CARS_JOB_REPORT_PREVIEW, settings.CARS_JOB_MAX_PROBLEMS)
+    return [asdict(p) for p in problems[:shown]]
 
 
 def reason_counts(failures: Sequence[ImageProblem]) -> dict[str, int]:
