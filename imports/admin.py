@@ -1,6 +1,7 @@
-"""Import jobs in the Django admin: read-only, with their rejected rows, image failures
-and error readable at a glance, and an "Import CSV" page that starts one from a URL or an
-uploaded file. A job's page reloads itself while the job is queued or running.
+"""Import jobs in the Django admin: read-only, with their first rejected rows and image
+failures (all of them: links to the imports API's pages and CSV download) and error
+readable at a glance, and an "Import CSV" page that starts one from a URL or an uploaded
+file. A job's page reloads itself while the job is queued or running.
 
 Also the cars' "Retry failed images" action, which runs the importer's image phase."""
 
@@ -22,30 +23,54 @@ from .jobs import create_job, submit_job
 from .models import ImportJob
 from .permissions import PRUNE, may_start_import
 from .pictures.retry import submit_retry
-from .selectors import job_summary
+from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
 
-# A CSV can reject every one of a million rows; a page that long helps nobody.
-MAX_TABLE_ROWS = 500
-
 
 def _table(headers: tuple[str, ...], rows: list[tuple]) -> str:
     if not rows:
         return "—"
-    more = len(rows) - MAX_TABLE_ROWS
-    table = format_html(
+    return format_html(
         "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
         format_html_join("", "<th>{}</th>", ((name,) for name in headers)),
-        format_html_join("", "<tr>{}</tr>", ((_cells(row),) for row in rows[:MAX_TABLE_ROWS])),
+        format_html_join("", "<tr>{}</tr>", ((_cells(row),) for row in rows)),
     )
-    if more > 0:
-        table = format_html(
-            "{}<p>… and {} more (all of them are in the imports API)</p>", table, more
+
+
+def _problems(job: ImportJob, name: str, kind: str, headers: tuple[str, ...], rows: list[tuple]):
+    """The job's first problems of a kind (what it keeps inline: a CSV may reject a
+    million rows, and a page that long helps nobody), how many there are in all, and
+    links to every stored one in the imports API (a staff session may read it)."""
+    rows = rows[: settings.CARS_JOB_REPORT_PREVIEW]
+    summary = problems_summary(job)
+    tally = summary[name]
+    table = _table(headers, rows)
+    if not tally["stored"]:
+        return table
+    total = tally["stored"] + tally["not_stored"]
+    errors = reverse("import-errors", args=[job.pk]) + f"?kind={kind}"
+    csv = reverse("import-errors-csv", args=[job.pk]) + f"?kind={kind}"
+    shown = format_html(
+        '<p>The first {} of {}. All {} stored: <a href="{}">JSON pages</a>, '
+        '<a href="{}" download>CSV download</a>.</p>',
+        len(rows),
+        total,
+        tally["stored"],
+        errors,
+        csv,
+    )
+    if tally["not_stored"]:
+        shown = format_html(
+            "{}<p>{} more were not stored (over CARS_JOB_MAX_PROBLEMS, {} per job); "
+            "<code>manage.py import_csv --report FILE</code> lists every one.</p>",
+            shown,
+            tally["not_stored"],
+            summary["max_stored"],
         )
-    return table
+    return format_html("{}{}", table, shown)
 
 
 def _cells(row: tuple) -> str:
@@ -171,7 +196,8 @@ class ImportJobAdmin(admin.ModelAdmin):
     @admin.display(description="Rejected rows")
     def rejected_rows_table(self, job: ImportJob) -> str:
         rows = [(r.get("line"), r.get("reason"), r.get("message")) for r in job.rejected_rows]
-        return _table(("Line", "Reason", "Message"), rows)
+        headers = ("Line", "Reason", "Message")
+        return _problems(job, "rejected_rows", "rejected_row", headers, rows)
 
     @admin.display(description="Image failures")
     def image_failures_table(self, job: ImportJob) -> str:
@@ -179,7 +205,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             (f.get("line"), f.get("key"), f.get("url"), f.get("reason"), f.get("message"))
             for f in job.image_failures
         ]
-        return _table(("Line", "Key", "Image", "Reason", "Message"), rows)
+        headers = ("Line", "Key", "Image", "Reason", "Message")
+        return _problems(job, "image_failures", "image_failure", headers, rows)
 
     def has_add_permission(self, request) -> bool:
         return False  # the model form is never used: imports start on the Import CSV page
