@@ -5,7 +5,8 @@
 Imports a CSV of ROWS rows that are all rejected (`missing_title`; 4.4 MB for 500k rows)
 with `manage.py import_csv` on a fresh SQLite site, then serves it with gunicorn (one
 sync worker, development settings, DEBUG off) and GETs the job's detail and the job list
-with a staff token: bytes, seconds, and the worker's peak RSS (VmHWM) after each.
+with a staff token: bytes, seconds, and the worker's peak RSS (VmHWM) after each; then
+the first page of its problems and their CSV download.
 """
 
 import argparse
@@ -85,6 +86,17 @@ def main() -> None:
                 f"({len(rejected['rejected_rows'])} rejected rows inline), "
                 f"worker peak RSS {peak_rss_mb(int(worker)):.0f} MB"
             )
+        # Every stored problem (since #22), where the server has them.
+        for path in (
+            f"/api/imports/{job_id}/errors/?limit=1000",
+            f"/api/imports/{job_id}/errors.csv",
+        ):
+            status, _, body, seconds = http_get(port, path, headers, timeout=300)
+            if status == 200:
+                print(
+                    f"GET {path}: {len(body) / 1e6:.3f} MB in {seconds:.3f} s, "
+                    f"worker peak RSS {peak_rss_mb(int(worker)):.0f} MB"
+                )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
