@@ -20,7 +20,7 @@ from cars.admin import CarAdmin
 from cars.models import Car, ImageStatus
 
 from .jobs import create_job, submit_job
-from .models import ImportJob
+from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
 from .pictures.retry import submit_retry
 from .selectors import job_summary, problems_summary
@@ -268,6 +268,27 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a record of what happened: viewable, never edited
+
+    def get_deleted_objects(self, objs, request):
+        """What deleting jobs takes with it: their problems and chunks are counted, not
+        listed (Django loads and lists each, and a job may store 2 × CARS_JOB_MAX_PROBLEMS
+        problems; deleting them is one DELETE, as neither has signals nor dependants)."""
+        jobs = list(objs)
+        listed = [
+            format_html(
+                'Import job: <a href="{}">{}</a>',
+                reverse("admin:imports_importjob_change", args=[job.pk]),
+                job,
+            )
+            for job in jobs
+        ]
+        counts = {ImportJob._meta.verbose_name_plural: len(jobs)}
+        for model in (ImportProblem, ImageChunk):
+            if found := model.objects.filter(job__in=jobs).count():
+                counts[model._meta.verbose_name_plural] = found
+                listed.append(f"{found} {model._meta.verbose_name_plural}")
+        refused = set() if self.has_delete_permission(request) else {ImportJob._meta.verbose_name}
+        return listed, counts, refused, []
 
 
 admin.site.unregister(Car)  # cars knows nothing of imports: its action needing them is added here

@@ -326,6 +326,30 @@ def test_the_admin_page_of_a_big_job_shows_the_first_rows_and_links_to_all(admin
     assert changelist.status_code == 200 and len(changelist.content) < 100_000
 
 
+def test_deleting_a_big_job_in_the_admin_counts_its_problems_instead_of_listing_them(
+    admin_client,
+):
+    job = finished_job(rejected_rows=500_000, image_failures=3)  # 10,003 problems stored
+    url = f"/admin/imports/importjob/{job.pk}/delete/"
+
+    page = admin_client.get(url)
+
+    assert page.status_code == 200
+    assert len(page.content) < 100_000
+    html = page.content.decode()
+    assert f'Import job: <a href="/admin/imports/importjob/{job.pk}/change/">' in html
+    assert "<li>10003 import problems</li>" in html
+    action = admin_client.post(
+        "/admin/imports/importjob/",
+        {"action": "delete_selected", "_selected_action": [job.pk]},
+    )
+    assert action.status_code == 200 and "10003 import problems" in action.content.decode()
+
+    assert admin_client.post(url, {"post": "yes"}).status_code == 302
+    assert not ImportJob.objects.filter(pk=job.pk).exists()
+    assert not ImportProblem.objects.exists()
+
+
 # --------------------------------------------------------------------------- hostile input
 
 
