@@ -100,6 +100,10 @@ class ProblemPosition:
     line: int
     id: int
 
+    @classmethod
+    def of(cls, problem: dict) -> "ProblemPosition":
+        return cls(problem["kind"], problem["line"], problem["id"])
+
 
 def problems_page(
     job_id: int, *, kinds: Sequence[int], after: ProblemPosition | None, limit: int
@@ -128,5 +132,4 @@ def all_problems(job_id: int, kinds: Sequence[int], *, batch: int = 2000) -> Ite
     after = None
     while page := problems_page(job_id, kinds=kinds, after=after, limit=batch):
         yield from page
-        last = page[-1]
-        after = ProblemPosition(last["kind"], last["line"], last["id"])
+        after = ProblemPosition.of(page[-1])

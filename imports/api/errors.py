@@ -78,10 +78,8 @@ class ImportJobErrorsView(StaffOnlyView):
         response = Response(ProblemSerializer(items[:limit], many=True).data)
         response["X-Total-Count"] = str(total)
         if len(items) > limit:
-            last = items[limit - 1]
-            position = ProblemPosition(last["kind"], last["line"], last["id"])
-            page = Page(items[:limit], {"cursor": _encode_position(position)}, None)
-            response["Link"] = link_header(request, page)
+            after = _encode_position(ProblemPosition.of(items[limit - 1]))
+            response["Link"] = link_header(request, Page(items[:limit], {"cursor": after}, None))
         return response
 
 
