@@ -4,15 +4,15 @@ Imports run in Celery workers, not in the web process that serves /metrics, so
 in-process counters would miss them; the database is the truth. A scrape must stay cheap
 however many jobs there are and however many failures each recorded: the import
 counters are running totals (core.models), to which each succeeded job is added once, by
-the first scrape after it ends (at most JOBS_PER_SCRAPE jobs per scrape); the gauges are
-GROUP BYs on indexed columns. Request counts and latency come from django-prometheus.
+the first scrape after it ends (at most JOBS_PER_SCRAPE jobs per scrape), from its counts
+and its image failures by reason, which count every failure even where the job stored
+only CARS_JOB_MAX_PROBLEMS of them; the gauges are GROUP BYs on indexed columns. Request
+counts and latency come from django-prometheus.
 
 /metrics is for the scraper only: with CARS_METRICS_PORT set (production), it answers
 only on that port, which gunicorn binds beside the public one and no Service or Ingress
 routes to (deploy/), and 404 anywhere else.
 """
-
-from collections import Counter
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -105,11 +105,11 @@ def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
         try:
             with transaction.atomic():
                 CountedJob.objects.create(job_id=job_id)
-                counts, failures = ImportJob.objects.values_list("counts", "image_failures").get(
-                    pk=job_id
-                )
+                counts, reasons = ImportJob.objects.values_list(
+                    "counts", "image_failure_reasons"
+                ).get(pk=job_id)
                 _add(ROWS, {k: v for k, v in (counts or {}).items() if isinstance(v, int)})
-                _add(FAILURES, Counter(f.get("reason", "") for f in failures or []))
+                _add(FAILURES, reasons or {})
             counted += 1
         except IntegrityError:
             continue  # another scrape counted it meanwhile

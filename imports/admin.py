@@ -1,6 +1,7 @@
-"""Import jobs in the Django admin: read-only, with their rejected rows, image failures
-and error readable at a glance, and an "Import CSV" page that starts one from a URL or an
-uploaded file. A job's page reloads itself while the job is queued or running.
+"""Import jobs in the Django admin: read-only, with their first rejected rows and image
+failures (all of them: links to the imports API's pages and CSV download) and error
+readable at a glance, and an "Import CSV" page that starts one from a URL or an uploaded
+file. A job's page reloads itself while the job is queued or running.
 
 Also the cars' "Retry failed images" action, which runs the importer's image phase."""
 
@@ -19,33 +20,57 @@ from cars.admin import CarAdmin
 from cars.models import Car, ImageStatus
 
 from .jobs import create_job, submit_job
-from .models import ImportJob
+from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
 from .pictures.retry import submit_retry
-from .selectors import job_summary
+from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
 # Seconds between reloads of a queued or running job's page.
 REFRESH_SECONDS = 2
 
-# A CSV can reject every one of a million rows; a page that long helps nobody.
-MAX_TABLE_ROWS = 500
-
 
 def _table(headers: tuple[str, ...], rows: list[tuple]) -> str:
     if not rows:
         return "—"
-    more = len(rows) - MAX_TABLE_ROWS
-    table = format_html(
+    return format_html(
         "<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>",
         format_html_join("", "<th>{}</th>", ((name,) for name in headers)),
-        format_html_join("", "<tr>{}</tr>", ((_cells(row),) for row in rows[:MAX_TABLE_ROWS])),
+        format_html_join("", "<tr>{}</tr>", ((_cells(row),) for row in rows)),
     )
-    if more > 0:
-        table = format_html(
-            "{}<p>… and {} more (all of them are in the imports API)</p>", table, more
+
+
+def _problems(job: ImportJob, name: str, kind: str, headers: tuple[str, ...], rows: list[tuple]):
+    """The job's first problems of a kind (what it keeps inline: a CSV may reject a
+    million rows, and a page that long helps nobody), how many there are in all, and
+    links to every stored one in the imports API (a staff session may read it)."""
+    rows = rows[: settings.CARS_JOB_REPORT_PREVIEW]
+    summary = problems_summary(job)
+    tally = summary[name]
+    table = _table(headers, rows)
+    if not tally["stored"]:
+        return table
+    total = tally["stored"] + tally["not_stored"]
+    errors = reverse("import-errors", args=[job.pk]) + f"?kind={kind}"
+    csv = reverse("import-errors-csv", args=[job.pk]) + f"?kind={kind}"
+    shown = format_html(
+        '<p>The first {} of {}. All {} stored: <a href="{}">JSON pages</a>, '
+        '<a href="{}" download>CSV download</a>.</p>',
+        len(rows),
+        total,
+        tally["stored"],
+        errors,
+        csv,
+    )
+    if tally["not_stored"]:
+        shown = format_html(
+            "{}<p>{} more were not stored (over CARS_JOB_MAX_PROBLEMS, {} per job); "
+            "<code>manage.py import_csv --report FILE</code> lists every one.</p>",
+            shown,
+            tally["not_stored"],
+            summary["max_stored"],
         )
-    return table
+    return format_html("{}{}", table, shown)
 
 
 def _cells(row: tuple) -> str:
@@ -171,7 +196,8 @@ class ImportJobAdmin(admin.ModelAdmin):
     @admin.display(description="Rejected rows")
     def rejected_rows_table(self, job: ImportJob) -> str:
         rows = [(r.get("line"), r.get("reason"), r.get("message")) for r in job.rejected_rows]
-        return _table(("Line", "Reason", "Message"), rows)
+        headers = ("Line", "Reason", "Message")
+        return _problems(job, "rejected_rows", "rejected_row", headers, rows)
 
     @admin.display(description="Image failures")
     def image_failures_table(self, job: ImportJob) -> str:
@@ -179,7 +205,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             (f.get("line"), f.get("key"), f.get("url"), f.get("reason"), f.get("message"))
             for f in job.image_failures
         ]
-        return _table(("Line", "Key", "Image", "Reason", "Message"), rows)
+        headers = ("Line", "Key", "Image", "Reason", "Message")
+        return _problems(job, "image_failures", "image_failure", headers, rows)
 
     def has_add_permission(self, request) -> bool:
         return False  # the model form is never used: imports start on the Import CSV page
@@ -241,6 +268,27 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False  # a record of what happened: viewable, never edited
+
+    def get_deleted_objects(self, objs, request):
+        """What deleting jobs takes with it: their problems and chunks are counted, not
+        listed (Django loads and lists each, and a job may store 2 × CARS_JOB_MAX_PROBLEMS
+        problems; deleting them is one DELETE, as neither has signals nor dependants)."""
+        jobs = list(objs)
+        listed = [
+            format_html(
+                'Import job: <a href="{}">{}</a>',
+                reverse("admin:imports_importjob_change", args=[job.pk]),
+                job,
+            )
+            for job in jobs
+        ]
+        counts = {ImportJob._meta.verbose_name_plural: len(jobs)}
+        for model in (ImportProblem, ImageChunk):
+            if found := model.objects.filter(job__in=jobs).count():
+                counts[model._meta.verbose_name_plural] = found
+                listed.append(f"{found} {model._meta.verbose_name_plural}")
+        refused = set() if self.has_delete_permission(request) else {ImportJob._meta.verbose_name}
+        return listed, counts, refused, []
 
 
 admin.site.unregister(Car)  # cars knows nothing of imports: its action needing them is added here

@@ -4,7 +4,8 @@
   job's chunks (at most CARS_IMAGE_CHUNK distinct references each); the chunk tasks are
   sent once it commits.
 - `run_chunk(chunk_id)` fetches and renders its references, then writes their outcomes
-  on the cars, marks itself done and counts itself on the job in one transaction. The
+  on the cars, marks itself done, stores its image failures with the job's (within
+  CARS_JOB_MAX_PROBLEMS) and counts itself on the job in one transaction. The
   chunk that brings the job's pending count to 0 closes the job in that transaction: a
   conditional update, so exactly once, with no chord and no result backend.
 - `sweep()` (Celery beat) hands out again what a dead process left: a row phase or a
@@ -17,6 +18,7 @@ or held by a live process, and returns.
 
 import logging
 import secrets
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,9 +31,10 @@ from cars.pictures import orphan_picture_ids, release_pictures
 
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import ENDED, SourceBusy, acquire, beat, release
-from .models import ImageChunk, ImportJob, SourceLock
+from .models import ImageChunk, ImportJob, ImportProblem, SourceLock
 from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
 from .pictures.reasons import FetchError, ImageReason
+from .problems import add_image_failures, reason_counts, record_rejected_rows, stored_preview
 from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
@@ -122,16 +125,15 @@ def _record_chunks(job: ImportJob, report: ImportReport, items: list[ImageItem],
         for n, start in enumerate(range(0, len(items), size))
     ]
     ImageChunk.objects.bulk_create(chunks, batch_size=1000)
-    data = report.as_dict()
     ImportJob.objects.filter(pk=job.pk).update(
         rows_applied_at=timezone.now(),
         base_dir=str(base_dir or ""),
-        counts=data["counts"],
-        rejected_rows=data["rejected_rows"],
-        warnings=data["warnings"],
+        counts=asdict(report.counts),
+        warnings=list(report.warnings),
         feed=report.feed(),
         images_total=len(items),
         chunks_pending=len(chunks),
+        **record_rejected_rows(job.pk, report),
     )
     if not chunks:
         _close(job.pk)
@@ -227,7 +229,8 @@ def _record(chunk: ImageChunk, token: str, outcomes: list[ItemOutcome], record=r
 
 
 def _finish_chunk(chunk: ImageChunk, token: str, recorded: Recorded) -> None:
-    """Inside the outcomes' transaction: the chunk is done, counted, maybe the job closed."""
+    """Inside the outcomes' transaction: the chunk is done, counted, its failures stored
+    with the job's, maybe the job closed. A chunk done already rolls all of it back."""
     done = ImageChunk.objects.filter(
         pk=chunk.pk, status=ImageChunk.Status.RUNNING, worker=token
     ).update(
@@ -236,13 +239,14 @@ def _finish_chunk(chunk: ImageChunk, token: str, recorded: Recorded) -> None:
         images_failed=recorded.failed,
         pictures_new=recorded.pictures_new,
         pictures_shared=recorded.pictures_shared,
-        image_failures=[asdict(f) for f in recorded.failures],
+        failure_reasons=reason_counts(recorded.failures),
     )
     if not done:
         raise ChunkTaken
     ImportJob.objects.filter(pk=chunk.job_id).update(
         chunks_pending=F("chunks_pending") - 1, images_done=F("images_done") + len(chunk.items)
     )
+    add_image_failures(chunk.job_id, recorded.failures)
     _close(chunk.job_id)
 
 
@@ -261,12 +265,14 @@ def _close(job_id: int) -> None:
         new=Sum("pictures_new"),
         shared=Sum("pictures_shared"),
     )
-    failures = [f for batch in chunks.values_list("image_failures", flat=True) for f in batch]
-    failures.sort(key=lambda f: f["line"])
+    reasons = Counter()
+    for batch in chunks.values_list("failure_reasons", flat=True).iterator():
+        reasons.update(batch)
     counts = {**job.counts, "images_ok": sums["ok"] or 0, "images_failed": sums["failed"] or 0}
     ImportJob.objects.filter(pk=job_id).update(
         counts=counts,
-        image_failures=failures,
+        image_failures=stored_preview(job_id, ImportProblem.Kind.IMAGE_FAILURE),
+        image_failure_reasons=dict(reasons),
         pictures={"new": sums["new"] or 0, "shared": sums["shared"] or 0},
     )
     chunks.delete()  # their outcomes are on the cars and the job now

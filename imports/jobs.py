@@ -4,6 +4,7 @@ any job without a broker) or on Celery workers (`submit_job` queues it once comm
 """
 
 import logging
+from dataclasses import asdict
 
 from django.db import transaction
 from django.db.models import F
@@ -12,6 +13,7 @@ from django.utils import timezone
 from .heartbeat import Heartbeat, worker_id
 from .locks import SourceBusy, acquire, beat, release
 from .models import ImportJob
+from .problems import record_report
 from .queue import RUN_IMPORT_JOB, enqueue, queued
 from .report import ImportReport
 from .services import Progress, run_import
@@ -135,16 +137,17 @@ def finish_job(job: ImportJob, status: str, *, report: ImportReport | None = Non
     job.error = error
     fields = ["status", "finished_at", "error"]
     if report is not None:
-        data = report.as_dict()
-        job.counts = data["counts"]
-        job.pictures = data["pictures"]
-        job.rejected_rows = data["rejected_rows"]
-        job.image_failures = data["image_failures"]
-        job.warnings = data["warnings"]
+        job.counts = asdict(report.counts)
+        job.pictures = asdict(report.pictures)
+        job.warnings = list(report.warnings)
         job.feed = report.feed()
-        fields += ["counts", "pictures", "rejected_rows", "image_failures", "warnings", "feed"]
+        fields += ["counts", "pictures", "warnings", "feed"]
     try:
         with transaction.atomic():
+            if report is not None:
+                for name, value in record_report(job.pk, report).items():
+                    setattr(job, name, value)
+                    fields.append(name)
             job.save(update_fields=fields)
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)

@@ -41,8 +41,26 @@ class ImportJob(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     counts = models.JSONField(default=dict, blank=True)
-    rejected_rows = models.JSONField(default=list, blank=True)
-    image_failures = models.JSONField(default=list, blank=True)
+    # Its problems are ImportProblem rows, at most CARS_JOB_MAX_PROBLEMS of each kind (the
+    # counts have the totals); the first few of each kind are also kept here, to be shown
+    # with the job without a query.
+    rejected_rows = models.JSONField(
+        default=list, blank=True, help_text="The first CARS_JOB_REPORT_PREVIEW rejected rows."
+    )
+    image_failures = models.JSONField(
+        default=list, blank=True, help_text="The first CARS_JOB_REPORT_PREVIEW image failures."
+    )
+    rejected_rows_stored = models.PositiveIntegerField(
+        default=0, help_text="Rejected rows stored as ImportProblem rows."
+    )
+    image_failures_stored = models.PositiveIntegerField(
+        default=0, help_text="Image failures stored as ImportProblem rows."
+    )
+    image_failure_reasons = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Every image failure by reason, stored or not: {"http_error": n}',
+    )
     warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
     # Queued jobs (Celery): the row phase is one task, the images are chunks of at most
@@ -96,7 +114,8 @@ class ImageChunk(models.Model):
     images_failed = models.PositiveIntegerField(default=0)
     pictures_new = models.PositiveIntegerField(default=0)
     pictures_shared = models.PositiveIntegerField(default=0)
-    image_failures = models.JSONField(default=list, blank=True)
+    # Its failures are stored as the job's ImportProblem rows when it is marked done.
+    failure_reasons = models.JSONField(default=dict, blank=True, help_text='{"http_error": n}')
 
     class Meta:
         ordering = ["job", "index"]
@@ -104,6 +123,38 @@ class ImageChunk(models.Model):
 
     def __str__(self) -> str:
         return f"chunk {self.index} of import #{self.job_id} ({self.status})"
+
+
+class ImportProblem(models.Model):
+    """A rejected row or an image failure of a job: an entry of the `--report` lists.
+
+    A job stores at most CARS_JOB_MAX_PROBLEMS of each kind (imports.problems), and its
+    counts say how many there were in all. They are read in (kind, line, id) order, a page
+    at a time from a keyset, so the last page of 10,000 costs what the first one does.
+    """
+
+    class Kind(models.IntegerChoices):
+        # The labels are the names the API and the CSV download use.
+        REJECTED_ROW = 1, "rejected_row"
+        IMAGE_FAILURE = 2, "image_failure"
+
+    # No index of its own: the composite index below starts with the job.
+    job = models.ForeignKey(
+        ImportJob, on_delete=models.CASCADE, related_name="problems", db_index=False
+    )
+    kind = models.PositiveSmallIntegerField(choices=Kind.choices)
+    line = models.PositiveIntegerField(help_text="CSV line the record starts on (header: 1)")
+    key = models.TextField(blank=True, default="", help_text="The car's key (image failures).")
+    url = models.TextField(blank=True, default="", help_text="The image (image failures).")
+    reason = models.CharField(max_length=32)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["job", "kind", "line", "id"]
+        indexes = [models.Index(fields=["job", "kind", "line", "id"], name="import_problem_page")]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.get_kind_display()} ({self.reason})"
 
 
 class SourceLock(models.Model):

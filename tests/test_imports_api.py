@@ -38,6 +38,7 @@ JOB_KEYS = {
     "error",
     "progress",
     "pictures",
+    "problems",
 }
 ZERO_COUNTS = dict.fromkeys(
     ("created", "updated", "unchanged", "deleted", "rejected", "images_ok", "images_failed"), 0
@@ -120,6 +121,14 @@ def test_staff_post_runs_the_import_inline_and_answers_202_with_the_finished_job
     # Three distinct references, all done; two cars got a picture this import stored.
     assert job["progress"] == {"done": 3, "total": 3}
     assert job["pictures"] == {"new": 2, "shared": 0}
+    assert job["problems"] == {
+        "rejected_rows": {"stored": 1, "not_stored": 0},
+        "image_failures": {"stored": 1, "not_stored": 0},
+        "max_stored": 10_000,
+        "truncated": False,
+        "url": f"http://testserver/api/imports/{job['id']}/errors/",
+        "csv_url": f"http://testserver/api/imports/{job['id']}/errors.csv",
+    }
 
     assert admin_client.get(response["Location"]).json() == job
     assert sorted(Car.objects.values_list("title", flat=True)) == [

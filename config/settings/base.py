@@ -333,6 +333,11 @@ CARS_API_MAX_AGE = env.int("CARS_API_MAX_AGE", default=0)
 CARS_IMAGE_CHUNK = env.int("CARS_IMAGE_CHUNK", default=16)
 # Seconds without a heartbeat after which an import's lock or task counts as dead.
 CARS_IMPORT_HEARTBEAT_TIMEOUT = env.int("CARS_IMPORT_HEARTBEAT_TIMEOUT", default=60)
+# Rejected rows, and image failures, a job stores (each; beyond, they are counted only:
+# `import_csv --report` lists every one), and how many of each the job shows inline (the
+# imports API's job, the admin's page); the others are paged at /api/imports/<id>/errors/.
+CARS_JOB_MAX_PROBLEMS = env.int("CARS_JOB_MAX_PROBLEMS", default=10_000)
+CARS_JOB_REPORT_PREVIEW = env.int("CARS_JOB_REPORT_PREVIEW", default=100)
 
 DEFAULT_PLATFORMS = {
     "default": {

@@ -3,13 +3,14 @@
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
-from imports.models import ImportJob
+from imports.models import ImportJob, ImportProblem
 from imports.pictures.reasons import ImageReason, RowReason
-from imports.selectors import counts_of
+from imports.selectors import counts_of, problems_summary
 
 LOCAL_PATH = "a local path is not accepted from the API: source must be an http(s) URL"
 
@@ -104,8 +105,53 @@ class PicturesSerializer(serializers.Serializer):
     shared = serializers.IntegerField(help_text="cars whose picture was stored already")
 
 
+class ProblemTallySerializer(serializers.Serializer):
+    stored = serializers.IntegerField(help_text="kept by the job: listed at `url`")
+    not_stored = serializers.IntegerField(
+        help_text="over `max_stored`: in the counts, listed nowhere but `import_csv --report`"
+    )
+
+
+class ProblemsSerializer(serializers.Serializer):
+    rejected_rows = ProblemTallySerializer()
+    image_failures = ProblemTallySerializer()
+    max_stored = serializers.IntegerField(
+        help_text="problems of each kind a job keeps (CARS_JOB_MAX_PROBLEMS)"
+    )
+    truncated = serializers.BooleanField(
+        help_text="`rejected_rows` or `image_failures` list fewer than the job had"
+    )
+    url = serializers.URLField(help_text="every stored problem, paged (JSON)")
+    csv_url = serializers.URLField(help_text="every stored problem, as a CSV download")
+
+
+class ProblemSerializer(serializers.Serializer):
+    """A stored problem of a job: a rejected row (no key nor url) or an image failure."""
+
+    kind = serializers.ChoiceField(choices=[kind.label for kind in ImportProblem.Kind])
+    line = serializers.IntegerField(help_text="CSV line the record starts on (header: 1)")
+    key = serializers.CharField(allow_null=True, help_text="the car's natural key")
+    url = serializers.CharField(allow_null=True, help_text="the image as the CSV names it")
+    reason = serializers.CharField(help_text=_codes([*RowReason, *ImageReason]))
+    message = serializers.CharField()
+
+    def to_representation(self, problem: dict) -> dict:
+        image = problem["kind"] == ImportProblem.Kind.IMAGE_FAILURE
+        return {
+            "kind": ImportProblem.Kind(problem["kind"]).label,
+            "line": problem["line"],
+            "key": problem["key"] if image else None,
+            "url": problem["url"] if image else None,
+            "reason": problem["reason"],
+            "message": problem["message"],
+        }
+
+
 class ImportJobSerializer(serializers.Serializer):
-    """An import job: its state and, once finished, what it did (the `--report` shapes)."""
+    """An import job: its state and, once finished, what it did (the `--report` shapes).
+
+    Its lists hold the first CARS_JOB_REPORT_PREVIEW problems of each kind; `problems`
+    says how many there are and where to read them all."""
 
     id = serializers.IntegerField()
     source = serializers.CharField()
@@ -114,11 +160,12 @@ class ImportJobSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     counts = CountsSerializer()
-    rejected_rows = RejectedRowSerializer(many=True)
-    image_failures = ImageFailureSerializer(many=True)
+    rejected_rows = RejectedRowSerializer(many=True, help_text="the first ones, in line order")
+    image_failures = ImageFailureSerializer(many=True, help_text="the first ones, in line order")
     error = serializers.CharField(help_text="why a failed job failed; empty otherwise")
     progress = serializers.SerializerMethodField()
     pictures = serializers.SerializerMethodField()
+    problems = serializers.SerializerMethodField()
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job: dict) -> dict:
@@ -128,3 +175,17 @@ class ImportJobSerializer(serializers.Serializer):
     def get_pictures(self, job: dict) -> dict:
         pictures = job.get("pictures") or {}
         return {"new": pictures.get("new", 0), "shared": pictures.get("shared", 0)}
+
+    @extend_schema_field(ProblemsSerializer)
+    def get_problems(self, job: dict) -> dict:
+        request = self.context.get("request")
+
+        def url(name: str) -> str:
+            path = reverse(name, args=[job["id"]])
+            return request.build_absolute_uri(path) if request is not None else path
+
+        return {
+            **problems_summary(job),
+            "url": url("import-errors"),
+            "csv_url": url("import-errors-csv"),
+        }

@@ -87,7 +87,8 @@ class ImportJobListView(StaffOnlyView):
             _check_cursor(page_request.cursor)
         total = ImportJob.objects.count()
         page = paginate(job_rows(), page_request, ordering=NEWEST_FIRST, total=total)
-        response = Response(ImportJobSerializer(page.items, many=True).data)
+        context = {"request": request}
+        response = Response(ImportJobSerializer(page.items, many=True, context=context).data)
         response["X-Total-Count"] = str(total)
         if link := link_header(request, page):
             response["Link"] = link
@@ -133,9 +134,8 @@ class ImportJobListView(StaffOnlyView):
         )
         submit_job(job)
         url = request.build_absolute_uri(reverse("import-detail", args=[job.pk]))
-        return Response(
-            ImportJobSerializer(job_detail(job.pk)).data, status=202, headers={"Location": url}
-        )
+        data = ImportJobSerializer(job_detail(job.pk), context={"request": request}).data
+        return Response(data, status=202, headers={"Location": url})
 
 
 class ImportJobDetailView(StaffOnlyView):
@@ -151,7 +151,7 @@ class ImportJobDetailView(StaffOnlyView):
         row = job_detail(pk)
         if row is None:
             raise NotFound("no such import job")
-        return Response(ImportJobSerializer(row).data)
+        return Response(ImportJobSerializer(row, context={"request": request}).data)
 
 
 def _check_cursor(token: str) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('imports', '0002_distributed_jobs'),
+        ('imports', '0005_chunk_failures'),
     ]
 
     operations = [
