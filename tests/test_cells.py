@@ -55,8 +55,7 @@ SHOPIFY_BODY = (
 def test_html_becomes_plain_text_with_block_ends_as_line_breaks():
     assert looks_like_html(SHOPIFY_BODY)
     assert html_to_text(SHOPIFY_BODY) == (
-        "Low mileage, one owner.\n\nLeather seats\nCafé racer & sunroof\n\n"
-        "Price: 12 000 €\nCall us"
+        "Low mileage, one owner.\n\nLeather seats\nCafé racer & sunroof\n\nPrice: 12 000 €\nCall us"
     )
 
 
