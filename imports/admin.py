@@ -5,6 +5,8 @@ file. A job's page reloads itself while the job is queued or running.
 
 Also the cars' "Retry failed images" action, which runs the importer's image phase."""
 
+import codecs
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -19,6 +21,7 @@ from django.utils.html import format_html, format_html_join
 from cars.admin import CarAdmin
 from cars.models import Car, ImageStatus
 
+from .columns import MappingError, checked_map
 from .jobs import create_job, submit_job
 from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
@@ -89,6 +92,16 @@ class ImportCsvForm(forms.Form):
         widget=forms.URLInput(attrs={"size": 80, "placeholder": "https://example.com/cars.csv"}),
     )
     file = forms.FileField(label="or a CSV file", required=False)
+    map = forms.CharField(
+        label="Columns",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60, "placeholder": "title={make} {model}"}),
+        help_text="Only when the feed's columns are not recognised: one FIELD=COLUMN a line "
+        "(fields: id, title, description, image), or a template of columns.",
+    )
+    encoding = forms.CharField(
+        label="Encoding", required=False, help_text="Only when it is not detected, e.g. cp1252."
+    )
     prune = forms.BooleanField(
         label="Delete the cars that are not in this CSV",
         required=False,
@@ -108,6 +121,22 @@ class ImportCsvForm(forms.Form):
                 f"{filesizeformat(settings.CARS_CSV_MAX_BYTES)} (CARS_CSV_MAX_BYTES)."
             )
         return upload
+
+    def clean_map(self) -> dict[str, str]:
+        lines = [line.strip() for line in self.cleaned_data["map"].splitlines() if line.strip()]
+        try:
+            return checked_map(lines)
+        except MappingError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_encoding(self) -> str:
+        encoding = self.cleaned_data["encoding"].strip()
+        if encoding:
+            try:
+                codecs.lookup(encoding)
+            except LookupError:
+                raise forms.ValidationError(f"Unknown encoding {encoding!r}.") from None
+        return encoding
 
     def clean(self):
         data = super().clean()
@@ -235,6 +264,8 @@ class ImportJobAdmin(admin.ModelAdmin):
                 prune=data["prune"],
                 trigger=ImportJob.Trigger.ADMIN,
                 user=request.user,
+                column_map=data["map"],
+                encoding=data["encoding"],
             )
             submit_job(job)
             self._report_start(request, job)  # a job that ended deleted its upload

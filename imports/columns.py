@@ -11,7 +11,7 @@ No Django here.
 """
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .cells import picture_refs  # the same splitting the import uses
@@ -146,6 +146,28 @@ def map_columns(
         seen.add(name.lower())
         mapped.attributes.append((name, position))
     return mapped
+
+
+def checked_map(specs: Mapping[str, str] | Iterable[str]) -> dict[str, str]:
+    """`--map` as given (a mapping, or `FIELD=COLUMN` strings): {field: column or
+    template}, lower-case fields. Raises MappingError for a bad one (a usage error)."""
+    pairs = specs.items() if isinstance(specs, Mapping) else (_pair(s) for s in specs)
+    mapping = {}
+    for name, column in pairs:
+        name = str(name).strip().lower()
+        if name not in FIELDS:
+            raise MappingError(f"--map {name}: the field is one of {', '.join(FIELDS)}")
+        if not isinstance(column, str) or not column.strip():
+            raise MappingError(f"--map {name}: name a column, or a template like '{{a}} {{b}}'")
+        mapping[name] = column
+    return mapping
+
+
+def _pair(spec: str) -> tuple[str, str]:
+    name, equals, column = spec.partition("=")
+    if not equals:
+        raise MappingError(f"--map {spec!r}: write FIELD=COLUMN")
+    return name, column
 
 
 def likeliest_title(header: Sequence[str]) -> str | None:

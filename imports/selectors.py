@@ -27,6 +27,9 @@ JOB_FIELDS = (
     "pictures",
     "rejected_rows_stored",
     "image_failures_stored",
+    "column_map",
+    "encoding",
+    "feed",
 )
 PROBLEM_FIELDS = ("id", "kind", "line", "key", "url", "reason", "message")
 

@@ -40,7 +40,8 @@ def sync_source(source: str | None = None) -> ImportJob | None:
         opened.stream.close()
         logger.info("sync of %s: content unchanged", source)
         return None
-    job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC)
+    asked = _how_it_was_asked(source)
+    job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC, **asked)
     try:
         if queued():  # the rows here, the images on the workers
             ImportJob.objects.filter(pk=job.pk).update(queued=True)
@@ -62,3 +63,15 @@ def sync_source(source: str | None = None) -> ImportJob | None:
     state.sha256 = digest
     state.save()
     return job
+
+
+def _how_it_was_asked(source: str) -> dict:
+    """A synced source keeps the `--map` and `--encoding` it was last imported with."""
+    last = (
+        ImportJob.objects.filter(source=source)
+        .exclude(column_map={}, encoding="")
+        .order_by("-created_at", "-id")
+        .values("column_map", "encoding")
+        .first()
+    )
+    return last or {}

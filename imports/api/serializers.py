@@ -1,5 +1,6 @@
 """Shapes of the imports API (SPEC §6): the request that starts a job, and a job."""
 
+import codecs
 from dataclasses import asdict
 from urllib.parse import urlsplit
 
@@ -8,6 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
+from imports.columns import MappingError, checked_map
 from imports.models import ImportJob, ImportProblem
 from imports.pictures.reasons import ImageReason, RowReason
 from imports.selectors import counts_of, problems_summary
@@ -39,6 +41,30 @@ class ImportRequestSerializer(serializers.Serializer):
     refresh_images = StrictBooleanField(
         default=False, help_text="re-download image URLs that did not change"
     )
+    map = serializers.DictField(
+        child=serializers.CharField(max_length=1000),
+        required=False,
+        default=dict,
+        help_text='the column of a field, or a template of columns: {"title": "{make} {model}"}'
+        " (fields: id, title, description, image)",
+    )
+    encoding = serializers.CharField(
+        max_length=64, required=False, default="", help_text="the CSV's encoding; default: detected"
+    )
+
+    def validate_map(self, value: dict) -> dict:
+        try:
+            return checked_map(value)
+        except MappingError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate_encoding(self, value: str) -> str:
+        if value:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise serializers.ValidationError(f"unknown encoding {value!r}") from None
+        return value
 
     def validate_source(self, value: str) -> str:
         parts = urlsplit(value)
@@ -147,6 +173,13 @@ class ProblemSerializer(serializers.Serializer):
         }
 
 
+class FeedSerializer(serializers.Serializer):
+    encoding = serializers.CharField(required=False, help_text="the source's, as read")
+    mapping = serializers.DictField(
+        required=False, help_text="field -> column or template, and the attribute columns"
+    )
+
+
 class ImportJobSerializer(serializers.Serializer):
     """An import job: its state and, once finished, what it did (the `--report` shapes).
 
@@ -166,6 +199,11 @@ class ImportJobSerializer(serializers.Serializer):
     progress = serializers.SerializerMethodField()
     pictures = serializers.SerializerMethodField()
     problems = serializers.SerializerMethodField()
+    map = serializers.DictField(
+        source="column_map", child=serializers.CharField(), help_text="as it was asked for"
+    )
+    encoding = serializers.CharField(help_text="as it was asked for; empty: detected")
+    feed = FeedSerializer(help_text="how the source was read: empty until its rows are")
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, job: dict) -> dict:

@@ -131,6 +131,8 @@ class ImportJobListView(StaffOnlyView):
             refresh_images=data["refresh_images"],
             trigger=ImportJob.Trigger.API,
             user=request.user,
+            column_map=data["map"],
+            encoding=data["encoding"],
         )
         submit_job(job)
         url = request.build_absolute_uri(reverse("import-detail", args=[job.pk]))

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from imports.columns import FIELDS
+from imports.columns import MappingError, checked_map
 from imports.jobs import create_job, execute_job, finish_job
 from imports.locks import SourceBusy
 from imports.models import ImportJob
@@ -124,16 +124,10 @@ class Command(BaseCommand):
 
 def _column_map(specs: list[str]) -> dict[str, str]:
     """`--map FIELD=COLUMN` options as {field: column or template}; bad ones are usage errors."""
-    mapping = {}
-    for spec in specs:
-        name, equals, column = spec.partition("=")
-        name = name.strip().lower()
-        if not equals or not column.strip():
-            raise CommandError(f"--map {spec!r}: write FIELD=COLUMN", returncode=2)
-        if name not in FIELDS:
-            raise CommandError(f"--map {spec!r}: FIELD is one of {', '.join(FIELDS)}", returncode=2)
-        mapping[name] = column
-    return mapping
+    try:
+        return checked_map(specs)
+    except MappingError as exc:
+        raise CommandError(str(exc), returncode=2) from None
 
 
 class _progress_bar:
