@@ -89,6 +89,7 @@ class ColumnMap:
     attributes: list[tuple[str, int]] = field(default_factory=list)  # (name as written, pos)
     guessed_image: bool = False  # the image column was recognised by its values
     repeated: list[str] = field(default_factory=list)  # names met again, as written
+    single: dict[str, int] = field(default_factory=dict)  # field -> its one column
 
     def report(self) -> dict:
         """The mapping as the report and the job show it: field -> column or template."""
@@ -111,15 +112,18 @@ def map_columns(
     used: set[int] = set()
     for name in FIELDS:
         if name in explicit:
-            getter, columns = _explicit(name, explicit[name], header, names)
+            getter, columns, single = _explicit(name, explicit[name], header, names)
             mapped.fields[name] = getter
             mapped.described[name] = explicit[name]
             used |= columns
+            if single is not None:
+                mapped.single[name] = single
             continue
         position = _by_alias(name, names, used)
         if position is not None:
             mapped.fields[name] = _column(position)
             mapped.described[name] = header[position].strip()
+            mapped.single[name] = position
             used.add(position)
     if "image" not in mapped.fields:
         position = _by_values(sample(), names, used)
@@ -127,6 +131,7 @@ def map_columns(
             mapped.fields["image"] = _column(position)
             mapped.described["image"] = header[position].strip()
             mapped.guessed_image = True
+            mapped.single["image"] = position
             used.add(position)
     for alias in MORE_IMAGES:
         for position, name in enumerate(names):
@@ -216,12 +221,13 @@ def _column(position: int) -> Getter:
 
 def _explicit(
     name: str, spec: str, header: Sequence[str], names: list[str]
-) -> tuple[Getter, set[int]]:
-    """`--map FIELD=COLUMN` or `--map 'FIELD={a} {b}'`: the getter and the columns used."""
+) -> tuple[Getter, set[int], int | None]:
+    """`--map FIELD=COLUMN` or `--map 'FIELD={a} {b}'`: the getter, the columns used, and
+    the column when it is one."""
     placeholders = _PLACEHOLDER.findall(spec)
     if not placeholders:
         position = _find(spec, header, names, name)
-        return _column(position), {position}
+        return _column(position), {position}, position
     parts: list[str | int] = []
     start = 0
     for match in _PLACEHOLDER.finditer(spec):
@@ -234,7 +240,7 @@ def _explicit(
         text = "".join(p if isinstance(p, str) else record[p].strip() for p in parts)
         return " ".join(text.split())
 
-    return template, {p for p in parts if isinstance(p, int)}
+    return template, {p for p in parts if isinstance(p, int)}, None
 
 
 def _find(column: str, header: Sequence[str], names: list[str], field_name: str) -> int:

@@ -159,9 +159,13 @@ class CsvReader:
                 f"(CARS_MAX_ATTRIBUTES) were not kept: {_names(dropped)}"
             )
         self._over_cap = self._truncated = self._continued = 0
-        self._other_positions = sorted(
-            self.mapping.more_images + [p for _, p in self.mapping.attributes]
-        )
+        # A row's hash key is its values whatever the mapping (a new --map template
+        # updates the same cars): the columns of title, description and image, then
+        # every other column but the id, in header order.
+        single = self.mapping.single
+        self._key_columns = [single.get(name) for name in ("title", "description", "image")]
+        skip = {p for p in single.values()}
+        self._other_positions = [p for p in range(len(header)) if p not in skip]
 
     def __iter__(self) -> Iterator[CsvRow | RejectedRow]:
         """Yield each data record in order; blank records are skipped, not counted.
@@ -256,7 +260,7 @@ class CsvReader:
             return RejectedRow(
                 line, RowReason.FIELD_COUNT, f"expected {self._width} fields, found {len(record)}"
             )
-        get_id, get_description, get_image = self._get_id, self._get_description, self._get_image
+        get_id, get_description = self._get_id, self._get_description
         external_id = get_id(record).strip() if get_id else ""
         title = self._get_title(record).strip()
         pictures = self._pictures(record)
@@ -272,9 +276,9 @@ class CsvReader:
                 f"title has {len(title)} characters (max {MAX_TITLE_LENGTH})",
             )
         raw_description = get_description(record).strip() if get_description else ""
-        image_cell = get_image(record).strip() if get_image else ""
-        others = () if external_id else self._other_values(record)
-        key = natural_key(title, raw_description, image_cell, external_id, *others)
+        key = external_id and natural_key("", "", None, external_id)
+        if not key:
+            key = natural_key(*self._key_values(record))
         first_line = self._seen_keys.add(key, line)
         if first_line is not None:
             return RejectedRow(
@@ -325,9 +329,10 @@ class CsvReader:
             values[name] = value
         return values
 
-    def _other_values(self, record: list[str]) -> list[str]:
-        """The row's values outside title, description and image, for its hash key."""
-        return [record[p].strip() for p in self._other_positions]
+    def _key_values(self, record: list[str]) -> list[str]:
+        """The row's values for its hash key (see _key_columns)."""
+        values = [record[p].strip() if p is not None else "" for p in self._key_columns]
+        return [*values[:3], "", *(record[p].strip() for p in self._other_positions)]
 
     def _say_what_was_not_kept(self) -> None:
         if self._over_cap:

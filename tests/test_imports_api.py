@@ -39,6 +39,9 @@ JOB_KEYS = {
     "progress",
     "pictures",
     "problems",
+    "map",
+    "encoding",
+    "feed",
 }
 ZERO_COUNTS = dict.fromkeys(
     ("created", "updated", "unchanged", "deleted", "rejected", "images_ok", "images_failed"), 0
