@@ -90,6 +90,7 @@ class ColumnMap:
     guessed_image: bool = False  # the image column was recognised by its values
     repeated: list[str] = field(default_factory=list)  # names met again, as written
     single: dict[str, int] = field(default_factory=dict)  # field -> its one column
+    image_position: int | None = None  # Shopify's `Image Position`: the order of pictures
 
     def report(self) -> dict:
         """The mapping as the report and the job show it: field -> column or template."""
@@ -133,6 +134,12 @@ def map_columns(
             mapped.guessed_image = True
             mapped.single["image"] = position
             used.add(position)
+    if "image" in mapped.fields:
+        for position, name in enumerate(names):
+            if name == "image position" and position not in used:
+                mapped.image_position = position
+                used.add(position)
+                break
     for alias in MORE_IMAGES:
         for position, name in enumerate(names):
             if name == alias and position not in used:

@@ -172,7 +172,7 @@ class CsvReader:
 
         Raises CsvSourceError when a later part of the stream cannot be decoded.
         """
-        held: CsvRow | None = None  # with an id column: the last row, until the next
+        held: _Item | None = None  # with an id column: the last row, until the next
         # shows that it does not continue it
         for start, record in chain(self._sample, self._rest()):
             if isinstance(record, csv.Error):
@@ -182,18 +182,18 @@ class CsvReader:
                 checked = self._check(record, start, held)
             if checked is _CONTINUED:
                 continue
-            if isinstance(checked, CsvRow) and held is not None and checked.key == held.key:
-                held = checked  # the held row grew by a continuation row
-                continue
             if held is not None:
-                yield held
+                yield self._finished(held)
                 held = None
-            if isinstance(checked, CsvRow) and self.has_id:
-                held = checked
+            if isinstance(checked, _Item):
+                if self.has_id:
+                    held = checked
+                else:
+                    yield self._finished(checked)
             else:
                 yield checked
         if held is not None:
-            yield held
+            yield self._finished(held)
         self._say_what_was_not_kept()
 
     def key_seen(self, key: str) -> bool:
@@ -250,7 +250,7 @@ class CsvReader:
         self.rows_read += 1
         return RejectedRow(start, RowReason.FIELD_COUNT, f"malformed CSV record: {error}")
 
-    def _check(self, record: list[str], line: int, held: "CsvRow | None"):
+    def _check(self, record: list[str], line: int, held: "_Item | None"):
         """Validate one record against SPEC §3, in the order a user would fix things.
 
         A row with the id of the row before and an empty title continues it (Shopify's
@@ -263,11 +263,11 @@ class CsvReader:
         get_id, get_description = self._get_id, self._get_description
         external_id = get_id(record).strip() if get_id else ""
         title = self._get_title(record).strip()
-        pictures = self._pictures(record)
         if not title:
-            if held is not None and external_id and _key(external_id) == held.key:
+            if held is not None and external_id and _key(external_id) == held.row.key:
                 self._continued += 1
-                return self._with_pictures(held, pictures)
+                self._add_pictures(held, record)
+                return _CONTINUED
             return RejectedRow(line, RowReason.MISSING_TITLE, "title is empty")
         if len(title) > MAX_TITLE_LENGTH:
             return RejectedRow(
@@ -288,21 +288,29 @@ class CsvReader:
         if looks_like_html(raw_description):
             description = html_to_text(raw_description)
             description_html = sanitised_html(raw_description) or None
-        return CsvRow(
-            line,
-            key,
-            title,
-            description,
-            self._capped(pictures),
-            description_html,
-            self._attribute_values(record),
+        row = CsvRow(
+            line, key, title, description, (), description_html, self._attribute_values(record)
         )
+        item = _Item(row)
+        self._add_pictures(item, record)
+        return item
 
-    def _pictures(self, record: list[str]) -> list[str]:
-        refs = picture_refs(self._get_image(record)) if self._get_image else []
+    def _add_pictures(self, item: "_Item", record: list[str]) -> None:
+        """The record's pictures join the item's: the image cell's where the feed puts
+        them (Shopify's `Image Position`, else in turn), further picture columns after."""
+        if self._get_image:
+            refs = picture_refs(self._get_image(record))
+            place = _position(record, self.mapping.image_position)
+            for ref in refs:
+                item.pictures.append((place, len(item.pictures), ref))
         for position in self.mapping.more_images:
-            refs += picture_refs(record[position])
-        return refs
+            item.more += picture_refs(record[position])
+
+    def _finished(self, item: "_Item") -> CsvRow:
+        ordered = [ref for _, _, ref in sorted(item.pictures)]
+        if not ordered and not item.more:
+            return item.row
+        return replace(item.row, images=self._capped([*ordered, *item.more]))
 
     def _capped(self, refs: list[str]) -> tuple[str, ...]:
         """Each reference once, in order, at most `max_pictures` of them."""
@@ -311,11 +319,6 @@ class CsvReader:
             self._over_cap += len(unique) - self._max_pictures
             unique = unique[: self._max_pictures]
         return unique
-
-    def _with_pictures(self, row: CsvRow, refs: list[str]) -> "CsvRow | object":
-        if not refs:
-            return _CONTINUED
-        return replace(row, images=self._capped([*row.images, *refs]))
 
     def _attribute_values(self, record: list[str]) -> dict[str, str]:
         values = {}
@@ -352,7 +355,26 @@ class CsvReader:
             )
 
 
-_CONTINUED = object()  # a continuation row that adds nothing
+_CONTINUED = object()  # a continuation row: its pictures joined the item above
+
+
+@dataclass(slots=True)
+class _Item:
+    """An accepted row while its pictures are gathered (continuation rows add theirs)."""
+
+    row: CsvRow
+    pictures: list[tuple[float, int, str]] = field(default_factory=list)  # (place, turn, ref)
+    more: list[str] = field(default_factory=list)
+
+
+def _position(record: list[str], column: int | None) -> float:
+    """Where the feed places a row's picture (a number), or after those it places."""
+    if column is None:
+        return float("inf")
+    try:
+        return float(record[column])
+    except ValueError:
+        return float("inf")
 
 
 def _key(external_id: str) -> str:

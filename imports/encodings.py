@@ -61,13 +61,12 @@ def detect_encoding(stream: BinaryIO, declared: str | None = None) -> str:
     best = matches.best()
     if best is None:
         raise EncodingError("the file is not text in any encoding we can tell; use --encoding")
-    # Equally good candidates (cp1250 and cp1252 often are): the code page Excel writes
-    # in Western Europe wins, as it is by far the commonest legacy export.
-    for match in matches:
-        same = (match.chaos, match.coherence) == (best.chaos, best.coherence)
-        if same and match.encoding in _ON_A_TIE:
-            return codecs.lookup(match.encoding).name
-    return codecs.lookup(best.encoding).name
+    # Among the least chaotic candidates (cp1250, cp1252 and cp1257 often tie), the most
+    # coherent one; on a tie again, the code page Excel writes in Western Europe, by far
+    # the commonest legacy export. best() alone took cp1250 for a French Shopify export.
+    least = [match for match in matches if match.chaos == best.chaos]
+    chosen = max(least, key=lambda m: (m.coherence, m.encoding in _ON_A_TIE))
+    return codecs.lookup(chosen.encoding).name
 
 
 def decoded_lines(stream: BinaryIO, encoding: str) -> Iterator[str]:
