@@ -19,7 +19,7 @@ from .cells import picture_refs  # the same splitting the import uses
 FIELDS = ("id", "title", "description", "image")
 # Best first: when several columns match a field, the earlier alias wins.
 ALIASES: dict[str, tuple[str, ...]] = {
-    "title": ("title", "name", "product name", "item name", "product title"),
+    "title": ("title", "name", "product name", "item name", "product title", "full name"),
     "description": (
         "description",
         "body",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 
 from cars.models import Car, ImageStatus
 from imports.csv_reader import CsvReader, CsvRow, RejectedRow
@@ -335,7 +335,6 @@ BRAIN = Feed(
     "brain_ua_products_export.csv",
     ",",
     one_row_per_item(None, column("full_name"), lambda r: json.loads(r["photos"]), None),
-    columns={"title": "full_name"},
     picture_hosts=("https://brain.com.ua",),
     words=("Мобільний телефон Apple iPhone 15 128GB Black (MTP03)", "чорний"),
     attributes={0: {"product_code": "U0854689", "price": "33999", "color": "чорний"}},
@@ -833,18 +832,6 @@ def test_a_feed_without_a_picture_column_says_so_and_imports(feed, tmp_path):
     assert summary(again)["created"] == 0
     assert summary(again)["unchanged"] == len(expected.items)
     assert Car.objects.count() == len(expected.items)
-
-
-@pytest.mark.django_db
-def test_a_title_column_no_alias_knows_is_named_in_the_error(tmp_path):
-    """brain.com.ua's `full_name`: without --map the import stops before touching the
-    database and says which option would do."""
-    with pytest.raises(CommandError) as raised:
-        import_csv(str(BRAIN.path))
-
-    assert raised.value.returncode == 1
-    assert '--map "title=full_name"' in str(raised.value)
-    assert Car.objects.count() == 0
 
 
 @pytest.mark.django_db
