@@ -118,6 +118,41 @@ class Car(models.Model):
         return self.picture.renditions if self.picture_id else (self.legacy_renditions or {})
 
 
+class CarPicture(models.Model):
+    """One of a car's pictures after its first, at its place in the feed's list.
+
+    Position 0 is the car's own picture columns (`Car.picture`, `image_status`, ...), so
+    the list API reads one join whatever a car has; positions 1, 2, ... are rows here.
+    Each is fetched, stored by content and failed exactly as the car's own: a `Picture`
+    is deleted only when no car and no row here shows it (`cars.pictures`).
+    """
+
+    car = models.ForeignKey(Car, on_delete=models.CASCADE, related_name="more_pictures")
+    position = models.PositiveIntegerField(help_text="1, 2, ...: the car's own picture is 0.")
+    source_url = models.TextField(help_text="The picture reference as written in the feed.")
+    picture = models.ForeignKey(
+        Picture, null=True, blank=True, on_delete=models.PROTECT, related_name="car_pictures"
+    )
+    fetched_from = models.TextField(
+        blank=True, default="", help_text="The reference the stored picture was fetched from."
+    )
+    status = models.CharField(
+        max_length=16, choices=ImageStatus.choices, default=ImageStatus.PENDING
+    )
+    # NULL, not "", means "no error": the API reports it as null.
+    error = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
+    error_message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["car", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["car", "position"], name="car_picture_position")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.car_id} #{self.position}: {self.source_url}"
+
+
 class CatalogState(models.Model):
     """One row whose version every change to the catalogue bumps.
 

@@ -1,5 +1,5 @@
 """Pictures by content: storing a new one, finding a stored one, and deleting the files
-of those that no car shows any more.
+of those that no car shows any more (as its first picture or as a further one).
 
 A picture's row and files come and go together, under the row's lock: `store_picture`
 writes the files of a picture it has just created, inside the caller's transaction, and
@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from PIL import Image
 
 from .catalog import bump_catalog_version
-from .models import Picture
+from .models import Car, CarPicture, Picture
 from .renditions import Rendition, render_all
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def release_pictures(picture_ids: Iterable[int]) -> int:
     for pk in sorted(set(picture_ids)):
         with transaction.atomic():
             picture = Picture.objects.select_for_update().filter(pk=pk).first()
-            if picture is None or picture.cars.exists():
+            if picture is None or picture.cars.exists() or picture.car_pictures.exists():
                 continue
             Picture.objects.filter(pk=pk).delete()
             # Under the row's lock, so a concurrent import of the same bytes waits, then
@@ -177,7 +178,10 @@ def release_pictures(picture_ids: Iterable[int]) -> int:
 
 def orphan_picture_ids() -> list[int]:
     """Pictures no car shows: left by a process that died between a commit and its cleanup."""
-    return list(Picture.objects.filter(cars__isnull=True).values_list("pk", flat=True))
+    first = Car.objects.filter(picture=OuterRef("pk"))
+    further = CarPicture.objects.filter(picture=OuterRef("pk"))
+    orphans = Picture.objects.filter(~Exists(first), ~Exists(further))
+    return list(orphans.values_list("pk", flat=True))
 
 
 def rerender_picture(picture_id: int) -> bool:
