@@ -1,6 +1,8 @@
 """Every write to `Car`, with the rules that come with one: the catalogue version, the
 files a car owns (released after commit once no car shows them) and the search words.
-Callers (the import's row phase and image phase, the admin) decide what to write."""
+Callers (the import's row phase and image phase, the admin) decide what to write. A car's
+pictures after its first are rows of their own (`CarPicture`), written through
+cars.more_pictures from here, under the same rules."""
 
 import json
 from collections.abc import Callable, Iterable
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
+from .more_pictures import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .search import deferred_search_index, rebuild_vocabulary
 
@@ -24,8 +27,10 @@ BATCH_SIZE = 2000
 class CarRow:
     """One car as a source gives it: its natural key and the columns a source owns.
 
-    Every field but `key` and `line` is a `Car` column of the same name; `upsert_cars`
-    writes and compares them by name, so a new column is a field here and on the model.
+    Every field but `key`, `line` and `more_images` is a `Car` column of the same name;
+    `upsert_cars` writes and compares them by name, so a new column is a field here and
+    on the model. `more_images` are the car's pictures after its first (`source_image_url`),
+    in feed order, each once: its `CarPicture` rows at positions 1, 2, ...
     """
 
     key: str
@@ -35,9 +40,12 @@ class CarRow:
     line: int = 0  # where the source named it, for reports
     description_html: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
+    more_images: tuple[str, ...] = ()
 
 
-SOURCE_COLUMNS = tuple(f.name for f in fields(CarRow) if f.name not in ("key", "line"))
+SOURCE_COLUMNS = tuple(
+    f.name for f in fields(CarRow) if f.name not in ("key", "line", "more_images")
+)
 # Raw SQL takes JSON columns as text.
 _JSON_COLUMNS = frozenset(
     f.name
@@ -84,6 +92,7 @@ class ToFetch(NamedTuple):
     ref: str
     car_id: int
     row: CarRow
+    position: int = 0  # 0: the car's own picture; 1, 2, ...: its further ones
 
 
 @dataclass
@@ -147,11 +156,16 @@ class _Writer:
             return
         existing = {} if self._catalogue_was_empty else _existing(batch)
         now = connection.ops.adapt_datetimefield_value(timezone.now())
+        known = [(row, car) for row in batch if (car := existing.get(row.key))]
+        more = plan_more_pictures(
+            {car["id"]: row.more_images for row, car in known}, refresh=self.refresh_images
+        )
         inserts: list[tuple] = []
         updates: list[tuple] = []
         pending: list[tuple] = []
         cleared: list[tuple] = []
         created: list[CarRow] = []
+        fetch_first: set[int] = set()  # existing cars whose own picture is to fetch
         for row in batch:
             car = existing.get(row.key)
             if car is None:
@@ -159,13 +173,18 @@ class _Writer:
                 inserts.append((row.key, now, now, status.value, *_values(row), self._empty_json))
                 created.append(row)
                 continue
-            changed = any(getattr(row, c) != car[c] for c in SOURCE_COLUMNS)
+            # A car whose further pictures changed is updated too (its detail changes).
+            changed = car["id"] in more.changed or any(
+                getattr(row, c) != car[c] for c in SOURCE_COLUMNS
+            )
             if changed:
                 self.done.updated += 1
                 updates.append((*_values(row), now, car["id"]))
             else:
                 self.done.unchanged += 1
-            state = self._image_state(row, car)
+            state, fetch = self._image_state(row, car)
+            if fetch:
+                fetch_first.add(car["id"])
             if state == _CLEARED:
                 if not changed:
                     updates.append((*_values(row), now, car["id"]))
@@ -177,35 +196,55 @@ class _Writer:
                                 (_CLEAR, cleared)):  # fmt: skip
                 if params:
                     cursor.executemany(sql, params)
-        self.done.changed |= bool(inserts or updates or pending or cleared)
+        wrote_more = more.write()
+        self.done.changed |= bool(inserts or updates or pending or cleared or wrote_more)
         self.done.created += len(inserts)
-        with_images = [row for row in created if row.source_image_url]
-        if with_images:
-            ids = dict(
-                Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
-                    "external_key", "id"
-                )
-            )
-            self.done.to_fetch += [ToFetch(r.source_image_url, ids[r.key], r) for r in with_images]
+        new_ids, new_more = self._created(created)
+        for row in batch:  # what to fetch, in source order: each car's pictures in order
+            car = existing.get(row.key)
+            car_id = car["id"] if car else new_ids.get(row.key)
+            if car_id is None:
+                continue
+            if car_id in fetch_first or (car is None and row.source_image_url):
+                self.done.to_fetch.append(ToFetch(row.source_image_url, car_id, row))
+            further = (more if car else new_more).to_fetch.get(car_id, ())
+            self.done.to_fetch += [ToFetch(ref, car_id, row, p) for p, ref in further]
 
-    def _image_state(self, row: CarRow, car: dict) -> str | None:
-        """Queue the car's picture to fetch; say what its image state becomes."""
+    def _created(self, created: list[CarRow]) -> tuple[dict[str, int], MorePictures]:
+        """The ids of the cars just created that have pictures, and their further
+        pictures' rows, written."""
+        with_images = [r for r in created if r.source_image_url or r.more_images]
+        if not with_images:
+            return {}, MorePictures()
+        ids = dict(
+            Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
+                "external_key", "id"
+            )
+        )
+        more = plan_more_pictures(
+            {ids[r.key]: r.more_images for r in with_images if r.more_images}, stored=False
+        )
+        more.write()
+        return ids, more
+
+    def _image_state(self, row: CarRow, car: dict) -> tuple[str | None, bool]:
+        """What the car's image state becomes, and whether its picture is to fetch."""
         ref = row.source_image_url
         if not ref:
             if car["picture_id"] or car["legacy_image"] or car["image_status"] != ImageStatus.NONE:
                 release_on_commit([car["picture_id"]])
                 delete_files_on_commit(legacy_files(car["legacy_image"], car["legacy_renditions"]))
-                return _CLEARED
-            return None
+                return _CLEARED, False
+            return None, False
         if (
             self.refresh_images
             or car["image_status"] != ImageStatus.READY
             or car["image_fetched_from"] != ref
         ):
-            self.done.to_fetch.append(ToFetch(ref, car["id"], row))
             if car["image_status"] != ImageStatus.PENDING and not car["picture_id"]:
-                return _PENDING_STATE
-        return None
+                return _PENDING_STATE, True
+            return None, True
+        return None, False
 
 
 def _values(row: CarRow) -> list:
@@ -226,8 +265,8 @@ def _existing(batch: list[CarRow]) -> dict[str, dict]:
 
 
 def _prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
-    """Delete every car whose key `keep` refuses; return how many. Their pictures and own
-    files go once the caller's transaction commits."""
+    """Delete every car whose key `keep` refuses; return how many. Their pictures (the
+    first and the further ones) and own files go once the caller's transaction commits."""
     doomed: list[int] = []
     pictures: set[int] = set()
     legacy: list[str] = []
@@ -239,34 +278,73 @@ def _prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
             if picture_id:
                 pictures.add(picture_id)
             legacy += legacy_files(legacy_image, legacy_renditions)
+    pictures |= pictures_of(doomed)
     for start in range(0, len(doomed), batch_size):
-        Car.objects.filter(pk__in=doomed[start : start + batch_size]).delete()
+        # Their further pictures' rows go with them (CASCADE); only ids are read for that.
+        Car.objects.filter(pk__in=doomed[start : start + batch_size]).only("pk").delete()
     release_on_commit(pictures)
     delete_files_on_commit(legacy)
     return len(doomed)
 
 
-def image_outcome(now, *, picture_id: int | None = None, ref: str = "", reason=None, message=""):
-    """A car's image columns after a fetch: showing the picture fetched from `ref`, or,
-    with a `reason` code, failed."""
-    return {
-        "picture_id": picture_id,
-        "legacy_image": "",
-        "legacy_renditions": {},
-        "image_fetched_from": ref,
-        "image_status": ImageStatus.FAILED if reason else ImageStatus.READY,
-        "image_error": reason,
-        "image_error_message": message,
-        "updated_at": now,
-    }
+class PictureSlot(NamedTuple):
+    """Where a car shows a picture: 0 is its own (first), 1, 2, ... its further ones."""
+
+    car_id: int
+    position: int = 0
 
 
-def cars_record_images(updates: list[tuple[list[int], dict]], *, touch: bool = True) -> None:
-    """Apply image outcomes (one UPDATE per reference: its cars get the same values), then
-    release the pictures (and legacy files) that the cars showed before."""
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What a fetch gave a picture slot: the picture fetched from `ref`, or, with a
+    `reason` code, a failure."""
+
+    picture_id: int | None = None
+    ref: str = ""
+    reason: str | None = None
+    message: str = ""
+
+    def car_columns(self, now) -> dict:
+        """The car's image columns (its own picture)."""
+        return {
+            "picture_id": self.picture_id,
+            "legacy_image": "",
+            "legacy_renditions": {},
+            "image_fetched_from": self.ref,
+            "image_status": ImageStatus.FAILED if self.reason else ImageStatus.READY,
+            "image_error": self.reason,
+            "image_error_message": self.message,
+            "updated_at": now,
+        }
+
+    def further_columns(self) -> dict:
+        """A further picture's columns (`CarPicture`)."""
+        return {
+            "picture_id": self.picture_id,
+            "fetched_from": self.ref,
+            "status": ImageStatus.FAILED if self.reason else ImageStatus.READY,
+            "error": self.reason,
+            "error_message": self.message,
+        }
+
+
+def cars_record_images(
+    updates: list[tuple[list[PictureSlot], ImageOutcome]], *, touch: bool = True
+) -> None:
+    """Apply image outcomes (one UPDATE per reference and position: its slots get the same
+    values), then release the pictures (and legacy files) that the slots showed before.
+    Without `touch` the cars' `updated_at` stays as it was (moving files changes no answer).
+    """
     if not updates:
         return
-    showing = {pk: values["picture_id"] for ids, values in updates for pk in ids}
+    now = timezone.now()
+    firsts = [([s.car_id for s in slots if not s.position], o) for slots, o in updates]
+    firsts = [(ids, outcome) for ids, outcome in firsts if ids]
+    further = [
+        ([s for s in slots if s.position], outcome.further_columns()) for slots, outcome in updates
+    ]
+    further = [(slots, columns) for slots, columns in further if slots]
+    showing = {pk: outcome.picture_id for ids, outcome in firsts for pk in ids}
     previous, legacy = set(), []
     for some in _batches(list(showing)):
         before = Car.objects.filter(pk__in=some).values_list(
@@ -276,11 +354,16 @@ def cars_record_images(updates: list[tuple[list[int], dict]], *, touch: bool = T
             if picture_id and picture_id != showing[pk]:
                 previous.add(picture_id)
             legacy += legacy_files(legacy_image, legacy_renditions)
-    for ids, values in updates:
-        if not touch:  # moving files changes no answer, so not the car's `updated_at`
-            values = {k: v for k, v in values.items() if k != "updated_at"}
+    for ids, outcome in firsts:
+        values = outcome.car_columns(now)
+        if not touch:
+            del values["updated_at"]
         for some in _batches(ids):
             Car.objects.filter(pk__in=some).update(**values)
+    previous |= record_more_outcomes(further)
+    if touch and further:  # a further picture's outcome changes its car's detail
+        for some in _batches(sorted({s.car_id for slots, _ in further for s in slots})):
+            Car.objects.filter(pk__in=some).update(updated_at=now)
     bump_catalog_version()
     release_on_commit(previous)
     delete_files_on_commit(legacy)
@@ -301,13 +384,17 @@ def car_save(*, car: Car, text_changed: bool) -> None:
 
 
 def cars_delete(*, cars: QuerySet) -> None:
-    """Delete these cars, then (once that commits) the pictures and files no car shows."""
+    """Delete these cars, then (once that commits) the pictures and files no car shows:
+    their first pictures and their further ones."""
     with transaction.atomic():
-        for picture_id, legacy_image, legacy_renditions in cars.values_list(
-            "picture_id", "legacy_image", "legacy_renditions"
+        ids = []
+        for pk, picture_id, legacy_image, legacy_renditions in cars.values_list(
+            "pk", "picture_id", "legacy_image", "legacy_renditions"
         ):
+            ids.append(pk)
             release_on_commit([picture_id])
             delete_files_on_commit(legacy_files(legacy_image, legacy_renditions))
+        release_on_commit(pictures_of(ids))
         cars.delete()
         rebuild_vocabulary()
         bump_catalog_version()

@@ -19,19 +19,15 @@ def apply_rows(
     progress: Callable[[str, int, None], None] | None = None,
 ) -> list[tuple[str, CarRef]]:
     """Write `rows` in the caller's transaction; return the references to fetch, as
-    `(reference, car)` in source order.
+    `(reference, car)` in source order (each car's pictures in its list's order).
 
     `prune(key)` (the source's key_seen, asked once every row is read) keeps a car.
     `progress("rows", done, None)` follows every thousand rows.
     """
 
-    further = 0
-
     def car_rows() -> Iterable[CarRow]:
-        nonlocal further
         for done, row in enumerate(rows, start=1):
             if isinstance(row, CsvRow):
-                further += max(0, len(row.images) - 1)
                 yield CarRow(
                     row.key,
                     row.title,
@@ -40,6 +36,7 @@ def apply_rows(
                     row.line,
                     row.description_html or "",
                     row.attributes,
+                    more_images=row.images[1:],
                 )
             else:
                 report.rejected_rows.append(RowProblem(row.line, row.reason, row.message))
@@ -48,15 +45,9 @@ def apply_rows(
                 progress("rows", done, None)
 
     done = upsert_cars(car_rows(), refresh_images=refresh_images, prune=prune)
-    if further:
-        report.warnings.append(
-            f"{further} pictures after each car's first were named but are not stored: "
-            "only the first picture of a car is imported yet"
-        )
     counts = report.counts
     counts.created += done.created
     counts.updated += done.updated
     counts.unchanged += done.unchanged
     counts.deleted += done.deleted
-    refs = [(f.ref, CarRef(f.car_id, f.row.line, f.row.key)) for f in done.to_fetch]
-    return refs
+    return [(f.ref, CarRef(f.car_id, f.row.line, f.row.key, f.position)) for f in done.to_fetch]

@@ -30,7 +30,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from cars.pictures import (
     NewPicture,
@@ -41,7 +40,7 @@ from cars.pictures import (
     stored_sha256s,
 )
 from cars.renditions import render_all
-from cars.services import cars_record_images, image_outcome
+from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
 from ..fetching import Fetcher, FetchPolicy, fetch_reference
 from ..report import ImageProblem
@@ -58,6 +57,11 @@ class CarRef:
     car_id: int
     line: int
     key: str
+    position: int = 0  # in the car's list of pictures: 0 is its own (first) picture
+
+    @property
+    def slot(self) -> PictureSlot:
+        return PictureSlot(self.car_id, self.position)
 
 
 @dataclass(frozen=True)
@@ -68,10 +72,12 @@ class ImageItem:
     cars: tuple[CarRef, ...]
 
     def to_json(self) -> list:
-        return [self.ref, [[c.car_id, c.line, c.key] for c in self.cars]]
+        return [self.ref, [[c.car_id, c.line, c.key, c.position] for c in self.cars]]
 
     @classmethod
     def from_json(cls, value: list) -> "ImageItem":
+        """Also reads the chunks of jobs queued before several pictures per car, whose
+        cars are [car id, line, key]: their first pictures."""
         ref, cars = value
         return cls(ref, tuple(CarRef(*car) for car in cars))
 
@@ -88,12 +94,13 @@ class ItemOutcome:
 
 @dataclass
 class Recorded:
-    """What a batch of outcomes did to the cars, counted per car."""
+    """What a batch of outcomes did to the cars, counted per picture of a car (each
+    place in each car's list)."""
 
     ok: int = 0
     failed: int = 0
-    pictures_new: int = 0  # cars that got a picture stored by this batch
-    pictures_shared: int = 0  # cars that got a picture stored before
+    pictures_new: int = 0  # cars' pictures stored by this batch
+    pictures_shared: int = 0  # cars' pictures stored before
     failures: list[ImageProblem] = field(default_factory=list)
 
     def add(self, other: "Recorded") -> None:
@@ -336,11 +343,12 @@ def record_outcomes(
     """Write a batch of outcomes on their cars, in one transaction; return what it did.
 
     New pictures are stored (or found, when a concurrent import stored the same bytes
-    first); the others are looked up by content under their row's lock. A car's previous
-    picture is deleted after commit if no car shows it any more. `inside(recorded)` runs
-    in the same transaction, last (a chunk marks itself done there); without `touch` the
-    cars' `updated_at` stays as it was. Raises PictureGone, with nothing written, when a
-    picture it meant to share was deleted meanwhile.
+    first); the others are looked up by content under their row's lock. Each outcome goes
+    to its place in its cars' lists (the car's own picture, or a further one); the
+    picture a place showed before is deleted after commit if no car shows it any more.
+    `inside(recorded)` runs in the same transaction, last (a chunk marks itself done
+    there); without `touch` the cars' `updated_at` stays as it was. Raises PictureGone,
+    with nothing written, when a picture it meant to share was deleted meanwhile.
     """
     recorded = Recorded()
     picture_of: dict[str, int] = {}
@@ -365,31 +373,29 @@ def record_outcomes(
                 continue
             if made:
                 created.add(sha256)
-        updates, now = [], timezone.now()
+        updates = []
         for outcome in outcomes:
             error = outcome.error
             if error is None and outcome.sha256 not in picture_of:
                 error = FetchError(ImageReason.STORAGE_ERROR, "the image could not be stored")
-            ids = [car.car_id for car in outcome.item.cars]
+            slots = [car.slot for car in outcome.item.cars]
             if error is not None:
-                recorded.failed += len(ids)
+                recorded.failed += len(slots)
                 recorded.failures += [
                     ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
                     for car in outcome.item.cars
                 ]
-                updates.append(
-                    (ids, image_outcome(now, reason=error.reason, message=error.message))
-                )
+                updates.append((slots, ImageOutcome(reason=error.reason, message=error.message)))
                 continue
-            recorded.ok += len(ids)
+            recorded.ok += len(slots)
             if outcome.new is not None and outcome.sha256 in created:
                 created.discard(outcome.sha256)
                 recorded.pictures_new += 1  # the first car of the item that stored it
-                recorded.pictures_shared += len(ids) - 1
+                recorded.pictures_shared += len(slots) - 1
             else:
-                recorded.pictures_shared += len(ids)
+                recorded.pictures_shared += len(slots)
             picture_id = picture_of[outcome.sha256]
-            updates.append((ids, image_outcome(now, picture_id=picture_id, ref=outcome.item.ref)))
+            updates.append((slots, ImageOutcome(picture_id, outcome.item.ref)))
         cars_record_images(updates, touch=touch)
         if inside is not None:
             inside(recorded)
