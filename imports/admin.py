@@ -19,13 +19,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from cars.admin import CarAdmin
-from cars.models import Car, ImageStatus
+from cars.models import Car
 
 from .columns import MappingError, checked_map
 from .jobs import create_job, submit_job
 from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
-from .pictures.retry import submit_retry
+from .pictures.retry import submit_retry, with_failed_images
 from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
@@ -331,7 +331,7 @@ class CarWithImportsAdmin(CarAdmin):
 
     @admin.action(description="Retry failed images", permissions=["change"])
     def retry_failed_images(self, request, queryset) -> None:
-        ids = list(queryset.filter(image_status=ImageStatus.FAILED).values_list("pk", flat=True))
+        ids = list(with_failed_images(queryset).values_list("pk", flat=True))
         if not ids:
             self.message_user(
                 request, "None of the selected cars has a failed image.", messages.WARNING

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
-from cars.models import Car, ImageStatus
+from cars.models import Car, CarPicture, ImageStatus
 
 from ..queue import RETRY_IMAGES, enqueue, queued
 from .pipeline import CarRef, ImagePipeline, group_items, run_items
@@ -23,6 +24,8 @@ NO_LINE = 0  # a CarRef's CSV line: there is no CSV here
 
 @dataclass
 class RetryOutcome:
+    """Counted per picture: a car's first and its further ones alike."""
+
     ok: int = 0
     failed: int = 0
     skipped: int = 0  # relative paths: only re-importing their CSV can retry them
@@ -46,20 +49,34 @@ def is_retryable(ref: str) -> bool:
     return len(scheme) > 1  # one letter is a Windows drive, not a scheme
 
 
-def retry_failed_images(*, car_ids: Iterable[int], workers: int | None = None) -> RetryOutcome:
-    """Fetch, check, store and render again the images of those cars that failed.
+def with_failed_images(cars: QuerySet) -> QuerySet:
+    """Those of `cars` with a failed picture: their first, or a further one."""
+    further = CarPicture.objects.filter(car=OuterRef("pk"), status=ImageStatus.FAILED)
+    return cars.filter(Q(image_status=ImageStatus.FAILED) | Q(Exists(further)))
 
-    Cars among `car_ids` whose image did not fail are ignored. Outcomes are written on
-    the cars exactly as an import writes them (status, reason code, renditions).
+
+def retry_failed_images(*, car_ids: Iterable[int], workers: int | None = None) -> RetryOutcome:
+    """Fetch, check, store and render again the failed pictures of those cars.
+
+    Pictures of `car_ids` that did not fail are left alone. Outcomes are written on the
+    cars exactly as an import writes them (status, reason code, renditions).
     """
     outcome = RetryOutcome()
+    ids = list(car_ids)
+    first = Car.objects.filter(pk__in=ids, image_status=ImageStatus.FAILED)
+    further = CarPicture.objects.filter(car_id__in=ids, status=ImageStatus.FAILED)
+    failed = [
+        (pk, 0, key, ref)
+        for pk, key, ref in first.values_list("pk", "external_key", "source_image_url")
+    ]
+    failed += further.values_list("car_id", "position", "car__external_key", "source_url")
+    failed.sort()  # each car's pictures in its list's order
     refs = []
-    failed = Car.objects.filter(pk__in=list(car_ids), image_status=ImageStatus.FAILED)
-    for pk, key, ref in failed.values_list("pk", "external_key", "source_image_url").order_by("pk"):
+    for pk, position, key, ref in failed:
         if not is_retryable(ref):
             outcome.skipped += 1
             continue
-        refs.append((ref.strip(), CarRef(pk, NO_LINE, key)))
+        refs.append((ref.strip(), CarRef(pk, NO_LINE, key, position)))
     if not refs:
         return outcome
     # URLs only (see the module docstring): no folder to resolve paths in.
