@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db.models import F, JSONField, QuerySet
 from django.db.models.functions import Coalesce
 
-from .models import Car
+from .models import Car, CarPicture
 from .search import Search, apply_search, best_match_first, understand
 
 # A car's renditions are its picture's; cars not yet moved by `migrate_pictures` still
@@ -20,6 +20,9 @@ DETAIL_FIELDS = (
     "image_error",
     "created_at",
     "updated_at",
+    "attributes",
+    "description_html",
+    "picture_id",
 )
 GALLERY_FIELDS = (*LIST_FIELDS, "image_status", "image_error")
 ORDERING_FIELDS = ("id", "title", "updated_at")
@@ -91,4 +94,34 @@ def count_cars(*, search: str | Search, version: int) -> int:
 
 
 def car_detail(pk: int) -> dict | None:
-    return Car.objects.annotate(renditions=RENDITIONS).filter(pk=pk).values(*DETAIL_FIELDS).first()
+    """One car with its `pictures`: two queries, whatever it has."""
+    queryset = Car.objects.annotate(renditions=RENDITIONS).filter(pk=pk)
+    row = queryset.values(*DETAIL_FIELDS).first()
+    if row is not None:
+        row["pictures"] = _pictures(row)
+    return row
+
+
+def _pictures(car: dict) -> list[dict]:
+    """Every picture of the car in feed order, as {"source_url", "error", "renditions"}:
+    its own first, then its further ones. Two references to the same bytes are one
+    picture (SPEC §3), shown at the first place."""
+    pictures = []
+    if car["source_image_url"] or car["renditions"]:
+        pictures.append(
+            {
+                "source_url": car["source_image_url"],
+                "error": car["image_error"],
+                "renditions": car["renditions"],
+            }
+        )
+    shown = {car["picture_id"]}
+    further = CarPicture.objects.filter(car_id=car["id"]).order_by("position")
+    for source_url, error, picture_id, renditions in further.values_list(
+        "source_url", "error", "picture_id", "picture__renditions"
+    ):
+        if picture_id and picture_id in shown:
+            continue
+        shown.add(picture_id)
+        pictures.append({"source_url": source_url, "error": error, "renditions": renditions})
+    return pictures

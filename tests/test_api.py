@@ -44,6 +44,9 @@ DETAIL_KEYS = LIST_KEYS | {
     "image_error",
     "created_at",
     "updated_at",
+    "pictures",
+    "attributes",
+    "description_html",
 }
 # The platform boxes of SPEC §5 (the built-in CARS_PLATFORMS).
 BOXES = {"default": (1920, 1920), "web": (1280, 960), "mobile": (640, 480)}
@@ -361,6 +364,9 @@ def test_detail_has_every_rendition_matching_the_real_files(client, catalog, pla
         assert image.size == (entry["width"], entry["height"]), name
         assert close_size(image.size, fitted((2400, 1600), BOXES[name])), (name, image.size)
     assert body["image"] == body["images"][platform or "default"]["url"]
+    # Its only picture is its image, in the same shape.
+    assert body["pictures"] == [{"source_url": "big.jpg", "error": None, "images": body["images"]}]
+    assert (body["attributes"], body["description_html"]) == ({}, None)
 
     listed = client.get(PLATFORM_LISTS[platform or "default"]).json()
     assert next(c for c in listed if c["id"] == pk)["image"] == body["image"]
@@ -382,6 +388,9 @@ def test_detail_of_a_car_without_a_usable_image(client, catalog, title, source, 
     assert body["images"] == {"default": None, "web": None, "mobile": None}
     assert body["source_image_url"] == source
     assert body["image_error"] == error
+    no_images = {"default": None, "web": None, "mobile": None}
+    expected = [{"source_url": source, "error": error, "images": no_images}] if source else []
+    assert body["pictures"] == expected
 
 
 def test_unknown_car_is_a_json_404(client, text_catalog):
