@@ -142,3 +142,54 @@ def test_beat_syncs_changes_within_two_intervals_and_ignores_an_unchanged_source
         assert conditional.get("If-None-Match"), "with a conditional request"
         assert all(trigger == "sync" for _, _, trigger, _ in jobs_before)
         assert all(status == "succeeded" for _, status, _, _ in jobs_before)
+
+
+def test_a_queued_import_stores_every_picture_of_every_car_on_the_worker(tmp_path, http_server):
+    """Several pictures per car through the queued path: chunks name each picture's place,
+    the worker stores and renders each content once, the detail lists them in order."""
+    urls = []
+    for n, data in enumerate([photo_like(800, 600, seed=n) for n in range(1, 4)], start=1):
+        http_server.add(f"/{n}.jpg", data)
+        urls.append(http_server.url(f"/{n}.jpg"))
+    http_server.add("/mirror/3.jpg", photo_like(800, 600, seed=3))
+    body = (
+        "id,title,images\n"
+        f'1,Alpha,"{urls[0]},{urls[1]},{urls[2]}"\n'
+        f'2,Beta,"{http_server.url("/mirror/3.jpg")},{urls[0]}"\n'
+    )
+    http_server.add("/cars.csv", body.encode())
+    source = http_server.url("/cars.csv")
+
+    with running_stack(tmp_path / "stack", {"CARS_IMAGE_CHUNK": "2"}, beat=False) as stack:
+        out = stack.manage(
+            "shell",
+            "-c",
+            "from imports.jobs import create_job, submit_job;"
+            f"job = create_job(source={source!r}, trigger='api'); submit_job(job); print(job.pk)",
+        )
+        job_id = int(out.strip().splitlines()[-1])
+
+        def finished():
+            rows = stack.query(f"SELECT status FROM imports_importjob WHERE id = {job_id}")
+            return rows and rows[0][0] in ("succeeded", "failed") and rows[0][0]
+
+        assert stack.wait_for("the job to finish on the worker", finished) == "succeeded"
+        [(counts,)] = stack.query(f"SELECT counts FROM imports_importjob WHERE id = {job_id}")
+        counts = json.loads(counts) if isinstance(counts, str) else counts
+        assert (counts["images_ok"], counts["images_failed"]) == (5, 0)
+        further = stack.query(
+            "SELECT c.external_key, p.position, p.status FROM cars_carpicture p "
+            "JOIN cars_car c ON c.id = p.car_id ORDER BY c.external_key, p.position"
+        )
+        assert further == [("1", 1, "ready"), ("1", 2, "ready"), ("2", 1, "ready")]
+        alpha = stack.cars_json("/api/cars/1/")
+        beta = stack.cars_json("/api/cars/2/")
+        media = Path(stack.env["MEDIA_ROOT"])
+        renditions = list((media / "CACHE" / "images").rglob("*.jpg"))
+        assert len(renditions) == 3 * 3, "3 contents × 3 platforms, whatever the URLs"
+
+    assert [p["source_url"] for p in alpha["pictures"]] == urls
+    assert alpha["pictures"][0]["images"] == alpha["images"]
+    assert all(p["error"] is None and p["images"]["web"] for p in alpha["pictures"])
+    assert beta["pictures"][0]["images"] == alpha["pictures"][2]["images"], "same bytes, same files"
+    assert beta["pictures"][1]["images"] == alpha["pictures"][0]["images"]
