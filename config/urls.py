@@ -4,9 +4,9 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from core.errors import api_not_found
-from core.health import healthz, readyz
-from core.media import serve_media
-from core.metrics import metrics_view
+from ops.health import healthz, readyz
+from ops.media import serve_media
+from ops.metrics import metrics_view
 
 urlpatterns = [
     path("api/", include("cars.api.urls")),

@@ -2,10 +2,7 @@ from django.apps import AppConfig
 
 
 class CoreConfig(AppConfig):
+    """What every app may use: API plumbing, client addresses, throttles, middleware."""
+
     name = "core"
-    verbose_name = "Operations"
-
-    def ready(self) -> None:
-        from .metrics import register
-
-        register()
+    verbose_name = "Foundation"

@@ -39,6 +39,7 @@ from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .report import ImportReport
 from .services import apply_source, csv_fetch_policy
 from .sources import OpenedSource, SourceError, open_source
+from .totals import add_job_to_totals
 from .uploads import discard_upload
 
 logger = logging.getLogger(__name__)
@@ -275,6 +276,7 @@ def _close(job_id: int) -> None:
         image_failure_reasons=dict(reasons),
         pictures={"new": sums["new"] or 0, "shared": sums["shared"] or 0},
     )
+    add_job_to_totals(job_id)
     chunks.delete()  # their outcomes are on the cars and the job now
     release(job_id)
     transaction.on_commit(lambda: discard_upload(job.source))  # not needed again

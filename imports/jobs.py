@@ -18,6 +18,7 @@ from .queue import RUN_IMPORT_JOB, enqueue, queued
 from .report import ImportReport
 from .services import Progress, run_import
 from .sources import OpenedSource, SourceError
+from .totals import add_job_to_totals
 from .uploads import discard_upload
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,8 @@ def finish_job(job: ImportJob, status: str, *, report: ImportReport | None = Non
                     setattr(job, name, value)
                     fields.append(name)
             job.save(update_fields=fields)
+            if status == Status.SUCCEEDED:
+                add_job_to_totals(job.pk)
     except Exception:  # the database itself may be what failed
         logger.exception("could not record the end of import job %s", job.pk)
     discard_upload(job.source)  # the job has ended: its uploaded CSV is not needed again

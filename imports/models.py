@@ -186,3 +186,21 @@ class SourceState(models.Model):
 
     def __str__(self) -> str:
         return self.source
+
+
+class ImportTotal(models.Model):
+    """One running total of succeeded imports, for /metrics: rows by outcome (`rows`) or
+    image failures by reason (`failures`). A job adds its figures once, in the transaction
+    that closes it (imports.totals), so a scrape only reads a few small rows."""
+
+    metric = models.CharField(max_length=16)
+    label = models.CharField(max_length=64)
+    value = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["metric", "label"], name="imports_total_metric_label")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.metric}{{{self.label}}} {self.value}"

@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "cars",
     "imports",
     "gallery",
+    "ops",
     "axes",
 ]
 

@@ -32,7 +32,7 @@ if USE_S3:
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapes
-# Scrapes on their own port, never through the public one (core.metrics).
+# Scrapes on their own port, never through the public one (ops.metrics).
 CARS_METRICS_PORT = env.int("CARS_METRICS_PORT", default=9100)
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True

@@ -2,12 +2,10 @@
 
 Imports run in Celery workers, not in the web process that serves /metrics, so
 in-process counters would miss them; the database is the truth. A scrape must stay cheap
-however many jobs there are and however many failures each recorded: the import
-counters are running totals (core.models), to which each succeeded job is added once, by
-the first scrape after it ends (at most JOBS_PER_SCRAPE jobs per scrape), from its counts
-and its image failures by reason, which count every failure even where the job stored
-only CARS_JOB_MAX_PROBLEMS of them; the gauges are GROUP BYs on indexed columns. Request
-counts and latency come from django-prometheus.
+however many jobs there are and however many failures each recorded, and it writes
+nothing: the import counters are running totals (imports.totals) to which each succeeded
+job added its counts and its image failures by reason as it closed; the gauges are
+GROUP BYs on indexed columns. Request counts and latency come from django-prometheus.
 
 /metrics is for the scraper only: with CARS_METRICS_PORT set (production), it answers
 only on that port, which gunicorn binds beside the public one and no Service or Ingress
@@ -15,8 +13,7 @@ routes to (deploy/), and 404 anywhere else.
 """
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django_prometheus.exports import ExportToDjangoView
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -24,8 +21,7 @@ from prometheus_client.registry import REGISTRY, Collector
 
 from cars.models import Car
 from imports.models import ImportJob
-
-from .models import CountedJob, ImportTotal
+from imports.totals import FAILURES, ROWS, totals
 
 FAMILIES = {
     "image_backend_import_jobs": (GaugeMetricFamily, "Import jobs by status", "status"),
@@ -48,12 +44,6 @@ FAMILIES = {
 }
 
 
-ROWS, FAILURES = "rows", "failures"
-# Jobs added to the totals per scrape, so that the first scrape after a deployment (or
-# after many jobs) stays short; the totals catch up over the next scrapes.
-JOBS_PER_SCRAPE = 20
-
-
 def _family(name: str, values: dict[str, int]):
     kind, documentation, label = FAMILIES[name]
     family = kind(name, documentation, labels=[label])
@@ -68,58 +58,21 @@ class CatalogueCollector(Collector):
         return [_family(name, {}) for name in FAMILIES]
 
     def collect(self):
-        count_finished_jobs()
-        totals: dict[str, dict[str, int]] = {ROWS: {}, FAILURES: {}}
-        for metric, label, value in ImportTotal.objects.values_list("metric", "label", "value"):
-            totals.setdefault(metric, {})[label] = value
+        counted = totals()
 
         def grouped(queryset, field: str) -> dict[str, int]:
             return {r[field]: r["n"] for r in queryset.values(field).annotate(n=Count("id"))}
 
         return [
             _family("image_backend_import_jobs", grouped(ImportJob.objects, "status")),
-            _family("image_backend_import_rows", totals[ROWS]),
-            _family("image_backend_import_image_failures", totals[FAILURES]),
+            _family("image_backend_import_rows", counted[ROWS]),
+            _family("image_backend_import_image_failures", counted[FAILURES]),
             _family("image_backend_cars", grouped(Car.objects, "image_status")),
             _family(
                 "image_backend_car_image_errors",
                 grouped(Car.objects.exclude(image_error=None), "image_error"),
             ),
         ]
-
-
-def count_finished_jobs(limit: int = JOBS_PER_SCRAPE) -> int:
-    """Add the succeeded jobs not counted yet to the running totals; return how many.
-
-    Each job is claimed by inserting its CountedJob row in the transaction that adds its
-    figures, so two scrapes at once never count a job twice.
-    """
-    pending = (
-        ImportJob.objects.filter(status=ImportJob.Status.SUCCEEDED)
-        .exclude(pk__in=CountedJob.objects.values("job_id"))
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    counted = 0
-    for job_id in list(pending):
-        try:
-            with transaction.atomic():
-                CountedJob.objects.create(job_id=job_id)
-                counts, reasons = ImportJob.objects.values_list(
-                    "counts", "image_failure_reasons"
-                ).get(pk=job_id)
-                _add(ROWS, {k: v for k, v in (counts or {}).items() if isinstance(v, int)})
-                _add(FAILURES, reasons or {})
-            counted += 1
-        except IntegrityError:
-            continue  # another scrape counted it meanwhile
-    return counted
-
-
-def _add(metric: str, values: dict[str, int]) -> None:
-    for label, value in values.items():
-        total, _ = ImportTotal.objects.get_or_create(metric=metric, label=label)
-        ImportTotal.objects.filter(pk=total.pk).update(value=F("value") + value)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
