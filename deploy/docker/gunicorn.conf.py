@@ -6,7 +6,7 @@ node's cores, not its own CPU limit):
 - `GUNICORN_WORKERS` (default 2): worker processes per container.
 - `GUNICORN_THREADS` (default 4): threads per worker (gthread worker class when > 1).
 - `CARS_METRICS_PORT` (default 9100, as in the production settings): a second port,
-  where alone /metrics answers (core/metrics.py); no Service or proxy routes to it.
+  where alone /metrics answers (ops/metrics.py); no Service or proxy routes to it.
 - any other gunicorn option: `GUNICORN_CMD_ARGS`, read by gunicorn itself, e.g.
   `GUNICORN_CMD_ARGS="--timeout 60 --access-logfile -"`.
 
