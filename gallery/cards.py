@@ -1,4 +1,5 @@
-"""What one gallery card shows, built from a selector row (GALLERY_FIELDS).
+"""What the gallery shows of a car: a card of the grid, built from a selector row
+(GALLERY_FIELDS), and the car's page, built from the detail selector's row (`car_detail`).
 
 Rendition URLs come from the names stored on the car, like the API's: no storage call and
 no image processing while a page is served.
@@ -34,12 +35,31 @@ class Card:
 
     @property
     def srcset(self) -> str:
-        return ", ".join(f"{r.url} {r.width}w" for r in (self.small, self.large) if r)
+        return _srcset(self.small, self.large)
 
 
 def _rendition(urls: RenditionUrls, renditions: dict, platform: str) -> Rendition | None:
     entry = urls.rendition(renditions, platform)
     return Rendition(**entry) if entry else None
+
+
+def _small_and_large(
+    urls: RenditionUrls, renditions: dict | None
+) -> tuple[Rendition | None, Rendition | None]:
+    """The renditions one picture offers the browser: (the <img> src, the wider one in
+    srcset, or None when it would be no wider)."""
+    renditions = renditions or {}
+    fallback = _rendition(urls, renditions, FALLBACK)
+    small = _rendition(urls, renditions, SMALL) or fallback
+    large = _rendition(urls, renditions, LARGE) or fallback
+    small = small or large
+    if small and large and large.width <= small.width:
+        large = None  # never upscaled: both are the same picture, offer it once
+    return small, large
+
+
+def _srcset(*renditions: Rendition | None) -> str:
+    return ", ".join(f"{r.url} {r.width}w" for r in renditions if r)
 
 
 def missing_text(status: str, error: str | None) -> str:
@@ -55,13 +75,7 @@ def missing_text(status: str, error: str | None) -> str:
 def card_from_row(row: dict, urls: RenditionUrls | None = None) -> Card:
     """One card; `urls` is shared by the page's cards (relative URLs by default)."""
     urls = urls or RenditionUrls()
-    renditions = row["renditions"]
-    fallback = _rendition(urls, renditions, FALLBACK)
-    small = _rendition(urls, renditions, SMALL) or fallback
-    large = _rendition(urls, renditions, LARGE) or fallback
-    small = small or large
-    if small and large and large.width <= small.width:
-        large = None  # never upscaled: both are the same picture, offer it once
+    small, large = _small_and_large(urls, row["renditions"])
     return Card(
         id=row["id"],
         title=row["title"],
@@ -69,4 +83,67 @@ def card_from_row(row: dict, urls: RenditionUrls | None = None) -> Card:
         small=small,
         large=large,
         missing="" if small else missing_text(row["image_status"], row["image_error"]),
+    )
+
+
+# --------------------------------------------------------------------------- a car's page
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One of the car's pictures, as the car's page shows it."""
+
+    number: int  # 1, 2, ...: its place in the feed
+    small: Rendition | None
+    large: Rendition | None
+    missing: str  # why it cannot be shown, in words ("" when it can)
+
+    @property
+    def srcset(self) -> str:
+        return _srcset(self.small, self.large)
+
+
+@dataclass(frozen=True)
+class CarPage:
+    id: int
+    title: str
+    description: str  # plain text, shown when there is no HTML
+    description_html: str  # sanitised with nh3 at import (imports.cells.sanitised_html)
+    attributes: list[tuple[str, str]]  # (name, value) in the feed's column order
+    photos: list[Photo]
+    missing: str  # why the car has no picture at all ("" when it has some)
+
+
+def photo_from_picture(picture: dict, number: int, urls: RenditionUrls) -> Photo:
+    """A picture of `car_detail`'s `pictures`: {"source_url", "error", "renditions"}.
+
+    Such a picture was given by the feed, so without renditions it either failed (its
+    reason code says why) or is still being made."""
+    small, large = _small_and_large(urls, picture["renditions"])
+    if small:
+        missing = ""
+    else:
+        status = ImageStatus.FAILED if picture["error"] else ImageStatus.PENDING
+        missing = missing_text(status, picture["error"])
+    return Photo(number=number, small=small, large=large, missing=missing)
+
+
+def car_page_from_detail(row: dict, urls: RenditionUrls | None = None) -> CarPage:
+    """The car's page from the detail selector's row (`cars.selectors.car_detail`)."""
+    urls = urls or RenditionUrls()
+    photos = [
+        photo_from_picture(picture, number, urls)
+        for number, picture in enumerate(row["pictures"], start=1)
+    ]
+    return CarPage(
+        id=row["id"],
+        title=row["title"],
+        description=row["description"],
+        description_html=row["description_html"] or "",
+        # Pairs, not the dict: a template looks `.items` up as a key first, and a feed
+        # may well have a column named "items".
+        attributes=[(str(name), str(value)) for name, value in (row["attributes"] or {}).items()],
+        photos=photos,
+        # The detail lists a car's own picture whenever the feed named one.
+        missing="" if photos else missing_text(ImageStatus.NONE, None),
     )

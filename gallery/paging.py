@@ -35,12 +35,26 @@ class PageLinks:
 
 
 def page_url(path: str, number: int, *, search: str) -> str:
+    """`path` with the search and the page number, each left out when it is the default.
+
+    A card links to its car's page with the grid's own query (`path` the car's), so the
+    car's page can lead back to the very page the visitor came from."""
     params = {}
     if search:
         params["search"] = search
     if number > 1:
         params["page"] = number
     return f"{path}?{urlencode(params)}" if params else path
+
+
+def page_number(value: str | None) -> int:
+    """A page number from a query string: 1 for anything that is not a positive integer
+    (the paginator itself clamps one past the end)."""
+    try:
+        number = int(value or 1)
+    except ValueError:
+        return 1
+    return max(number, 1)
 
 
 def page_links(page: Page, *, path: str, search: str) -> PageLinks:
