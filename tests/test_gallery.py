@@ -1,12 +1,16 @@
-"""The gallery page at `/` (SPEC §7), server-rendered, through Django's test client.
+"""The gallery page at `/` and a car's page at `/cars/<id>/` (SPEC §7), server-rendered,
+through Django's test client.
 
 The catalogue is the bundled sample imported by the real importer: twenty cars with real
 renditions on disk, four whose image failed for four different reasons, one without an
-image. What a real browser makes of the page is in test_browser.py.
+image. A car's page is tested on a feed with several pictures per car, fetched from a
+local HTTP server (tests.support.catalog.pictures_catalog). What a real browser makes of
+the pages is in test_browser.py.
 """
 
 import re
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
@@ -14,9 +18,10 @@ from django.core.files.storage import default_storage
 from cars.catalog import bump_catalog_version
 from cars.models import Car, ImageStatus
 from gallery import views
-from gallery.cards import card_from_row, missing_text
+from gallery.cards import car_page_from_detail, card_from_row, missing_text
 from imports.pictures.reasons import IMAGE_REASON_TEXT, ImageReason
 from imports.services import run_import
+from tests.support.catalog import ROADSTER_DESCRIPTION, pictures_catalog
 
 SAMPLE_CARS = 25
 FAILED_IMAGES = {
@@ -49,6 +54,8 @@ class _Page(HTMLParser):
             self.cards[-1]["source"] = attrs
         elif tag == "h2" and self.cards:
             self._text_into = "title"
+        elif tag == "a" and "card__link" in classes:
+            self.cards[-1]["href"] = attrs["href"]
         elif tag == "p" and "placeholder" in classes:
             self._text_into = "placeholder"
         elif tag == "a" and attrs.get("href") and ("pager__page" in classes or attrs.get("rel")):
@@ -291,3 +298,233 @@ def test_the_stylesheet_is_served(client, db):
     assert response.status_code == 200
     body = b"".join(response.streaming_content) if response.streaming else response.content
     assert b".grid" in body
+
+
+# --------------------------------------------------------------------------- a car's page
+
+
+class _CarPage(HTMLParser):
+    """The parts of a car's page the tests look at: pictures, placeholders, details."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.photos: list[dict] = []  # {"id", "img": attrs or None, "placeholder": text}
+        self.attributes: list[list[str]] = []  # [name, value] per row of the details
+        self.back: str | None = None
+        self.title = ""
+        self._text_into: list | dict | None = None
+        self._key = ""
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        classes = (attrs.get("class") or "").split()
+        if "photo" in classes:
+            self.photos.append({"id": attrs.get("id"), "img": None, "placeholder": None})
+        elif tag == "img" and self.photos:
+            self.photos[-1]["img"] = attrs
+        elif "placeholder" in classes and self.photos:
+            self._text_into, self._key = self.photos[-1], "placeholder"
+        elif tag == "a" and "crumbs__back" in classes:
+            self.back = attrs["href"]
+        elif tag == "h1":
+            self._text_into, self._key = self.__dict__, "title"
+        elif tag == "tr":
+            self.attributes.append([])
+        elif tag in ("th", "td") and self.attributes:
+            self.attributes[-1].append("")
+            self._text_into = self.attributes[-1]
+
+    def handle_endtag(self, tag):
+        if tag in ("p", "h1", "th", "td"):
+            self._text_into = None
+
+    def handle_data(self, data):
+        if isinstance(self._text_into, list):
+            self._text_into[-1] += data
+        elif isinstance(self._text_into, dict):
+            self._text_into[self._key] = (self._text_into[self._key] or "") + data
+
+
+def get_car_page(client, car: Car, query: str = "") -> tuple[_CarPage, str]:
+    response = client.get(f"/cars/{car.pk}/{query}")
+    assert response.status_code == 200, response.content[:300]
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    page = _CarPage()
+    page.feed(html)
+    return page, html
+
+
+def media_path(url: str) -> str:
+    """The path of an API rendition URL (absolute) as the gallery writes it (relative)."""
+    return urlsplit(url).path
+
+
+@pytest.fixture
+def imported(db, http_server, tmp_path) -> dict[str, Car]:
+    """tests.support.catalog.pictures_catalog, imported by the real importer: pictures
+    fetched from the local HTTP server, stored and rendered."""
+    report = run_import(source=str(pictures_catalog(tmp_path, http_server)), workers=2)
+    assert report.summary().endswith("images: 4 ok, 1 failed"), report.summary()
+    return {car.title: car for car in Car.objects.all()}
+
+
+def test_a_card_opens_its_car_page_keeping_the_search_and_the_page(client, sample):
+    first = get_page(client)[0].cards[0]
+    car = sample[first["title"]]
+    assert first["href"] == f"/cars/{car.pk}/"
+    assert get_car_page(client, car)[0].back == "/"
+
+    on_page_two = get_page(client, "?page=2")[0].cards[0]
+    car = sample[on_page_two["title"]]
+    assert on_page_two["href"] == f"/cars/{car.pk}/?page=2"
+    assert get_car_page(client, car, "?page=2")[0].back == "/?page=2"
+
+    found = get_page(client, "?search=yellow")[0].cards[0]
+    car = sample[found["title"]]
+    assert found["href"] == f"/cars/{car.pk}/?search=yellow"
+    page, html = get_car_page(client, car, "?search=yellow")
+    assert page.back == "/?search=yellow"
+    assert 'value="yellow"' in html  # the search box keeps it too
+
+
+def test_the_car_page_shows_every_picture_in_feed_order_with_both_renditions(client, imported):
+    car = imported["Aurora Roadster"]
+    api = client.get(f"/api/cars/{car.pk}/").json()
+    assert len(api["pictures"]) == 3
+
+    page, _ = get_car_page(client, car)
+
+    assert page.title == "Aurora Roadster"
+    assert [photo["id"] for photo in page.photos] == ["picture-1", "picture-2", "picture-3"]
+    for number, (photo, picture) in enumerate(zip(page.photos, api["pictures"], strict=True), 1):
+        img, mobile, web = photo["img"], picture["images"]["mobile"], picture["images"]["web"]
+        small, large = media_path(mobile["url"]), media_path(web["url"])
+        assert img["src"] == small
+        assert img["srcset"] == f"{small} {mobile['width']}w, {large} {web['width']}w"
+        assert img["sizes"]
+        assert (img["width"], img["height"]) == (str(mobile["width"]), str(mobile["height"]))
+        assert img["alt"] == f"Aurora Roadster, picture {number} of 3"
+    # The first is wanted at once; the others load as they come into view.
+    assert [photo["img"]["loading"] for photo in page.photos] == ["eager", "lazy", "lazy"]
+
+
+def test_a_picture_that_failed_says_why_in_its_place(client, imported):
+    page, _ = get_car_page(client, imported["Harbour Van"])
+
+    shown, failed = page.photos
+    assert shown["img"] is not None and shown["placeholder"] is None
+    assert failed["img"] is None
+    assert failed["placeholder"] == f"No picture: {IMAGE_REASON_TEXT[ImageReason.HTTP_ERROR]}."
+
+
+def test_a_picture_still_being_made_or_a_car_without_any_says_so():
+    pending = {"source_url": "https://example.com/1.jpg", "error": None, "renditions": None}
+    row = {
+        "id": 1,
+        "title": "T",
+        "description": "",
+        "description_html": "",
+        "attributes": {},
+        "pictures": [pending],
+    }
+    assert car_page_from_detail(row).photos[0].missing == "The picture is still being prepared."
+    bare = car_page_from_detail({**row, "pictures": []})
+    assert (bare.photos, bare.missing) == ([], "No picture was given for this car.")
+
+
+def test_the_description_keeps_the_html_the_import_allowed(client, db):
+    allowed = (
+        '<p>A <b>red</b> <em>coupe</em>.</p><ul><li>Sunroof</li></ul><p><a href="https://'
+        'example.com/" rel="noopener noreferrer nofollow">More</a></p>'
+    )
+    car = Car.objects.create(
+        external_key="c", title="Coupe", description="A red coupe.", description_html=allowed
+    )
+
+    _, html = get_car_page(client, car)
+
+    assert allowed in html
+
+
+def test_an_imported_description_shows_no_script_handler_or_javascript_link(client, imported):
+    assert "<script>" in ROADSTER_DESCRIPTION and "onclick=" in ROADSTER_DESCRIPTION
+    assert "javascript:" in ROADSTER_DESCRIPTION
+
+    _, html = get_car_page(client, imported["Aurora Roadster"])
+
+    lowered = html.lower()
+    assert "<script" not in lowered and "stolen" not in lowered
+    assert "onclick" not in lowered and "javascript:" not in lowered
+    # What the allow-list keeps is still there, as HTML.
+    assert "<p>A <b>green</b> roadster.</p><ul><li>Soft top</li>" in html
+    assert (
+        '<a href="https://example.com/aurora" rel="noopener noreferrer nofollow">online</a>' in html
+    )
+
+
+def test_a_plain_description_keeps_its_line_breaks_and_is_escaped(client, imported, db):
+    _, html = get_car_page(client, imported["Harbour Van"])
+    assert "<p>Room for a boat.<br>And the trailer.</p>" in html
+
+    car = Car.objects.create(external_key="p", title="Plain", description="<i>not html</i>")
+    _, html = get_car_page(client, car)
+    assert "&lt;i&gt;not html&lt;/i&gt;" in html and "<i>not html" not in html
+
+
+def test_the_attributes_table_shows_each_column_escaped(client, imported):
+    page, html = get_car_page(client, imported["Aurora Roadster"])
+
+    assert page.attributes == [
+        ["Colour", "Racing green"],
+        ["Mileage", "12 000 km"],
+        ["Note", "<b>x</b>"],  # as text: the parser decoded &lt;b&gt;
+    ]
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+
+
+def test_an_attribute_named_items_is_a_row_like_any_other(client, db):
+    car = Car.objects.create(
+        external_key="i", title="Lot", attributes={"items": "3", "<Name>": "'quoted' & more"}
+    )
+
+    page, html = get_car_page(client, car)
+
+    assert page.attributes == [["items", "3"], ["<Name>", "'quoted' & more"]]
+    assert "&lt;Name&gt;" in html
+
+
+def test_a_missing_car_is_a_404_page_that_leads_back(client, db):
+    response = client.get("/cars/999999/?search=van")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+    html = response.content.decode()
+    assert "No such car" in html and 'href="/?search=van"' in html
+    assert client.get("/cars/abc/").status_code == 404
+
+
+def test_the_car_page_counts_against_the_gallery_rate(client, imported, settings):
+    settings.CARS_ANON_RATE = "2/min"
+    car = imported["Aurora Roadster"]
+
+    answers = [client.get("/"), client.get(f"/cars/{car.pk}/"), client.get(f"/cars/{car.pk}/")]
+
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert int(answers[-1]["Retry-After"]) > 0
+
+
+def test_a_car_page_costs_the_detail_selector_two_queries_and_no_storage_call(
+    client, imported, monkeypatch, django_assert_max_num_queries
+):
+    storage_class = default_storage.__class__
+    for name in ("exists", "open", "size", "listdir", "save", "delete"):
+
+        def forbidden(*args, _name=name, **kwargs):
+            raise AssertionError(f"storage.{_name} called while serving a car's page")
+
+        monkeypatch.setattr(storage_class, name, forbidden)
+
+    with django_assert_max_num_queries(2):  # the car, its further pictures
+        page, _ = get_car_page(client, imported["Aurora Roadster"])
+    assert len(page.photos) == 3

@@ -45,3 +45,60 @@ def small_catalog(folder: Path) -> Path:
         ],
     )
     return folder
+
+
+PICTURES_HEADER = ("id", "title", "description", "images", "Colour", "Mileage", "Note")
+ROADSTER_DESCRIPTION = (
+    "<p>A <b>green</b> roadster.</p><ul><li>Soft top</li><li>Heated seats</li></ul>"
+    '<script>alert("stolen")</script>'
+    '<p onclick="steal()">Ask us <a href="javascript:alert(1)">here</a>'
+    ' or <a href="https://example.com/aurora">online</a>.</p>'
+)
+
+
+def serve_photos(server, count: int, *, width: int = 1000, height: int = 750) -> list[str]:
+    """`count` distinct photo-like JPEGs served by `server` (a LocalHTTPServer) at
+    /photos/1.jpg, /photos/2.jpg, ...; their URLs. Wider than the mobile platform's box,
+    so each has a mobile and a larger web rendition."""
+    urls = []
+    for n in range(1, count + 1):
+        path = f"/photos/{n}.jpg"
+        server.add(path, photo_like(width, height, seed=n), headers={"Content-Type": "image/jpeg"})
+        urls.append(server.url(path))
+    return urls
+
+
+def pictures_catalog(folder: Path, server) -> Path:
+    """A feed of two cars whose pictures `server` serves, as shops export them: a list of
+    URLs in one `images` cell, the description in HTML, further columns as attributes.
+
+    "Aurora Roadster" has three pictures, and a description that carries a script, an
+    event handler and a `javascript:` link (the import must sanitise them away).
+    "Harbour Van" has a picture, then one the server does not have (404).
+    Returns the CSV's path.
+    """
+    first, second, third, fourth = serve_photos(server, 4)
+    return write_csv(
+        folder / "cars.csv",
+        [
+            [
+                "roadster",
+                "Aurora Roadster",
+                ROADSTER_DESCRIPTION,
+                f"{first},{second},{third}",
+                "Racing green",
+                "12 000 km",
+                "<b>x</b>",
+            ],
+            [
+                "van",
+                "Harbour Van",
+                "Room for a boat.\nAnd the trailer.",
+                f"{fourth},{server.url('/photos/gone.jpg')}",
+                "White",
+                "80 000 km",
+                "",
+            ],
+        ],
+        header=PICTURES_HEADER,
+    )
