@@ -2,7 +2,8 @@
 driven by Playwright, against the app served by pytest-django's live server.
 
 The gallery tests import the bundled sample exactly as `make run` does. The two tests of
-window widths also save the README's screenshots (UPDATE_SCREENSHOTS=1).
+window widths also save the README's screenshots (UPDATE_SCREENSHOTS=1). A car's page is
+tested on a feed with three pictures per car, fetched from a local HTTP server.
 """
 
 import os
@@ -18,6 +19,7 @@ from gallery import views
 from imports.models import ImportJob
 from imports.services import run_import
 from tests.support.browser import CHROMIUM, LAUNCH_ARGS, require_browser
+from tests.support.catalog import pictures_catalog
 from tests.support.images import photo_like
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,6 +187,116 @@ def test_a_window_picks_the_rendition_of_its_platform(
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / screenshot))
     assert (folder / screenshot).stat().st_size > 10_000
+
+
+# --------------------------------------------------------------------------- a car's page
+
+
+@pytest.fixture
+def pictures(live_server, http_server, tmp_path) -> dict[str, Car]:
+    """tests.support.catalog.pictures_catalog through the real importer: "Aurora Roadster"
+    with three pictures, "Harbour Van" with one and one the server does not have."""
+    report = run_import(source=str(pictures_catalog(tmp_path / "feed", http_server)), workers=2)
+    assert report.summary().endswith("images: 4 ok, 1 failed"), report.summary()
+    return {car.title: car for car in Car.objects.all()}
+
+
+def console_errors(page) -> list[str]:
+    """Errors the page logs or throws from now on (a list that fills as they come)."""
+    errors: list[str] = []
+    page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def load_every_photo(page) -> list[dict]:
+    """Scroll each picture of a car's page into view (all but the first load lazily),
+    wait until it has finished loading, and return what the browser made of each."""
+    photos = page.locator(".photo img")
+    for index in range(photos.count()):
+        photo = photos.nth(index)
+        photo.scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete", arg=photo.element_handle())
+    return photos.evaluate_all(
+        """imgs => imgs.map(img => ({
+            alt: img.alt, src: img.currentSrc, width: img.naturalWidth, lazy: img.loading}))"""
+    )
+
+
+def rendition_of(live_server, renditions: dict, platform: str) -> str:
+    return live_server.url + default_storage.url(renditions[platform]["name"])
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "lead_platform"), [(375, 812, "mobile"), (1280, 900, "web")]
+)
+def test_a_card_opens_the_car_page_where_every_picture_loads(
+    window, live_server, pictures, width, height, lead_platform, tmp_path
+):
+    page = window(width, height)
+    errors = console_errors(page)
+    page.goto(live_server.url + "/?search=roadster")
+
+    # The whole card is the link, not only its title.
+    page.locator(".card", has_text="Aurora Roadster").click()
+
+    car = pictures["Aurora Roadster"]
+    page.wait_for_url(f"{live_server.url}/cars/{car.pk}/?search=roadster")
+    assert page.locator("h1").inner_text() == "Aurora Roadster"
+    lead = page.locator(".photo img").first
+    page.wait_for_function("img => img.complete", arg=lead.element_handle())
+    assert lead.evaluate("img => img.naturalWidth") > 0, "the first picture loads at once"
+    photos = load_every_photo(page)
+    assert [p["alt"] for p in photos] == [f"Aurora Roadster, picture {n} of 3" for n in (1, 2, 3)]
+    assert [p["lazy"] for p in photos] == ["eager", "lazy", "lazy"]
+    further = car.more_pictures.select_related("picture").order_by("position")
+    expected = [car.renditions, *(p.picture.renditions for p in further)]
+    # The first picture fills the column: the web rendition on a desktop-sized window;
+    # the others, two by two from 40rem, are small enough for the mobile one everywhere.
+    platforms = [lead_platform, "mobile", "mobile"]
+    for photo, renditions, platform in zip(photos, expected, platforms, strict=True):
+        assert photo["width"] > 0, f"{photo['alt']}: {photo['src']} did not load"
+        assert photo["src"] == rendition_of(live_server, renditions, platform), photo["alt"]
+    rows = page.locator(".attributes tr")
+    assert rows.all_inner_texts() == [
+        "Colour\tRacing green",
+        "Mileage\t12 000 km",
+        "Note\t<b>x</b>",
+    ]
+    assert page.locator(".prose b").inner_text() == "green"  # the sanitised HTML, as HTML
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, "no sideways scroll"
+    info, column = page.locator(".car__info").bounding_box(), page.locator(".photos").bounding_box()
+    if width >= 1024:  # 64rem: the details beside the pictures
+        assert info["x"] >= column["x"] + column["width"]
+    else:  # one column: the details under the pictures
+        assert info["y"] >= column["y"] + column["height"]
+
+    page.evaluate("window.scrollTo(0, 0)")
+    shot = tmp_path / f"car-{width}.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+
+    page.get_by_role("link", name="← Cars matching “roadster”").click()
+    page.wait_for_url(live_server.url + "/?search=roadster")
+    assert titles(page) == ["Aurora Roadster"]
+    assert errors == []
+
+
+def test_a_picture_that_failed_shows_why_on_the_car_page(window, live_server, pictures):
+    page = window(1280)
+    errors = console_errors(page)
+    page.goto(live_server.url + "/")
+    page.get_by_role("link", name="Harbour Van").click()
+
+    page.wait_for_url(f"{live_server.url}/cars/{pictures['Harbour Van'].pk}/")
+    photos = load_every_photo(page)
+    assert len(photos) == 1 and photos[0]["width"] > 0
+    placeholder = page.locator(".photo .placeholder")
+    assert placeholder.inner_text() == "No picture: the image server answered with an error."
+    assert placeholder.is_visible()
+    page.go_back()
+    page.wait_for_url(live_server.url + "/")
+    assert errors == []
 
 
 # --------------------------------------------------------------------------- the admin

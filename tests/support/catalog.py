@@ -77,6 +77,7 @@ def pictures_catalog(folder: Path, server) -> Path:
     "Harbour Van" has a picture, then one the server does not have (404).
     Returns the CSV's path.
     """
+    folder.mkdir(parents=True, exist_ok=True)
     first, second, third, fourth = serve_photos(server, 4)
     return write_csv(
         folder / "cars.csv",
