@@ -122,18 +122,13 @@ def plan_more_pictures(
     wanted: dict[int, tuple[str, ...]], *, refresh: bool = False, stored: bool = True
 ) -> MorePictures:
     """What bringing each car's further pictures to `wanted[car id]` (references for
-    positions 1, 2, ...) takes. One SELECT per thousand cars reads what they have;
-    `stored` False says they have nothing (cars just created)."""
+    positions 1, 2, ...) takes. One SELECT reads what they have (call it per batch of
+    the writer's); `stored` False says they have nothing (cars just created)."""
     places: dict[int, list[_Place]] = defaultdict(list)
-    if stored:
-        for ids in _batches(list(wanted)):
-            rows = (
-                CarPicture.objects.filter(car_id__in=ids)
-                .order_by()
-                .values_list("car_id", *_Place._fields)
-            )
-            for car_id, *values in rows:
-                places[car_id].append(_Place(*values))
+    if stored and wanted:
+        rows = CarPicture.objects.filter(car_id__in=list(wanted)).order_by()
+        for car_id, *values in rows.values_list("car_id", *_Place._fields):
+            places[car_id].append(_Place(*values))
     plan = MorePictures()
     for car_id, refs in wanted.items():
         plan._keep_in_step(car_id, refs, places.get(car_id, []), refresh=refresh)
