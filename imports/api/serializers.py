@@ -28,6 +28,12 @@ class StrictBooleanField(serializers.BooleanField):
         self.fail("invalid")
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
+class ColumnMapField(serializers.DictField):
+    """{field: column or template}; its values are checked as a whole (validate_map), so
+    that any error is one message, like every other field's."""
+
+
 class ImportRequestSerializer(serializers.Serializer):
     """Start an import. Unknown keys are refused rather than ignored, so a misspelt option
     (or `dry_run`, which only the command has) never starts an import nobody asked for."""
@@ -41,18 +47,24 @@ class ImportRequestSerializer(serializers.Serializer):
     refresh_images = StrictBooleanField(
         default=False, help_text="re-download image URLs that did not change"
     )
-    map = serializers.DictField(
-        child=serializers.CharField(max_length=1000),
+    map = ColumnMapField(
         required=False,
         default=dict,
         help_text='the column of a field, or a template of columns: {"title": "{make} {model}"}'
         " (fields: id, title, description, image)",
     )
     encoding = serializers.CharField(
-        max_length=64, required=False, default="", help_text="the CSV's encoding; default: detected"
+        max_length=64,
+        required=False,
+        default="",
+        allow_blank=True,
+        help_text="the CSV's encoding; default: detected",
     )
 
     def validate_map(self, value: dict) -> dict:
+        # Checked here as a whole, so that an error is one message like any field's.
+        if any(len(str(column)) > 1000 for column in value.values()):
+            raise serializers.ValidationError("a column or template is at most 1000 characters")
         try:
             return checked_map(value)
         except MappingError as exc:
