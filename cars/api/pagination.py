@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -27,6 +27,10 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
+# Orderings whose cursor value is a point in time (the imports API orders by created_at).
+DATETIME_FIELDS = frozenset({"updated_at", "created_at"})
+
+
 @dataclass(frozen=True)
 class Cursor:
     value: object  # the ordering field's value of the item the page starts after
@@ -40,20 +44,38 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str, ordering: Ordering) -> "Cursor":
+        """The position a token names, or BadRequest (400).
+
+        A token is the client's: every value a database could refuse is refused here
+        (PostgreSQL takes no NUL in text and no time zone offset beyond ±15:59, no driver
+        encodes a lone surrogate, and a deeply nested list exhausts the JSON parser's
+        recursion). A time is the instant it names, in UTC.
+        """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             value, pk, reverse = json.loads(raw)
-            if ordering.field == "updated_at":
-                value = datetime.fromisoformat(value)
-            elif ordering.field == "id":
-                value = int(value)
-            elif not isinstance(value, str):
+            if type(pk) is not int or not 0 <= pk <= MAX_INT or reverse not in (0, 1):
                 raise TypeError
-            if not isinstance(pk, int) or not 0 <= pk <= MAX_INT:
-                raise TypeError
-            return cls(value, pk, bool(reverse))
-        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+            return cls(_position_value(value, ordering, pk), pk, bool(reverse))
+        except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
             raise BadRequest("cursor is not valid") from exc
+
+
+def _position_value(value: object, ordering: Ordering, pk: int) -> object:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL in a cursor")
+    if ordering.field == "id":
+        int(value)  # a number, though the id alone places the page
+        return pk
+    if ordering.field in DATETIME_FIELDS:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time needs an offset")
+        return moment.astimezone(UTC)  # the offset PostgreSQL refuses beyond ±15:59
+    if not isinstance(value, str):
+        raise TypeError
+    value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return value
 
 
 @dataclass(frozen=True)
