@@ -16,7 +16,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cars.api.pagination import Cursor, link_header, paginate, parse_page_request
+from cars.api.pagination import link_header, paginate, parse_page_request
 from cars.selectors import Ordering
 from imports.jobs import create_job, submit_job
 from imports.models import ImportJob
@@ -80,14 +80,12 @@ class ImportJobListView(StaffOnlyView):
         summary="List import jobs, newest first",
     )
     def get(self, request):
-        page_request = parse_page_request(request.GET)
-        if page_request.cursor:
-            Cursor.decode(page_request.cursor, NEWEST_FIRST)  # a 400 before any query
+        page_request = parse_page_request(request.GET, ordering=NEWEST_FIRST)
         total = ImportJob.objects.count()
         page = paginate(job_rows(), page_request, ordering=NEWEST_FIRST, total=total)
         response = Response(ImportJobSerializer(page.items, many=True).data)
         response["X-Total-Count"] = str(total)
-        if link := link_header(request, page):
+        if link := link_header(request, page, page_request.params()):
             response["Link"] = link
         return response
 
