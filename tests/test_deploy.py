@@ -260,8 +260,9 @@ def test_healthcheck_sends_an_allowed_host(monkeypatch, allowed_hosts, host):
 # --- docker-compose.yml ------------------------------------------------------------------
 def test_compose_has_the_production_services():
     services = compose()["services"]
-    for name in ("web", "worker", "beat", "migrate", "db", "redis", "minio", "createbucket"):
+    for name in ("web", "worker", "beat", "migrate", "db", "redis", "cache", "minio"):
         assert name in services
+    assert "createbucket" in services
     assert "nginx" in services
     assert set(app_services()) == {"web", "worker", "beat", "migrate"}
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
@@ -269,6 +270,7 @@ def test_compose_has_the_production_services():
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["db"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
+    assert services["cache"]["image"] == services["redis"]["image"]
     # Only the proxy is reachable from outside.
     assert [n for n, s in services.items() if s.get("ports")] == ["nginx"]
 
@@ -289,6 +291,7 @@ def test_compose_start_order_uses_health_and_completion():
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["createbucket"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["cache"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert services["createbucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
@@ -298,7 +301,7 @@ def test_compose_start_order_uses_health_and_completion():
 
 def test_compose_health_checks():
     services = compose()["services"]
-    for name in ("web", "worker", "nginx", "db", "redis", "minio"):
+    for name in ("web", "worker", "nginx", "db", "redis", "cache", "minio"):
         check = services[name]["healthcheck"]
         assert not check.get("disable") and check["test"], name
     assert "/readyz" in services["web"]["healthcheck"]["test"]
@@ -345,6 +348,32 @@ def test_compose_interpolated_variables_are_documented():
         re.findall(r"`([A-Z][A-Z0-9_]+)`", deploying)
     )
     assert not undocumented, f"document {sorted(undocumented)} in README.md (Deploying)"
+
+
+def redis_options(service: dict) -> dict[str, str]:
+    """`redis-server --name value …` of a compose service, as {name: value}."""
+    command = service["command"]
+    assert command[0] == "redis-server"
+    return {
+        name.removeprefix("--"): value
+        for name, value in zip(command[1::2], command[2::2], strict=True)
+    }
+
+
+def test_compose_cache_is_capped_and_evicts_on_a_redis_apart_from_the_broker():
+    """Issue #22: junk API URLs filled an uncapped Redis that was also the broker."""
+    services = compose()["services"]
+    environment = compose()["x-app"]["environment"]
+    assert environment["REDIS_URL"] == "redis://cache:6379/0"
+    assert environment["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/0}"
+    cache = redis_options(services["cache"])
+    assert cache["maxmemory"] == "${CACHE_MAXMEMORY:-256mb}"
+    assert cache["maxmemory-policy"] == "allkeys-lru"
+    assert (cache["save"], cache["appendonly"]) == ("", "no")
+    assert "volumes" not in services["cache"]
+    broker = redis_options(services["redis"])
+    assert broker["maxmemory-policy"] == "noeviction"  # a queued task is never dropped
+    assert broker["appendonly"] == "yes"
 
 
 def test_nginx_forwards_the_scheme_and_serves_nothing_secret():
