@@ -667,6 +667,52 @@ def test_k8s_only_the_upload_page_takes_a_large_body(overlay):
         assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m", name
 
 
+LIMIT_RPS = "nginx.ingress.kubernetes.io/limit-rps"
+LIMIT_CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
+DRF_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_limits_the_rate_per_client_at_the_ingress_and_in_the_app(overlay):
+    """Issue #22: the overlays set neither an Ingress rate limit nor CARS_ANON_RATE."""
+    for name, ingress in objects(overlay, "Ingress").items():
+        annotations = ingress["metadata"]["annotations"]
+        for key in (LIMIT_RPS, LIMIT_CONNECTIONS):
+            assert re.fullmatch(r"[1-9][0-9]*", annotations.get(key, "")), (name, key)
+    ingresses = objects(overlay, "Ingress")
+    pages = ingresses["image-backend"]["metadata"]["annotations"]
+    upload = ingresses["image-backend-upload"]["metadata"]["annotations"]
+    assert int(upload[LIMIT_RPS]) <= int(pages[LIMIT_RPS])
+    assert DRF_RATE.fullmatch(configmap(overlay)["CARS_ANON_RATE"])
+    # ingress-nginx sends the client it saw as the one X-Forwarded-For entry.
+    assert configmap(overlay)["CARS_NUM_PROXIES"] == "1"
+
+
+CONTROLLER_SETTINGS = (
+    "externalTrafficPolicy: Local",
+    "use-proxy-protocol",
+    "use-forwarded-headers",
+    "proxy-real-ip-cidr",
+    "compute-full-forwarded-for",
+)
+
+
+def test_k8s_says_how_the_ingress_controller_must_see_client_addresses():
+    """Behind a load balancer that rewrites addresses every client is the balancer: the
+    limits and django-axes' lockout turn global. What to set is the controller's, outside
+    these manifests, so the README's Kubernetes section and the Ingress say it."""
+    readme = DEPLOYING.read_text()
+    kubernetes = readme[readme.index("### Kubernetes") : readme.index("### S3 and CloudFront")]
+    ingress = (K8S / "base" / "ingress.yaml").read_text()
+    for setting in (*CONTROLLER_SETTINGS, "limit-req-status-code", "CARS_NUM_PROXIES"):
+        assert setting in kubernetes, f"README.md, Kubernetes: {setting}"
+        assert setting in ingress, f"deploy/k8s/base/ingress.yaml: {setting}"
+    for overlay in OVERLAYS:
+        comments = (K8S / "overlays" / overlay / "patches.yaml").read_text()
+        for setting in CONTROLLER_SETTINGS[:4]:
+            assert setting in comments, f"{overlay}/patches.yaml: {setting}"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_k8s_only_the_ingress_controller_reaches_gunicorn(overlay):
     """Item 9: other pods could send gunicorn X-Forwarded-Proto (and X-Forwarded-For)."""
