@@ -122,7 +122,7 @@ def assert_junk_adds_no_entry(client: Client) -> tuple[int, int]:
 def test_ten_thousand_junk_parameters_add_no_cache_entry(client, cars, locmem):
     before, after = assert_junk_adds_no_entry(client)
     assert after == before
-    assert len(caching.PAGES) <= 256  # each process's own memo of spellings is bounded
+    assert len(caching.PARSED) <= 256  # each process's own memo of spellings is bounded
 
 
 def test_ten_thousand_junk_parameters_add_no_entry_to_redis(client, cars, redis_cache):

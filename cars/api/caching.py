@@ -17,7 +17,7 @@ the query as the view parses it (cars.api.query: an unknown parameter is ignored
 default written out is the default); and the rendering DRF negotiates for `Accept`
 (`application/json; indent=4` pretty-prints, as in any DRF API; its own entry, and
 `Vary: Accept` for shared caches). That part of the key is made once per process for each
-spelling of a request (`Pages`); the parsed query and the negotiated renderer are left on
+spelling of a request (`ParsedRequests`); the parsed query and the negotiated renderer are left on
 the request, so on a miss the view neither parses nor negotiates again. A request this
 cannot key (an unknown URL, a parameter the view refuses, no acceptable renderer) goes to
 the view untouched, which answers its error; only 200s are stored.
@@ -54,15 +54,15 @@ class CatalogCacheMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method not in ("GET", "HEAD") or not request.path.startswith(PREFIX):
             return self.get_response(request)
-        page = PAGES.get(request)
-        if page is None:
+        parsed = PARSED.get(request)
+        if parsed is None:
             return self.get_response(request)
         # Kept on the request so that the view, on a miss, reads, parses and negotiates
         # none of them again.
         request.catalog_version = catalog_version()
-        request.cars_query, request.cars_rendering = page.query, page.rendering
+        request.cars_query, request.cars_rendering = parsed.query, parsed.rendering
         host = request.get_host()  # validated against ALLOWED_HOSTS: a bad one is a 400
-        tag = _etag(f"{request.catalog_version}|{request.scheme}://{host}|{page.key}")
+        tag = _etag(f"{request.catalog_version}|{request.scheme}://{host}|{parsed.page}")
         if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
         if if_none_match and tag in parse_etags(if_none_match):
             return _finish(HttpResponseNotModified(), tag)
@@ -80,53 +80,53 @@ class CatalogCacheMiddleware:
 
 
 @dataclass(frozen=True)
-class Page:
-    """What a response depends on besides the catalogue version and the origin."""
+class ParsedRequest:
+    """A request as its view reads it."""
 
-    key: str  # in one spelling
+    page: str  # what the response depends on besides the version and origin, one spelling
     query: object  # the view's parsed query (cars.api.query)
     rendering: tuple  # DRF's negotiated (renderer, media type)
 
 
-class Pages:
-    """A request's Page by its spelling (path, query string, Accept), made once per
-    process: the popular pages are asked for again and again, and making one (routing,
-    parsing, DRF's negotiation) cost a hit more than everything else the middleware does.
-    A bounded LRU, so a flood of spellings costs CPU, never memory; forgotten whenever a
-    setting changes (tests), since page sizes and renderers are settings."""
+class ParsedRequests:
+    """Each spelling of a request (path, query string, Accept) parsed once per process:
+    popular pages are asked for again and again, and routing, parsing and DRF's
+    negotiation cost a hit more than everything else the middleware does. A bounded LRU,
+    so a flood of spellings costs CPU, never memory; forgotten whenever a setting changes
+    (tests), since page sizes and renderers are settings."""
 
     def __init__(self, size: int):
         self._size = size
-        self._pages: OrderedDict[tuple, Page | None] = OrderedDict()
+        self._parsed: OrderedDict[tuple, ParsedRequest | None] = OrderedDict()
         self._lock = threading.Lock()  # gunicorn's threads share the process
 
-    def get(self, request: HttpRequest) -> Page | None:
+    def get(self, request: HttpRequest) -> ParsedRequest | None:
         meta = request.META
         spelling = (request.path_info, meta.get("QUERY_STRING", ""), meta.get("HTTP_ACCEPT"))
         with self._lock:
-            if spelling in self._pages:
-                self._pages.move_to_end(spelling)
-                return self._pages[spelling]
-        page = _page(request)
+            if spelling in self._parsed:
+                self._parsed.move_to_end(spelling)
+                return self._parsed[spelling]
+        parsed = _parse(request)
         with self._lock:
-            self._pages[spelling] = page
-            if len(self._pages) > self._size:
-                self._pages.popitem(last=False)
-        return page
+            self._parsed[spelling] = parsed
+            if len(self._parsed) > self._size:
+                self._parsed.popitem(last=False)
+        return parsed
 
     def clear(self, **kwargs) -> None:
         with self._lock:
-            self._pages.clear()
+            self._parsed.clear()
 
     def __len__(self) -> int:
-        return len(self._pages)
+        return len(self._parsed)
 
 
-PAGES = Pages(256)
-setting_changed.connect(PAGES.clear, dispatch_uid="cars.api.caching.PAGES")
+PARSED = ParsedRequests(256)
+setting_changed.connect(PARSED.clear, dispatch_uid="cars.api.caching.PARSED")
 
 
-def _page(request: HttpRequest) -> Page | None:
+def _parse(request: HttpRequest) -> ParsedRequest | None:
     """None when this request is not a page to key: an unknown URL, a parameter the view
     refuses, no acceptable renderer."""
     try:
@@ -149,8 +149,8 @@ def _page(request: HttpRequest) -> Page | None:
     get_indent = getattr(renderer, "get_indent", None)
     indent = get_indent(media_type, {}) if get_indent else None
     arguments = sorted(match.kwargs.items())
-    key = f"{match.view_name}{arguments}?{urlencode(query.params())}|{renderer.format}:{indent}"
-    return Page(key, query, (renderer, media_type))
+    page = f"{match.view_name}{arguments}?{urlencode(query.params())}|{renderer.format}:{indent}"
+    return ParsedRequest(page, query, (renderer, media_type))
 
 
 def _one_spelling(request: HttpRequest, host: str) -> bool:
