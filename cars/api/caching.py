@@ -17,10 +17,10 @@ the query as the view parses it (cars.api.query: an unknown parameter is ignored
 default written out is the default); and the rendering DRF negotiates for `Accept`
 (`application/json; indent=4` pretty-prints, as in any DRF API; its own entry, and
 `Vary: Accept` for shared caches). That part of the key is made once per process for each
-spelling of a request (`ParsedRequests`); the parsed query and the negotiated renderer are left on
-the request, so on a miss the view neither parses nor negotiates again. A request this
-cannot key (an unknown URL, a parameter the view refuses, no acceptable renderer) goes to
-the view untouched, which answers its error; only 200s are stored.
+spelling of a request (`ParsedRequests`); the parsed query and the negotiated renderer
+are left on the request, so on a miss the view neither parses nor negotiates again. A
+request this cannot key (an unknown URL, a parameter the view refuses, no acceptable
+renderer) goes to the view untouched, which answers its error; only 200s are stored.
 """
 
 import hashlib
