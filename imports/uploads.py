@@ -12,6 +12,7 @@ import logging
 import uuid
 from pathlib import Path, PurePosixPath
 
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import Storage, storages
 from django.utils.text import get_valid_filename
 
@@ -24,15 +25,33 @@ def upload_storage() -> Storage:
     return storages[UPLOAD_STORAGE]
 
 
+FALLBACK_NAME = "upload.csv"
+MAX_NAME_BYTES = 100  # of UTF-8: every file system and object store takes that
+
+
 def store_upload(file) -> str:
     """Store an uploaded CSV privately; return the job source that reads it.
 
     Each upload gets a folder of its own, so two files of the same name never collide
     and the job page still shows the name the file had.
     """
-    filename = get_valid_filename(PurePosixPath(file.name or "").name) or "upload.csv"
-    name = f"{UPLOAD_DIR}/{uuid.uuid4().hex}/{filename[-100:]}"
+    name = f"{UPLOAD_DIR}/{uuid.uuid4().hex}/{stored_filename(file.name)}"
     return UPLOAD_PREFIX + upload_storage().save(name, file)
+
+
+def stored_filename(uploaded: str | None) -> str:
+    """The uploader's file name made safe to store, or `upload.csv` when nothing readable
+    is left of it (`***`, `..`, an empty name: Django's get_valid_filename refuses those,
+    which answered the upload 400). A long name keeps its end, the extension, cut at a
+    character so that it is at most MAX_NAME_BYTES (255 on most file systems)."""
+    try:
+        filename = get_valid_filename(PurePosixPath(uploaded or "").name)
+    except SuspiciousFileOperation:
+        return FALLBACK_NAME
+    filename = filename.encode()[-MAX_NAME_BYTES:].decode(errors="ignore")
+    if not any(character.isalnum() for character in filename):
+        return FALLBACK_NAME
+    return filename
 
 
 def upload_name(source: str) -> str | None:

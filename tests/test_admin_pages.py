@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -314,6 +315,56 @@ def test_an_upload_is_stored_privately_until_its_queued_job_runs(settings, tmp_p
     assert stored.is_relative_to(tmp_path / "uploads")  # settings.CARS_UPLOAD_ROOT, per test
     assert not stored.is_relative_to(settings.MEDIA_ROOT)
     assert stored.stat().st_mode & 0o777 == 0o600
+
+
+LONG = "x" * 300 + ".csv"
+WIDE = "車" * 100 + ".csv"  # 3 bytes a character: 304 bytes, over most file systems' 255
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "stored"),
+    [
+        ("***", "upload.csv"),
+        ("", "upload.csv"),
+        (None, "upload.csv"),
+        (".", "upload.csv"),
+        ("..", "upload.csv"),
+        ("...", "upload.csv"),
+        ("\x00", "upload.csv"),
+        (" - ", "upload.csv"),
+        ("../../x", "x"),
+        ("../../../etc/passwd", "passwd"),
+        ("..\\..\\evil.csv", "....evil.csv"),
+        ("a\x00b.csv", "ab.csv"),
+        ("my cars.csv", "my_cars.csv"),
+        ("Citroën 2CV.csv", "Citroën_2CV.csv"),
+        (LONG, LONG[-100:]),
+        (WIDE, WIDE[-36:]),  # 32 characters and `.csv`: 100 bytes
+    ],
+)
+def test_any_upload_name_is_stored_under_a_safe_one(uploaded, stored):
+    """Issue #22: `***` (nothing left once made safe) was a 400: Django's
+    get_valid_filename raises rather than returning "", so the fallback never ran."""
+    source = store_upload(ContentFile(b"title\nA\n", name=uploaded))
+
+    name = source.removeprefix("upload:")
+    assert re.fullmatch(r"imports/[0-9a-f]{32}/[^/]+", name), name
+    assert name.rsplit("/", 1)[1] == stored
+    assert len(stored.encode()) <= 100
+    assert upload_storage().open(name).read() == b"title\nA\n"
+
+
+@pytest.mark.parametrize("filename", ["***", "../../x", WIDE, "\x00.csv"])
+def test_the_import_page_takes_a_file_whatever_its_name(admin_client, filename):
+    upload = SimpleUploadedFile("cars.csv", b"id,title\n1,Alpha\n", content_type="text/csv")
+    upload.name = filename  # as a browser may send it; Django's parser keeps what it prints
+
+    response = admin_client.post(IMPORT_CSV, {"file": upload})
+
+    assert response.status_code == 302, response.content[:300]
+    job = ImportJob.objects.get()
+    assert (job.status, job.counts["created"]) == ("succeeded", 1), job.error
+    assert re.fullmatch(r"upload:imports/[0-9a-f]{32}/[^/]{1,100}", job.source), job.source
 
 
 def test_a_job_run_elsewhere_deletes_its_upload_when_it_ends():

@@ -16,7 +16,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -484,7 +484,8 @@ def test_offset_pages_and_their_links(client, many_cars):
     first = client.get("/api/cars/?offset=0&limit=5")
     assert ids(first) == all_ids[:5]
     assert set(links(first)) == {"next"}
-    assert query_of(links(first)["next"]) == {"offset": ["5"], "limit": ["5"]}
+    # Every parameter spelled out, defaults too: one spelling per page (one cache entry).
+    assert query_of(links(first)["next"]) == {"offset": ["5"], "limit": ["5"], "ordering": ["id"]}
 
     middle = client.get("/api/cars/?offset=10&limit=5")
     assert ids(middle) == all_ids[10:15]
@@ -595,6 +596,53 @@ def test_an_offset_too_large_for_the_database_is_a_400_not_a_500(client, many_ca
 @pytest.mark.parametrize("token", ["[1, 1e999, 0]", "[1e999, 1, 0]"])
 def test_a_cursor_with_an_infinite_number_is_a_400_not_a_500(client, many_cars, token):
     assert_json_error(client.get("/api/cars/", {"cursor": b64(token)}), 400)
+
+
+NESTED = "[" * 50_000 + "]" * 50_000  # past the JSON parser's recursion limit
+
+
+@pytest.mark.parametrize(
+    ("ordering", "token"),
+    [
+        ("id", NESTED),
+        ("title", NESTED),
+        ("updated_at", NESTED),
+        ("id", f"[1, 1, {NESTED}]"),
+        ("title", '["a\\u0000b", 1, 0]'),  # PostgreSQL text holds no NUL
+        ("title", '["\\ud800", 1, 0]'),  # a lone surrogate: no driver encodes it
+        ("updated_at", '["2024-05-01T12:00:00\\u0000", 1, 0]'),
+        ("updated_at", '["2024-05-01T12:00:00", 1, 0]'),  # no offset: which instant?
+        ("updated_at", '["0001-01-01T00:00:00+01:00", 1, 0]'),  # before year 1 in UTC
+        ("-updated_at", '["9999-12-31T23:59:59-01:00", 1, 0]'),  # after 9999 in UTC
+        ("id", "[1, 1, 2]"),  # the direction is 0 or 1
+        ("id", "[1, true, 0]"),  # an id is a number
+    ],
+)
+def test_a_cursor_the_database_would_refuse_is_a_400_not_a_500(client, many_cars, ordering, token):
+    """Issue #22: each was a 500 on PostgreSQL (NUL, offsets), or on both (nesting)."""
+    query = {"cursor": b64(token), "ordering": ordering}
+    assert_json_error(client.get("/api/cars/", query), 400)
+    assert_json_error(client.get("/api/cars/web/", query), 400)
+
+
+@pytest.mark.parametrize("offset", ["-23:59", "+23:59", "+15:59", "-00:30"])
+def test_a_cursor_time_with_any_offset_is_that_instant(client, many_cars, offset):
+    """PostgreSQL refuses offsets beyond ±15:59 (a 500 before issue #22): the cursor's time
+    is read as the instant it names, the same page (and ETag) as its UTC spelling."""
+    pk, stamp = many_cars[5].pk, STAMPS[(5 * 3) % 4]
+    sign, hours, minutes = offset[0], int(offset[1:3]), int(offset[4:])
+    shift = timedelta(hours=hours, minutes=minutes) * (1 if sign == "+" else -1)
+    local = stamp.astimezone(timezone(shift)).isoformat()
+    assert local.endswith(offset)
+    spelled = client.get(
+        "/api/cars/", {"ordering": "updated_at", "cursor": b64(f'["{local}", {pk}, 0]')}
+    )
+    utc = client.get(
+        "/api/cars/", {"ordering": "updated_at", "cursor": b64(f'["{stamp.isoformat()}", {pk}, 0]')}
+    )
+    assert spelled.status_code == utc.status_code == 200
+    assert ids(spelled) == ids(utc) and ids(utc)
+    assert spelled["ETag"] == utc["ETag"]
 
 
 # --------------------------------------------------------------------------- search

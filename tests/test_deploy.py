@@ -260,8 +260,9 @@ def test_healthcheck_sends_an_allowed_host(monkeypatch, allowed_hosts, host):
 # --- docker-compose.yml ------------------------------------------------------------------
 def test_compose_has_the_production_services():
     services = compose()["services"]
-    for name in ("web", "worker", "beat", "migrate", "db", "redis", "minio", "createbucket"):
+    for name in ("web", "worker", "beat", "migrate", "db", "redis", "cache", "minio"):
         assert name in services
+    assert "createbucket" in services
     assert "nginx" in services
     assert set(app_services()) == {"web", "worker", "beat", "migrate"}
     assert services["worker"]["command"][:4] == ["celery", "-A", "config", "worker"]
@@ -269,6 +270,7 @@ def test_compose_has_the_production_services():
     assert services["migrate"]["command"] == ["python", "manage.py", "migrate", "--noinput"]
     assert services["db"]["image"].startswith("postgres:")
     assert services["redis"]["image"].startswith("redis:")
+    assert services["cache"]["image"] == services["redis"]["image"]
     # Only the proxy is reachable from outside.
     assert [n for n, s in services.items() if s.get("ports")] == ["nginx"]
 
@@ -289,6 +291,7 @@ def test_compose_start_order_uses_health_and_completion():
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["createbucket"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
+        assert depends["cache"]["condition"] == "service_healthy"
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
     assert services["createbucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
     assert services["nginx"]["depends_on"]["web"]["condition"] == "service_healthy"
@@ -298,7 +301,7 @@ def test_compose_start_order_uses_health_and_completion():
 
 def test_compose_health_checks():
     services = compose()["services"]
-    for name in ("web", "worker", "nginx", "db", "redis", "minio"):
+    for name in ("web", "worker", "nginx", "db", "redis", "cache", "minio"):
         check = services[name]["healthcheck"]
         assert not check.get("disable") and check["test"], name
     assert "/readyz" in services["web"]["healthcheck"]["test"]
@@ -345,6 +348,32 @@ def test_compose_interpolated_variables_are_documented():
         re.findall(r"`([A-Z][A-Z0-9_]+)`", deploying)
     )
     assert not undocumented, f"document {sorted(undocumented)} in README.md (Deploying)"
+
+
+def redis_options(service: dict) -> dict[str, str]:
+    """`redis-server --name value …` of a compose service, as {name: value}."""
+    command = service["command"]
+    assert command[0] == "redis-server"
+    return {
+        name.removeprefix("--"): value
+        for name, value in zip(command[1::2], command[2::2], strict=True)
+    }
+
+
+def test_compose_cache_is_capped_and_evicts_on_a_redis_apart_from_the_broker():
+    """Issue #22: junk API URLs filled an uncapped Redis that was also the broker."""
+    services = compose()["services"]
+    environment = compose()["x-app"]["environment"]
+    assert environment["REDIS_URL"] == "redis://cache:6379/0"
+    assert environment["CELERY_BROKER_URL"] == "${CELERY_BROKER_URL:-redis://redis:6379/0}"
+    cache = redis_options(services["cache"])
+    assert cache["maxmemory"] == "${CACHE_MAXMEMORY:-256mb}"
+    assert cache["maxmemory-policy"] == "allkeys-lru"
+    assert (cache["save"], cache["appendonly"]) == ("", "no")
+    assert "volumes" not in services["cache"]
+    broker = redis_options(services["redis"])
+    assert broker["maxmemory-policy"] == "noeviction"  # a queued task is never dropped
+    assert broker["appendonly"] == "yes"
 
 
 def test_nginx_forwards_the_scheme_and_serves_nothing_secret():
@@ -636,6 +665,52 @@ def test_k8s_only_the_upload_page_takes_a_large_body(overlay):
     assert [(p["path"], p["pathType"]) for p in paths] == [(UPLOAD_PATH, "Exact")]
     for name, ingress in ingresses.items():
         assert ingress["metadata"]["annotations"][BODY_SIZE] == "1m", name
+
+
+LIMIT_RPS = "nginx.ingress.kubernetes.io/limit-rps"
+LIMIT_CONNECTIONS = "nginx.ingress.kubernetes.io/limit-connections"
+DRF_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_k8s_limits_the_rate_per_client_at_the_ingress_and_in_the_app(overlay):
+    """Issue #22: the overlays set neither an Ingress rate limit nor CARS_ANON_RATE."""
+    for name, ingress in objects(overlay, "Ingress").items():
+        annotations = ingress["metadata"]["annotations"]
+        for key in (LIMIT_RPS, LIMIT_CONNECTIONS):
+            assert re.fullmatch(r"[1-9][0-9]*", annotations.get(key, "")), (name, key)
+    ingresses = objects(overlay, "Ingress")
+    pages = ingresses["image-backend"]["metadata"]["annotations"]
+    upload = ingresses["image-backend-upload"]["metadata"]["annotations"]
+    assert int(upload[LIMIT_RPS]) <= int(pages[LIMIT_RPS])
+    assert DRF_RATE.fullmatch(configmap(overlay)["CARS_ANON_RATE"])
+    # ingress-nginx sends the client it saw as the one X-Forwarded-For entry.
+    assert configmap(overlay)["CARS_NUM_PROXIES"] == "1"
+
+
+CONTROLLER_SETTINGS = (
+    "externalTrafficPolicy: Local",
+    "use-proxy-protocol",
+    "use-forwarded-headers",
+    "proxy-real-ip-cidr",
+    "compute-full-forwarded-for",
+)
+
+
+def test_k8s_says_how_the_ingress_controller_must_see_client_addresses():
+    """Behind a load balancer that rewrites addresses every client is the balancer: the
+    limits and django-axes' lockout turn global. What to set is the controller's, outside
+    these manifests, so the README's Kubernetes section and the Ingress say it."""
+    readme = DEPLOYING.read_text()
+    kubernetes = readme[readme.index("### Kubernetes") : readme.index("### S3 and CloudFront")]
+    ingress = (K8S / "base" / "ingress.yaml").read_text()
+    for setting in (*CONTROLLER_SETTINGS, "limit-req-status-code", "CARS_NUM_PROXIES"):
+        assert setting in kubernetes, f"README.md, Kubernetes: {setting}"
+        assert setting in ingress, f"deploy/k8s/base/ingress.yaml: {setting}"
+    for overlay in OVERLAYS:
+        comments = (K8S / "overlays" / overlay / "patches.yaml").read_text()
+        for setting in CONTROLLER_SETTINGS[:4]:
+            assert setting in comments, f"{overlay}/patches.yaml: {setting}"
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

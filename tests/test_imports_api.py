@@ -6,8 +6,10 @@ the POST, so the answer already tells how it went; with one it is handed to Cele
 commit.
 """
 
+import base64
 import io
 import re
+from datetime import timedelta, timezone
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -454,6 +456,47 @@ def test_bad_paging_parameters_answer_400(admin_client, query):
 
     assert response.status_code == 400
     assert response.json()["detail"]
+
+
+def cursor(token: str) -> str:
+    return base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "[" * 50_000 + "]" * 50_000,  # past the JSON parser's recursion limit
+        '["2024-05-01T12:00:00+00:00", 1, ' + "[" * 50_000 + "]" * 50_000 + "]",
+        '["2024-05-01T12:00:00+00:00\\u0000", 1, 0]',  # PostgreSQL text holds no NUL
+        '["\\ud800", 1, 0]',  # a lone surrogate: no driver encodes it
+        '["2024-05-01T12:00:00", 1, 0]',  # no offset: which instant?
+        '["0001-01-01T00:00:00+01:00", 1, 0]',  # before year 1 in UTC
+    ],
+)
+def test_a_cursor_the_database_would_refuse_is_a_400_not_a_500(admin_client, token):
+    """Issue #22: the imports list shares the cars' cursor (cars.api.pagination)."""
+    create_job(source="http://example.com/cars.csv")
+
+    response = admin_client.get("/api/imports/", {"cursor": cursor(token)})
+
+    assert response.status_code == 400, response.content[:200]
+    assert response.json()["detail"]
+
+
+def test_a_cursor_time_with_any_offset_is_that_instant(admin_client):
+    """PostgreSQL refuses offsets beyond ±15:59 (a 500 before issue #22)."""
+    jobs = [create_job(source=f"http://example.com/{n}.csv") for n in range(3)]
+    newest = ImportJob.objects.get(pk=jobs[-1].pk)
+    far_west = newest.created_at.astimezone(timezone(-timedelta(hours=23, minutes=59)))
+
+    pages = [
+        admin_client.get("/api/imports/", {"cursor": cursor(f'["{moment}", {newest.pk}, 0]')})
+        for moment in (newest.created_at.isoformat(), far_west.isoformat())
+    ]
+
+    assert [page.status_code for page in pages] == [200, 200]
+    assert [job["id"] for job in pages[1].json()] == [job["id"] for job in pages[0].json()]
+    assert [job["id"] for job in pages[0].json()] == [jobs[1].pk, jobs[0].pk]
 
 
 def test_the_import_csv_command_records_a_job_the_api_lists(admin_client, catalog_url):

@@ -9,7 +9,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
@@ -27,6 +28,10 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
+# Orderings whose cursor value is a point in time (the imports API orders by created_at).
+DATETIME_FIELDS = frozenset({"updated_at", "created_at"})
+
+
 @dataclass(frozen=True)
 class Cursor:
     value: object  # the ordering field's value of the item the page starts after
@@ -40,27 +45,57 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str, ordering: Ordering) -> "Cursor":
+        """The position a token names, or BadRequest (400).
+
+        A token is the client's: every value a database could refuse is refused here
+        (PostgreSQL takes no NUL in text and no time zone offset beyond ±15:59, no driver
+        encodes a lone surrogate, and a deeply nested list exhausts the JSON parser's
+        recursion). A time is the instant it names, in UTC, and an id ordering's position
+        is the id: two spellings of one position decode equal, as the cache key is the
+        decoded cursor.
+        """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             value, pk, reverse = json.loads(raw)
-            if ordering.field == "updated_at":
-                value = datetime.fromisoformat(value)
-            elif ordering.field == "id":
-                value = int(value)
-            elif not isinstance(value, str):
+            if type(pk) is not int or not 0 <= pk <= MAX_INT or reverse not in (0, 1):
                 raise TypeError
-            if not isinstance(pk, int) or not 0 <= pk <= MAX_INT:
-                raise TypeError
-            return cls(value, pk, bool(reverse))
-        except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
+            return cls(_position_value(value, ordering, pk), pk, bool(reverse))
+        except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
             raise BadRequest("cursor is not valid") from exc
+
+
+def _position_value(value: object, ordering: Ordering, pk: int) -> object:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("NUL in a cursor")
+    if ordering.field == "id":
+        int(value)  # a number, though the id alone places the page
+        return pk
+    if ordering.field in DATETIME_FIELDS:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time needs an offset")
+        return moment.astimezone(UTC)  # the offset PostgreSQL refuses beyond ±15:59
+    if not isinstance(value, str):
+        raise TypeError
+    value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return value
 
 
 @dataclass(frozen=True)
 class PageRequest:
     limit: int
-    offset: int | None
-    cursor: str | None
+    offset: int | None  # None: keyset pages (a cursor, or the first page)
+    cursor: Cursor | None
+
+    def params(self) -> list[tuple[str, str]]:
+        """The paging parameters in their one spelling: the default limit written out
+        (as DRF's links do), and offset or cursor."""
+        params = [("limit", str(self.limit))]
+        if self.offset is not None:
+            params.append(("offset", str(self.offset)))
+        if self.cursor is not None:
+            params.append(("cursor", self.cursor.encode()))
+        return params
 
 
 def _non_negative_int(params: QueryDict, name: str) -> int | None:
@@ -78,7 +113,8 @@ def _non_negative_int(params: QueryDict, name: str) -> int | None:
     return value
 
 
-def parse_page_request(params: QueryDict) -> PageRequest:
+def parse_page_request(params: QueryDict, *, ordering: Ordering | None) -> PageRequest:
+    """`ordering` None: ranked by relevance, where only offsets page (no cursor)."""
     limit = _non_negative_int(params, "limit")
     maximum = settings.CARS_MAX_PAGE_SIZE
     if limit is None:
@@ -86,10 +122,15 @@ def parse_page_request(params: QueryDict) -> PageRequest:
     elif not 1 <= limit <= maximum:
         raise BadRequest(f"limit must be between 1 and {maximum}")
     offset = _non_negative_int(params, "offset")
-    cursor = params.get("cursor")
-    if offset is not None and cursor is not None:
+    token = params.get("cursor")
+    if token is None:
+        return PageRequest(limit, 0 if ordering is None and offset is None else offset, None)
+    if offset is not None:
         raise BadRequest("use either offset or cursor, not both")
-    return PageRequest(limit, offset, cursor)
+    if ordering is None:
+        raise BadRequest("cursor cannot be combined with a search ranked by relevance")
+    # An empty cursor is the first page, as no cursor is.
+    return PageRequest(limit, None, Cursor.decode(token, ordering) if token else None)
 
 
 @dataclass
@@ -103,7 +144,7 @@ def paginate(
     rows: QuerySet, request: PageRequest, *, ordering: Ordering | None, total: int
 ) -> Page:
     """Slice `rows`; keyset when possible, offset for searches ranked by relevance."""
-    if request.cursor is not None or (request.offset is None and ordering is not None):
+    if request.offset is None and ordering is not None:
         return _keyset_page(rows, request, ordering)
     return _offset_page(rows, request, total)
 
@@ -116,11 +157,8 @@ def _offset_page(rows: QuerySet, request: PageRequest, total: int) -> Page:
     return Page(items, next_params, prev_params)
 
 
-def _keyset_page(rows: QuerySet, request: PageRequest, ordering: Ordering | None) -> Page:
-    if ordering is None:
-        raise BadRequest("cursor cannot be combined with a search ranked by relevance")
-    limit = request.limit
-    cursor = Cursor.decode(request.cursor, ordering) if request.cursor else None
+def _keyset_page(rows: QuerySet, request: PageRequest, ordering: Ordering) -> Page:
+    limit, cursor = request.limit, request.cursor
     if cursor is not None:
         rows = rows.filter(_after(ordering, cursor))
         if cursor.reverse:
@@ -156,14 +194,15 @@ def _after(ordering: Ordering, cursor: Cursor) -> Q:
     )
 
 
-def link_header(request, page: "Page") -> str:
-    """GitHub-style `Link` header for a page: the request's URL with offset/cursor swapped."""
+def link_header(request, page: Page, params: list[tuple[str, str]]) -> str:
+    """GitHub-style `Link` header for a page: the request's path with the page's own
+    parameters (`params`, in their one spelling, offset and cursor swapped for the
+    neighbour's). Parameters the view does not read are left out: they would make
+    equal pages differ."""
+    kept = [(name, value) for name, value in params if name not in ("offset", "cursor")]
     links = []
-    for rel, params in (("next", page.next_params), ("prev", page.prev_params)):
-        if params is not None:
-            query = request.GET.copy()
-            for name in ("offset", "cursor"):
-                query.pop(name, None)
-            query.update(params)
-            links.append(f'<{request.build_absolute_uri("?" + query.urlencode())}>; rel="{rel}"')
+    for rel, neighbour in (("next", page.next_params), ("prev", page.prev_params)):
+        if neighbour is not None:
+            query = urlencode([*kept, *neighbour.items()])
+            links.append(f'<{request.build_absolute_uri("?" + query)}>; rel="{rel}"')
     return ", ".join(links)

@@ -19,10 +19,11 @@ from cars.catalog import catalog_version
 from cars.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.rendition_urls import RenditionUrls
 from cars.search import understand
-from cars.selectors import Ordering, car_detail, car_rows, count_cars
+from cars.selectors import car_detail, car_rows, count_cars
 from core.serializers import ErrorSerializer
 
-from .pagination import MAX_INT, BadRequest, link_header, paginate, parse_page_request
+from .pagination import MAX_INT, link_header, paginate
+from .query import parse_car_query, parse_list_query, parsed_query
 from .serializers import CarDetailSerializer, CarSerializer
 
 
@@ -36,15 +37,22 @@ class ReadOnlyCarView(APIView):
     """Public, read-only: any write answers 405, whoever asks.
 
     ETags, Cache-Control and the response cache are added around these views by
-    cars.api.caching.CatalogCacheMiddleware, so a cached page never enters DRF.
+    cars.api.caching.CatalogCacheMiddleware, so a cached page never enters DRF. It keys
+    a page on `parse_query` (what the view reads of the query string) and on the
+    renderer it negotiates, and hands both to the view.
     """
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
+    parse_query = staticmethod(parse_car_query)
+
+    def perform_content_negotiation(self, request, force=False):
+        negotiated = getattr(request, "cars_rendering", None)  # the cache middleware's
+        return negotiated or super().perform_content_negotiation(request, force)
 
 
 class CarListQuery(serializers.Serializer):
-    """The list's query parameters, for the OpenAPI schema (parsed in pagination.py)."""
+    """The list's query parameters, for the OpenAPI schema (parsed in query.py)."""
 
     limit = serializers.IntegerField(
         required=False,
@@ -97,6 +105,8 @@ ERRORS = {
 
 
 class CarListView(ReadOnlyCarView):
+    parse_query = staticmethod(parse_list_query)
+
     @extend_schema(
         parameters=[CarListQuery, CORRECTED],
         responses={200: CarSerializer(many=True), **ERRORS},
@@ -104,22 +114,20 @@ class CarListView(ReadOnlyCarView):
     )
     def get(self, request, platform: str = DEFAULT_PLATFORM):
         platform = _platform(platform)
-        page_request = parse_page_request(request.GET)
-        text = request.GET.get("search", "").strip()
-        ordering = _ordering(request.GET.get("ordering"), text)
-        search = understand(text) if text else ""
+        query = parsed_query(request, self.parse_query)
+        search = understand(query.search) if query.search else ""
         version = getattr(request, "catalog_version", None) or catalog_version()
         total = count_cars(search=search, version=version)
         page = paginate(
-            car_rows(search=search, ordering=ordering),
-            page_request,
-            ordering=ordering,
+            car_rows(search=search, ordering=query.ordering),
+            query.page,
+            ordering=query.ordering,
             total=total,
         )
         context = {"urls": RenditionUrls(request.build_absolute_uri), "platform": platform}
         response = Response(CarSerializer(page.items, many=True, context=context).data)
         response["X-Total-Count"] = str(total)
-        if link := link_header(request, page):
+        if link := link_header(request, page, query.params()):
             response["Link"] = link
         if search and search.corrected:
             response["X-Search-Corrected"] = quote(search.corrected, safe=" ")
@@ -133,15 +141,6 @@ class CarListView(ReadOnlyCarView):
 )
 class CarPlatformListView(CarListView):
     """The same list, with `image` rendered for the platform in the path."""
-
-
-def _ordering(raw: str | None, search: str) -> Ordering | None:
-    if raw is None or raw == "":
-        return None if search else Ordering("id")
-    try:
-        return Ordering.parse(raw)
-    except ValueError as exc:
-        raise BadRequest(str(exc)) from None
 
 
 class CarDetailView(ReadOnlyCarView):
