@@ -9,7 +9,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -50,9 +50,9 @@ class Cursor:
         A token is the client's: every value a database could refuse is refused here
         (PostgreSQL takes no NUL in text and no time zone offset beyond ±15:59, no driver
         encodes a lone surrogate, and a deeply nested list exhausts the JSON parser's
-        recursion). A time is the instant it names, in UTC, and an id ordering's position
-        is the id: two spellings of one position decode equal, as the cache key is the
-        decoded cursor.
+        recursion). A time must be in UTC, as every cursor this API writes is: a cursor
+        in another offset is not one of ours. An id ordering's position is the id: two
+        spellings of one position decode equal, as the cache key is the decoded cursor.
         """
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
@@ -72,9 +72,9 @@ def _position_value(value: object, ordering: Ordering, pk: int) -> object:
         return pk
     if ordering.field in DATETIME_FIELDS:
         moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise ValueError("a cursor's time needs an offset")
-        return moment.astimezone(UTC)  # the offset PostgreSQL refuses beyond ±15:59
+        if moment.utcoffset() != timedelta(0):  # None (no offset) too
+            raise ValueError("a cursor's time is in UTC")
+        return moment.astimezone(UTC)
     if not isinstance(value, str):
         raise TypeError
     value.encode()  # UnicodeEncodeError (a ValueError) for a lone surrogate
