@@ -101,20 +101,32 @@ def test_the_anonymous_rate_limit_answers_429_json(tmp_path):
     env["LOG_LEVEL"] = "WARNING"
     assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
     script = (
-        "import json; from django.test import Client; c = Client();"
-        "r = [c.get('/api/cars/', HTTP_X_FORWARDED_PROTO='https') for _ in range(5)];"
+        "import json; from django.db import connection;"
+        "from django.test import Client; from django.test.utils import CaptureQueriesContext;"
+        "c = Client(); r = []; q = []\n"
+        "for _ in range(5):\n"
+        "    with CaptureQueriesContext(connection) as ctx:\n"
+        "        r.append(c.get('/api/cars/', HTTP_X_FORWARDED_PROTO='https'))\n"
+        "    q.append(sum('cars_car' in x['sql'] for x in ctx.captured_queries))\n"
+        "s = Client(); s.cookies['sessionid'] = 'not-a-session'\n"
+        "r.append(s.get('/api/cars/', HTTP_X_FORWARDED_PROTO='https'))\n"
         "print('RESULT ' + json.dumps([[x.status_code, x['Content-Type'], x.content.decode(),"
-        " x.get('Retry-After')] for x in r]))"
+        " x.get('Retry-After')] for x in r])); print('QUERIES ' + json.dumps(q))"
     )
     result = manage(env, "shell", "-c", script)
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
     answers = json.loads(line.removeprefix("RESULT "))
-    assert [status for status, *_ in answers] == [200, 200, 200, 429, 429]
+    # A forged session cookie does not dodge the limit (the view's throttle judges it).
+    assert [status for status, *_ in answers] == [200, 200, 200, 429, 429, 429]
     _, content_type, body, retry_after = answers[3]
     assert content_type == "application/json"
     assert "throttled" in json.loads(body)["detail"].lower()
     assert retry_after and int(retry_after) > 0
+    # The limit does not turn the response cache off: the 2nd and 3rd pages are hits.
+    queries = next(x for x in result.stdout.splitlines() if x.startswith("QUERIES "))
+    queries = json.loads(queries.removeprefix("QUERIES "))
+    assert queries[0] > 0 and queries[1:3] == [0, 0], queries
 
 
 @pytest.mark.django_db

@@ -24,20 +24,22 @@ renderer) goes to the view untouched, which answers its error; only 200s are sto
 """
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.signals import setting_changed
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.http.request import split_domain_port
 from django.urls import Resolver404, resolve
 from django.utils.cache import patch_vary_headers
 from django.utils.http import parse_etags
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
@@ -67,16 +69,42 @@ class CatalogCacheMiddleware:
         if if_none_match and tag in parse_etags(if_none_match):
             return _finish(HttpResponseNotModified(), tag)
         key = "cars:response:" + tag.strip('"')
-        # An anonymous rate limit (DRF's throttles) must see every request.
-        store = not api_settings.DEFAULT_THROTTLE_CLASSES and _one_spelling(request, host)
-        cached = cache.get(key) if store else None
+        store = _one_spelling(request, host)
+        # An anonymous rate limit (CARS_ANON_RATE) must see every request: a cached page
+        # is served only to a client that is surely anonymous, once the throttle let it
+        # through; one that may be signed in (a session cookie, an Authorization header,
+        # real or not) goes to the view, whose DRF throttles judge it.
+        throttles = api_settings.DEFAULT_THROTTLE_CLASSES
+        served = store and not (throttles and _may_be_signed_in(request))
+        cached = cache.get(key) if served else None
         if cached is not None:
+            refused = _throttled(request, throttles) if throttles else None
+            if refused is not None:
+                return refused
             content, headers = cached
             return _finish(HttpResponse(content, headers=headers), tag)
         response = self.get_response(request)  # rendered already (the handler renders)
         if store and response.status_code == 200 and not response.streaming:
             cache.set(key, (response.content, dict(response.items())), CACHE_SECONDS)
         return _finish(response, tag) if response.status_code < 500 else response
+
+
+def _may_be_signed_in(request: HttpRequest) -> bool:
+    return settings.SESSION_COOKIE_NAME in request.COOKIES or "HTTP_AUTHORIZATION" in request.META
+
+
+def _throttled(request: HttpRequest, throttles) -> HttpResponse | None:
+    """DRF's 429 for an anonymous client over its rate, as the view would answer it; None
+    when every throttle lets the request through (and counts it)."""
+    request.user = AnonymousUser()  # surely anonymous (_may_be_signed_in), as DRF sees it
+    for throttle in (cls() for cls in throttles):
+        if not throttle.allow_request(request, None):
+            wait = throttle.wait()
+            response = JsonResponse({"detail": str(Throttled(wait).detail)}, status=429)
+            if wait is not None:
+                response["Retry-After"] = str(math.ceil(wait))
+            return response
+    return None
 
 
 @dataclass(frozen=True)
