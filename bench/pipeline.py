@@ -27,6 +27,7 @@ SHARED_ROWS = 10_000
 DISTINCT = 20
 URLS_PER_PICTURE = 5
 SCALE_DB = 13  # the Redis database number the scale benchmark flushes and uses
+last_shared: dict | None = None  # this run's shared-pictures figures (bench/feeds.py)
 
 
 def run(cfg: Config) -> tuple[dict, list[Row]]:
@@ -44,6 +45,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
 
 
 def shared_pictures(cfg: Config) -> tuple[dict, list[Row]]:
+    global last_shared
     count = SHARED_ROWS // 10 if cfg.quick else SHARED_ROWS
     images = data.import_images(DISTINCT)
     with ImageServer(images[0].parent, latency=cfg.latency) as server:
@@ -73,6 +75,7 @@ def shared_pictures(cfg: Config) -> tuple[dict, list[Row]]:
         "files_written": files,
         "ratio": ratio,
     }
+    last_shared = results
     label = f"{count // 1000}k rows over {DISTINCT} pictures"
     return results, [
         at_most(
@@ -114,6 +117,7 @@ def _import(site: Site, csv_path: Path, cfg: Config) -> dict:
         "cpu_s": timed.cpu_seconds,
         "counts": report["counts"],
         "pictures": report.get("pictures"),
+        "timings": report.get("timings") or {},
     }
 
 

@@ -1,0 +1,222 @@
+"""A real feed: `cfg.bulk_rows` rows with 10 attributes and 5 picture URLs each.
+
+The CSV is shaped like a Google Merchant export: id, title, description, ten attribute
+columns (price, mileage, year, make, model, colour, fuel, gearbox, doors, city), an
+`image_link` column and an `additional_image_link` column holding 4 more URLs, comma
+separated. The 5 URLs of a row name 5 of 20 distinct 1600×1200 photos (bench/data.py's
+import images) served by the local image server with the run's latency, each photo under
+5 URLs (`?sig=` rotated, as in the shared-pictures row): 100 distinct URLs in all. The URLs
+hold the server's port, so the CSV is written again on every run (`bench/data/csv/`).
+
+One `manage.py import_csv` on a fresh site, then two rows:
+
+- **Row phase** (`report.timings["rows"]`: reading, attributes, picture lists, the cars and
+  their `CarPicture` rows) against the row phase of the same run's plain import of as many
+  rows (`bulk.import_rows`: id, title, description, no image; reused when `bulk` ran).
+  Target ≤ 1.5×.
+- **Picture phase** (`report.timings["images"]`: 100 downloads, 20 pictures rendered, every
+  car's 5 places recorded) against the picture phase of the same run's shared-pictures
+  row (`pipeline`: the same 100 URLs over the same 20 photos, one per car), with that
+  row's target, ≤ 1.5×; information only when `pipeline` did not run.
+
+Checked (else an error): every row created, 5 pictures ok per car, none failed.
+"""
+
+import csv
+import random
+from pathlib import Path
+
+from . import bulk, data, pipeline
+from .common import DATA, Config, Site, import_csv, migrate
+from .imageserver import ImageServer
+from .report import Row, at_most, check, info, rate, seconds
+
+DISTINCT = 20  # photos
+URLS_PER_PICTURE = 5  # `?sig=` variants of each photo's URL
+PER_ROW = 5  # picture URLs per row: image_link and 4 in additional_image_link
+ROW_GOAL = 1.5  # row phase, at most this multiple of the plain import's
+PICTURE_GOAL = 1.5  # picture phase vs the shared-pictures row's (that row's own target)
+
+ATTRIBUTES = ("price", "mileage", "year", "make", "model", "colour", "fuel", "gearbox")
+ATTRIBUTES += ("doors", "city")
+MODELS = {
+    "Volkswagen": ("Golf", "Polo", "Passat", "Tiguan", "Touran"),
+    "Ford": ("Fiesta", "Focus", "Kuga", "Mondeo", "Puma"),
+    "Renault": ("Clio", "Megane", "Captur", "Kadjar", "Zoe"),
+    "Peugeot": ("208", "308", "2008", "3008", "5008"),
+    "Toyota": ("Yaris", "Corolla", "C-HR", "RAV4", "Aygo"),
+    "BMW": ("118i", "320d", "520d", "X1", "X3"),
+    "Skoda": ("Fabia", "Octavia", "Superb", "Karoq", "Kodiaq"),
+    "Opel": ("Corsa", "Astra", "Insignia", "Mokka", "Zafira"),
+}
+COLOURS = ("black", "white", "silver", "grey", "blue", "red", "green", "brown", "beige")
+FUELS = ("petrol", "diesel", "hybrid", "electric", "LPG")
+GEARBOXES = ("manual", "automatic")
+CITIES = (
+    "Berlin",
+    "Hamburg",
+    "München",
+    "Köln",
+    "Frankfurt am Main",
+    "Lyon",
+    "Marseille",
+    "Toulouse",
+    "Lille",
+    "Bordeaux",
+    "Milano",
+    "Torino",
+    "Wien",
+    "Graz",
+    "Zürich",
+)
+
+
+def run(cfg: Config) -> tuple[dict, list[Row]]:
+    rows = cfg.bulk_rows
+    images = data.import_images(DISTINCT)
+    with ImageServer(images[0].parent, latency=cfg.latency) as server:
+        csv_path = feed_csv(rows, images, server.base_url)
+        site = Site.fresh("feed")
+        migrate(site)
+        timed, report = import_csv(
+            site,
+            csv_path,
+            workers=cfg.workers,
+            report_path=site.folder / "report.json",
+            log_name="import-feed",
+        )
+        served = server.stats()
+    counts, timings = report["counts"], report.get("timings") or {}
+    plain = bulk._tables.get(rows) or bulk.import_rows(rows)  # the same run's, if bulk ran
+    plain_rows_s = (plain.get("timings") or {}).get("rows", plain["seconds"])
+    shared = pipeline.last_shared
+    shared_images_s = ((shared or {}).get("ours", {}).get("timings") or {}).get("images")
+
+    complete = (
+        counts.get("created") == rows
+        and counts.get("images_ok") == PER_ROW * rows
+        and counts.get("images_failed") == 0
+        and counts.get("rejected") == 0
+    )
+    if not complete:  # the timings of an incomplete import mean nothing
+        raise RuntimeError(f"feed import incomplete: {counts} (rows {rows}, {PER_ROW} each)")
+    rows_s, images_s = timings.get("rows"), timings.get("images")
+    results = {
+        "rows": rows,
+        "csv_mb": csv_path.stat().st_size / 1e6,
+        "distinct_pictures": DISTINCT,
+        "urls": DISTINCT * URLS_PER_PICTURE,
+        "pictures_per_row": PER_ROW,
+        "seconds": timed.seconds,
+        "cpu_seconds": timed.cpu_seconds,
+        "peak_rss_mb": timed.peak_rss_mb,
+        "counts": counts,
+        "pictures": report.get("pictures"),
+        "timings": timings,
+        "warnings": report.get("warnings"),
+        "server": served,
+        "plain": {k: v for k, v in plain.items() if k != "site"},
+        "plain_rows_s": plain_rows_s,
+        "row_ratio": rows_s / plain_rows_s if rows_s else None,
+        "shared_images_s": shared_images_s,
+        "picture_ratio": images_s / shared_images_s if images_s and shared_images_s else None,
+        "complete": complete,
+    }
+    n = f"{rows // 1000}k"
+    picture_label = f"  picture phase ({PER_ROW * rows:,} places, {DISTINCT} photos)"
+    picture_note = (
+        f"fetch {seconds(timings.get('fetch'))}, {served['requests']} requests; "
+        f"pictures {report.get('pictures')}"
+    )
+    if shared_images_s:
+        shared_rows = shared["rows"]
+        picture_row = at_most(
+            picture_label,
+            seconds(images_s),
+            f"{seconds(shared_images_s)} (shared pictures, {shared_rows:,} places)",
+            results["picture_ratio"],
+            PICTURE_GOAL,
+            note=f"the same 100 URLs over 20 photos; {picture_note}",
+        )
+    else:
+        picture_row = info(
+            picture_label,
+            seconds(images_s),
+            "n/a (pipeline did not run)",
+            note=picture_note,
+        )
+    table = [
+        at_most(
+            f"{n}-row feed, row phase (vs {n} plain rows)",
+            f"{seconds(rows_s)} ({rate(rows / rows_s if rows_s else None, 'rows/s')})",
+            f"{seconds(plain_rows_s)} (plain rows, whole import {seconds(plain['seconds'])})",
+            results["row_ratio"],
+            ROW_GOAL,
+            note=f"10 attributes, {PER_ROW} picture URLs a row; whole import "
+            f"{seconds(timed.seconds)}, CPU {timed.cpu_seconds:.1f} s",
+        ),
+        picture_row,
+        check(
+            "  feed import complete",
+            f"{counts.get('created'):,} cars, {counts.get('images_ok'):,} pictures ok, "
+            f"{counts.get('images_failed')} failed",
+            f"{rows:,} cars, {PER_ROW * rows:,} pictures",
+            complete,
+        ),
+        info(
+            f"  feed import peak RSS ({n} rows)",
+            f"{timed.peak_rss_mb:.0f} MB",
+            f"plain rows {plain['peak_rss_mb']:.0f} MB",
+            timed.peak_rss_mb / plain["peak_rss_mb"],
+        ),
+    ]
+    return results, table
+
+
+def feed_csv(count: int, images: list[Path], base_url: str) -> Path:
+    """The feed's CSV for the image server at `base_url` (seeded: only the port changes)."""
+    path = DATA / "csv" / f"feed-{count}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    rnd = random.Random(count)
+    makes = list(MODELS)
+    step = DISTINCT // PER_ROW  # a row's photos are spread over the 20
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        header = ["id", "title", "description", *ATTRIBUTES]
+        writer.writerow([*header, "image_link", "additional_image_link"])
+        for i in range(count):
+            make = rnd.choice(makes)
+            model = rnd.choice(MODELS[make])
+            year = rnd.randint(2008, 2024)
+            fuel = rnd.choices(FUELS, weights=(45, 35, 10, 7, 3))[0]
+            attributes = (
+                str(rnd.randrange(2_500, 65_000, 10)),
+                str(rnd.randrange(0, 30_000) if year >= 2023 else rnd.randrange(5_000, 240_000)),
+                str(year),
+                make,
+                model,
+                rnd.choice(COLOURS),
+                fuel,
+                "automatic" if fuel == "electric" else rnd.choice(GEARBOXES),
+                rnd.choice(("3", "5", "5", "5")),
+                rnd.choice(CITIES),
+            )
+            variant = (i // DISTINCT) % URLS_PER_PICTURE
+            urls = [
+                f"{base_url}/{images[(i + k * step) % DISTINCT].name}?sig={variant}"
+                for k in range(PER_ROW)
+            ]
+            title = f"{make} {model} {year}, {attributes[1]} km"
+            writer.writerow(
+                [
+                    f"feed-{i}",
+                    title,
+                    data._description(rnd),
+                    *attributes,
+                    urls[0],
+                    ",".join(urls[1:]),
+                ]
+            )
+    tmp.replace(path)
+    return path
