@@ -1,6 +1,7 @@
 """Every write to `Car`, with the rules that come with one: the catalogue version, the
-files a car owns (released after commit once no car shows them) and the search words.
-Callers (the import's row phase and image phase, the admin) decide what to write."""
+files a car owns (released after commit once no car shows them), the search words, and
+the search engine's index (after commit). Callers (the import's row phase and image
+phase, the admin) decide what to write."""
 
 import json
 from collections.abc import Callable, Iterable
@@ -15,6 +16,7 @@ from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
 from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .search import deferred_search_index, rebuild_vocabulary
+from .search_engine import index_on_commit, indexing_writes
 
 TABLE = Car._meta.db_table
 BATCH_SIZE = 2000
@@ -110,7 +112,7 @@ def upsert_cars(
     """
     done = Upserted()
     writer = _Writer(done, refresh_images=refresh_images)
-    with deferred_search_index():
+    with deferred_search_index(), indexing_writes():
         batch: list[CarRow] = []
         for row in rows:
             batch.append(row)
@@ -226,6 +228,7 @@ def _prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
             legacy += legacy_files(legacy_image, legacy_renditions)
     for start in range(0, len(doomed), batch_size):
         Car.objects.filter(pk__in=doomed[start : start + batch_size]).delete()
+    index_on_commit(doomed)
     release_on_commit(pictures)
     delete_files_on_commit(legacy)
     return len(doomed)
@@ -282,17 +285,21 @@ def car_save(*, car: Car, text_changed: bool) -> None:
     car.save()
     if text_changed:
         rebuild_vocabulary()
+        index_on_commit([car.pk])
     bump_catalog_version()
 
 
 def cars_delete(*, cars: QuerySet) -> None:
     """Delete these cars, then (once that commits) the pictures and files no car shows."""
     with transaction.atomic():
-        for picture_id, legacy_image, legacy_renditions in cars.values_list(
-            "picture_id", "legacy_image", "legacy_renditions"
+        deleted = []
+        for pk, picture_id, legacy_image, legacy_renditions in cars.values_list(
+            "pk", "picture_id", "legacy_image", "legacy_renditions"
         ):
+            deleted.append(pk)
             release_on_commit([picture_id])
             delete_files_on_commit(legacy_files(legacy_image, legacy_renditions))
         cars.delete()
+        index_on_commit(deleted)
         rebuild_vocabulary()
         bump_catalog_version()
