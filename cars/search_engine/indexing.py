@@ -195,7 +195,6 @@ def _swap(es: OpenSearch, alias: str, name: str) -> None:
     if not old and es.indices.exists(index=alias):
         old = [alias]  # a concrete index of that name (created by hand): replaced
     actions = [
-        {"remove": {"index": f"{alias}-*", "alias": alias, "must_exist": False}},
         {"add": {"index": name, "alias": alias}},
         *({"remove_index": {"index": index}} for index in old if index != name),
     ]
