@@ -20,6 +20,7 @@ indexes again the cars written meanwhile (they went to the old index).
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from .mapping import CAR_FIELDS, document, index_body, live_settings
 logger = logging.getLogger("cars.search")
 
 BULK_SIZE = 1000  # cars per bulk request (about 0.5 MB of text)
+DRAIN_SECONDS = 2.0  # searches begun on an old index end before it is deleted
 
 
 class IndexingFailed(Exception):
@@ -189,16 +191,20 @@ def rebuild() -> Rebuilt:
 
 
 def _swap(es: OpenSearch, alias: str, name: str) -> None:
-    """Point `alias` at `name` alone and delete the indices it pointed at, atomically:
-    searches read the old index up to this request, the new one from it on."""
+    """Point `alias` at `name` alone, in one atomic request: searches read the old index
+    up to it, the new one from it on. The old index is deleted a moment later, once the
+    searches that began on it have ended (deleting it in the same request failed them)."""
     old = list(es.indices.get_alias(name=alias)) if es.indices.exists_alias(name=alias) else []
+    actions = [{"add": {"index": name, "alias": alias}}]
+    actions += [{"remove": {"index": index, "alias": alias}} for index in old if index != name]
     if not old and es.indices.exists(index=alias):
-        old = [alias]  # a concrete index of that name (created by hand): replaced
-    actions = [
-        {"add": {"index": name, "alias": alias}},
-        *({"remove_index": {"index": index}} for index in old if index != name),
-    ]
+        # A concrete index of that name (made by hand, or by a write before any rebuild):
+        # an alias cannot share its name, so it goes in the same request.
+        actions.append({"remove_index": {"index": alias}})
     es.indices.update_aliases(body={"actions": actions})
+    if old := [index for index in old if index != name]:
+        time.sleep(DRAIN_SECONDS)
+        es.indices.delete(index=old, ignore_unavailable=True)
 
 
 def _delete_orphans(es: OpenSearch, alias: str, *, keep: str) -> None:

@@ -11,6 +11,7 @@ production (a test inside one never-committed transaction would never index anyt
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -63,16 +64,33 @@ def search_run_index() -> Iterator[str]:
 
 @pytest.fixture(params=ENGINES)
 def search_engine(request, settings, search_run_index) -> Iterator[str]:
-    """ "database" (SEARCH_URL unset) or "opensearch" (this run's index, fresh)."""
+    """The engine's name: "database" (SEARCH_URL unset), or "opensearch" (this run's
+    index, fresh)."""
     if request.param == "database":
         settings.SEARCH_URL = ""
         yield "database"
         return
+    with _fresh_index(settings, search_run_index):
+        yield "opensearch"
+
+
+@pytest.fixture
+def opensearch(settings, search_run_index, transactional_db) -> Iterator[OpenSearch]:
+    """OpenSearch only (tests of the engine itself): a client of the node, and this
+    run's index, fresh, behind SEARCH_INDEX."""
+    with _fresh_index(settings, search_run_index):
+        yield OpenSearch(hosts=[OPENSEARCH_URL])
+
+
+@contextmanager
+def _fresh_index(settings, alias: str) -> Iterator[None]:
     require_opensearch()
     settings.SEARCH_URL = OPENSEARCH_URL
-    settings.SEARCH_INDEX = search_run_index
+    settings.SEARCH_INDEX = alias
     from cars.search_engine import rebuild
 
     rebuild()  # empty, or with the cars a fixture set up before this one
-    yield "opensearch"
-    delete_indices(search_run_index)
+    try:
+        yield
+    finally:
+        delete_indices(alias)
