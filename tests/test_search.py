@@ -25,6 +25,7 @@ from cars.models import Car, SearchWord
 from cars.search import apply_search, deferred_search_index
 from imports.services import run_import
 from tests.support.catalog import write_csv
+from tests.support.search import index_existing_cars
 
 # Every test on the embedded search and on OpenSearch (tests/support/search.py): the same
 # answers from both.
@@ -432,6 +433,7 @@ def test_a_typo_finds_the_right_car_first_among_a_million(client, db):
     decoy = ("decoy", "Aurore Tourer Aurore", "Aurore tourer, aurore.")
     _load_in_bulk(itertools.chain(_bench_rows(1_000_000), [needle, decoy]))
     assert Car.objects.count() == 1_000_002
+    index_existing_cars()  # loaded around cars.services: indexed as a rebuild would
 
     ranks = _ranks("auroar tourer")  # aurora: 1 edit (a swap); aurore: 2
     assert ranks["Aurore Tourer Aurore"] > ranks["Aurora Tourer"]

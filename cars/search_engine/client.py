@@ -21,6 +21,7 @@ from opensearchpy.exceptions import NotFoundError, OpenSearchException
 logger = logging.getLogger("cars.search")
 
 RETRY_AFTER = 10.0  # seconds without asking an engine that did not answer
+PING_TIMEOUT = 2.0
 T = TypeVar("T")
 _down_until: dict[str, float] = {}  # SEARCH_URL → monotonic time
 
@@ -67,5 +68,6 @@ def ask(request: Callable[[OpenSearch], T]) -> T:
 
 
 def ping() -> None:
-    """Raise unless the engine answers (for /readyz): asked even while it is marked down."""
-    client().info()
+    """Raise unless the engine answers (for /readyz): asked even while it is marked down,
+    within a probe's patience."""
+    client().info(request_timeout=min(settings.SEARCH_TIMEOUT, PING_TIMEOUT))

@@ -11,9 +11,12 @@ never fuzzy.
 
 Best match first, as `cars.search.best_match_first`: fewer edits first, then relevance
 (BM25, a title hit weighing ten description hits, as SQLite's bm25 weights), then id.
-The engine sorts by score only, so the edits are in the score: each corrected word adds
-a constant `TIER` per edit it did not need (two when the car has the word as typed, one
-when it has a word one edit away). Relevance stays far below `TIER`.
+Each word scores its best way of matching (`dis_max`), so a car scores for `famly` as
+it does for `family` (times the engine's constant factor for one edit), and the same
+query corrected or spelled right lists the same cars in the same order. The engine
+sorts by score only, so the edits are in the score: each corrected word adds a constant
+`TIER` per edit it did not need (two when the car has the word as typed, one when it has
+a word one edit away). Relevance stays far below `TIER`.
 """
 
 from rapidfuzz.distance import OSA
@@ -29,6 +32,8 @@ TYPED_FIELDS = [
     "description.stemmed",
 ]
 PREFIX_FIELDS = [f"title.prefix^{TITLE_BOOST}", "description.prefix"]
+REWRITE = f"top_terms_blended_freqs_{MAX_EXPANSIONS}"
+FLOOR = 0.01  # the score of a car matching only through a beginning past those 50
 FUZZY_FIELDS = [f"title^{TITLE_BOOST}", "description"]
 BEST_FIRST = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
 
@@ -58,15 +63,30 @@ def _fuzzy(text: str, fuzziness: str | int) -> dict:
     )
 
 
+def _begins(word: Word) -> list[dict]:
+    """The words `word` begins: matched through the edge n-grams (every one of them,
+    whatever its length), scored as the words themselves score (the 50 commonest, their
+    frequencies blended: a prefix query on the folded fields)."""
+    folded = fold(word.typed)
+    scored = [
+        {"prefix": {field: {"value": folded, "rewrite": REWRITE, "boost": boost}}}
+        for field, boost in (("title", TITLE_BOOST), ("description", 1))
+    ]
+    return [
+        {"bool": {"should": scored}},
+        {"constant_score": {"filter": _match(word.typed, PREFIX_FIELDS), "boost": FLOOR}},
+    ]
+
+
 def _word(word: Word) -> dict:
+    """A word's clause: it must match, and it scores its best way of matching, so that a
+    car scores for a corrected word as it would for the word spelled right."""
     ways = [_match(word.typed, TYPED_FIELDS)]
-    if word.prefix:
-        ways.append(_match(word.typed, PREFIX_FIELDS))
     if word.near:
         ways.append(_fuzzy(word.typed, "AUTO"))
-    if len(ways) == 1:
-        return ways[0]
-    return {"bool": {"should": ways, "minimum_should_match": 1}}
+    elif word.prefix:
+        ways += _begins(word)
+    return ways[0] if len(ways) == 1 else {"dis_max": {"queries": ways}}
 
 
 def _edits_spared(word: Word) -> dict:
