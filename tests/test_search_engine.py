@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
+from opensearchpy import OpenSearch
 
 from cars.catalog import bump_catalog_version
 from cars.models import Car
@@ -24,8 +25,8 @@ from cars.search_engine.indexing import sync
 from cars.services import CarRow, upsert_cars
 from imports.services import run_import
 from tests.support.catalog import write_csv
-from tests.support.search import OPENSEARCH_URL, delete_indices
-from tests.support.stack import free_port
+from tests.support.search import OPENSEARCH_URL, delete_indices, require_opensearch
+from tests.support.stack import free_port, running_stack
 
 ROWS = [
     ["aurora", "Aurora GT", "A red grand tourer with a long bonnet.", ""],
@@ -308,3 +309,50 @@ def test_sites_sharing_a_cluster_see_only_their_own_cars(opensearch, client, tmp
         assert titles(client, "aurora") == []  # the other index answers: it has no car
     finally:
         delete_indices(other)
+
+
+# --------------------------------------------------------------------------- queued
+
+
+@pytest.mark.stack
+def test_a_queued_import_indexes_its_cars_in_its_own_task_on_the_worker(
+    tmp_path, http_server, search_run_index
+):
+    """web, a Celery worker (Redis, PostgreSQL when available) and the node: the row
+    phase's task indexes what it committed, so the web process serves it from the engine."""
+    require_opensearch()
+    alias = f"{search_run_index}-stack"
+    body = "id,title,description,image\n1,Alpha,Red and fast,\n2,Beta,Blue estate,\n"
+    http_server.add("/cars.csv", body.encode(), headers={"ETag": '"v1"'})
+    env = {
+        "SEARCH_URL": OPENSEARCH_URL,
+        "SEARCH_INDEX": alias,
+        "SEARCH_REPLICAS": "0",
+        "SEARCH_REFRESH": "true",
+    }
+    try:
+        with running_stack(tmp_path / "stack", env, beat=False) as stack:
+            stack.manage("search_index", "--rebuild")  # empty: the database has no car yet
+            out = stack.manage(
+                "shell",
+                "-c",
+                "from imports.jobs import create_job, submit_job;"
+                f"job = create_job(source={http_server.url('/cars.csv')!r}, trigger='api');"
+                "submit_job(job); print(job.pk)",
+            )
+            job_id = int(out.strip().splitlines()[-1])
+
+            def finished():
+                rows = stack.query(f"SELECT status FROM imports_importjob WHERE id = {job_id}")
+                return rows and rows[0][0] in ("succeeded", "failed") and rows[0][0]
+
+            assert stack.wait_for("the job to finish on the worker", finished) == "succeeded"
+            assert "run_import_job" in stack.log("worker")
+            engine = OpenSearch(hosts=[OPENSEARCH_URL])
+            assert sorted(indexed(engine, alias).values()) == ["Alpha", "Beta"]
+            response = stack.get("/api/cars/", params={"search": "alpah"})
+            assert [car["title"] for car in response.json()] == ["Alpha"]
+            assert response.headers["X-Search-Corrected"] == "alpha"
+            assert DEGRADED not in stack.log("web")
+    finally:
+        delete_indices(alias)
