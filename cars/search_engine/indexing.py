@@ -214,13 +214,3 @@ def _delete_orphans(es: OpenSearch, alias: str, *, keep: str) -> None:
     for index, info in indices.items():
         if index != keep and pattern.match(index) and not info.get("aliases"):
             es.indices.delete(index=index, ignore_unavailable=True)
-
-
-def drop() -> None:
-    """Delete the alias's indices (tests, and a site that goes back to the database)."""
-    es, alias = client(), index_alias()
-    names = set(es.indices.get_alias(index=f"{alias}-*", expand_wildcards="open,closed"))
-    if es.indices.exists_alias(name=alias):
-        names |= set(es.indices.get_alias(name=alias))
-    for index in names:
-        es.indices.delete(index=index, ignore_unavailable=True)
