@@ -3,8 +3,9 @@
 The engine decides which cars match and in what order; the database has the last word
 on what exists: the ids of a page go through one query on `Car`, in the engine's order,
 so a car the database lost (deleted while its removal from the index failed) never
-shows. Whatever the engine cannot answer (down, slow, no index yet, a page deeper than
-its result window) the database answers, with a logged warning.
+shows. Whatever the engine cannot answer the database answers: when the engine is
+down, slow or has no index yet (a logged warning), and past its result window of 10,000
+cars (a deep page, or an explicit ordering of more matches; logged as information).
 """
 
 import logging
