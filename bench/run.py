@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/run.py [--quick] [--only NAME[,NAME]] [--out FILE]
 
-NAME is one of: imports, renditions, bulk, api, pipeline, search, feeds. `--quick` uses
-smaller sizes and shorter wrk runs (the smoke test). Exit status 1 when a benchmark could
-not run; misses of a target are results, not errors.
+NAME is one of: imports, renditions, bulk, api, pipeline, search, engine (OpenSearch, when
+a node answers), feeds. `--quick` uses smaller sizes and short wrk runs (the smoke test).
+Exit status 1 when a benchmark could not run; misses of a target are results, not errors.
 """
 
 import argparse
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import api, bulk, feeds, imports, pipeline, renditions, search
+from bench import api, bulk, feeds, imports, pipeline, renditions, search, search_engine
 from bench.common import OUT, ROOT, Config
 from bench.references import pyvips_missing
 from bench.report import Row, table, write_json
@@ -33,6 +33,7 @@ BENCHMARKS = {
     "api": api.run,
     "pipeline": pipeline.run,
     "search": search.run,
+    "engine": search_engine.run,
     "feeds": feeds.run,  # after bulk and pipeline: it compares with their figures
 }
 
@@ -40,6 +41,8 @@ BENCHMARKS = {
 def missing_tools(name: str) -> str | None:
     if name == "api" and not shutil.which("wrk"):
         return "wrk not installed (apt-get install -y wrk)"
+    if name == "engine" and not search_engine.available():
+        return f"no OpenSearch node answers on {search_engine.SEARCH_URL} (make services)"
     return None
 
 

@@ -4,7 +4,7 @@ from django.utils.html import format_html, format_html_join
 
 from .models import Car
 from .platforms import get_platforms
-from .search import apply_search
+from .search_engine import matching
 from .services import car_save, cars_delete
 
 
@@ -40,7 +40,7 @@ class CarAdmin(admin.ModelAdmin):
         found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
         if not search_term.strip():
             return found, may_have_duplicates
-        searched = apply_search(Car.objects.all(), search_term).values("pk")
+        searched = matching(Car.objects.all(), search_term).values("pk")
         return found | queryset.filter(pk__in=searched), may_have_duplicates
 
     @admin.display(description="Image")

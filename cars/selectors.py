@@ -8,7 +8,8 @@ from django.db.models import F, JSONField, QuerySet
 from django.db.models.functions import Coalesce
 
 from .models import Car, CarPicture
-from .search import Search, apply_search, best_match_first, understand
+from .search import Search
+from .search_engine import backend, understand
 
 # A car's renditions are its picture's; cars not yet moved by `migrate_pictures` still
 # show their own files (the layout before pictures by content).
@@ -63,17 +64,18 @@ def car_rows(
     """Cars as dicts of `fields`; best match first when searching without ordering.
 
     The gallery asks for GALLERY_FIELDS: it also says why a car has no picture. `search`
-    may be a query already understood (`cars.search.understand`), as views do to tell
-    what was corrected.
+    may be a query already understood (`cars.search_engine.understand`), as views do to
+    tell what was corrected. Best-first results are read by slices (the search engine
+    may answer them a page at a time); everything else is a QuerySet.
     """
     queryset = Car.objects.annotate(renditions=RENDITIONS)
     if search:
         search = understand(search) if isinstance(search, str) else search
         if not search.words:
             return queryset.none().values(*fields)
-        queryset = apply_search(queryset, search)
         if ordering is None:
-            return queryset.values(*fields).order_by(*best_match_first(search))
+            return backend().ranked(queryset, search, fields)
+        queryset = backend().matching(queryset, search)
     ordering = ordering or Ordering("id")
     # Keyset pagination reads the ordering field of the page's last row.
     if ordering.field not in fields:
@@ -87,8 +89,11 @@ def count_cars(*, search: str | Search, version: int) -> int:
     key = f"cars:count:{version}:{hashlib.md5(text.encode()).hexdigest()}"
     total = cache.get(key)
     if total is None:
-        queryset = apply_search(Car.objects.all(), search) if search else Car.objects.all()
-        total = queryset.count()
+        if not search:
+            total = Car.objects.count()
+        else:
+            search = understand(search) if isinstance(search, str) else search
+            total = backend().count(search) if search.words else 0
         cache.set(key, total, COUNT_CACHE_SECONDS)
     return total
 

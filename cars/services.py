@@ -1,8 +1,9 @@
 """Every write to `Car`, with the rules that come with one: the catalogue version, the
-files a car owns (released after commit once no car shows them) and the search words.
-Callers (the import's row phase and image phase, the admin) decide what to write. A car's
-pictures after its first are rows of their own (`CarPicture`), written through
-cars.more_pictures from here, under the same rules."""
+files a car owns (released after commit once no car shows them), the search words, and
+the search engine's index (after commit). Callers (the import's row phase and image
+phase, the admin) decide what to write. A car's pictures after its first are rows of
+their own (`CarPicture`), written through cars.more_pictures from here, under the same
+rules."""
 
 import json
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from .models import Car, ImageStatus
 from .more_pictures import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures import delete_files_on_commit, legacy_files, release_on_commit
 from .search import deferred_search_index, rebuild_vocabulary
+from .search_engine import index_on_commit, indexing_writes
 
 TABLE = Car._meta.db_table
 BATCH_SIZE = 2000
@@ -127,7 +129,7 @@ def upsert_cars(
     """
     done = Upserted()
     writer = _Writer(done, refresh_images=refresh_images)
-    with deferred_search_index():
+    with deferred_search_index(), indexing_writes():
         batch: list[CarRow] = []
         for row in rows:
             batch.append(row)
@@ -282,6 +284,7 @@ def _prune(*, keep: Callable[[str], bool], batch_size: int) -> int:
     for start in range(0, len(doomed), batch_size):
         # Their further pictures' rows go with them (CASCADE); only ids are read for that.
         Car.objects.filter(pk__in=doomed[start : start + batch_size]).only("pk").delete()
+    index_on_commit(doomed)
     release_on_commit(pictures)
     delete_files_on_commit(legacy)
     return len(doomed)
@@ -380,6 +383,7 @@ def car_save(*, car: Car, text_changed: bool) -> None:
     car.save()
     if text_changed:
         rebuild_vocabulary()
+        index_on_commit([car.pk])
     bump_catalog_version()
 
 
@@ -396,5 +400,6 @@ def cars_delete(*, cars: QuerySet) -> None:
             delete_files_on_commit(legacy_files(legacy_image, legacy_renditions))
         release_on_commit(pictures_of(ids))
         cars.delete()
+        index_on_commit(ids)
         rebuild_vocabulary()
         bump_catalog_version()

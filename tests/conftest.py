@@ -5,7 +5,7 @@ from django.core.cache import cache
 
 import tests.support.fuzzing  # noqa: F401  (loads the Hypothesis profile: HYPOTHESIS_PROFILE)
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.search"]
 
 
 @pytest.fixture(autouse=True)

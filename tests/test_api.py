@@ -34,6 +34,7 @@ from cars.catalog import bump_catalog_version
 from cars.models import Car
 from imports.services import run_import
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
+from tests.support.search import index_existing_cars
 
 ON_SQLITE = django_settings.DATABASES["default"]["ENGINE"].endswith("sqlite3")
 
@@ -238,6 +239,7 @@ def many_cars(db) -> list[Car]:
         for i in range(N_BULK)
     )
     bump_catalog_version()
+    index_existing_cars()  # written around cars.services: indexed as a rebuild would
     return cars
 
 
@@ -667,6 +669,7 @@ def titles(response) -> list[str]:
         ("silent comm", {"Electric Sedan"}),
     ],
 )
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_finds_words_in_title_and_description(client, text_catalog, query, expected):
     response = client.get("/api/cars/", {"search": query})
     assert set(titles(response)) == expected
@@ -674,12 +677,14 @@ def test_search_finds_words_in_title_and_description(client, text_catalog, query
     assert all(set(car) == LIST_KEYS for car in response.json())
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_works_on_platform_lists_with_platform_images(client, catalog):
     body = client.get("/api/cars/mobile/", {"search": "roadster"}).json()
     detail = client.get(f"/api/cars/{catalog.ids['Yellow Roadster']}/").json()
     assert [car["image"] for car in body] == [detail["images"]["mobile"]["url"]]
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_ranks_a_title_hit_above_a_description_only_hit(client, text_catalog):
     # The description-only hit (Family Wagon) has the lower id: only ranking puts the
     # title hit first.
@@ -690,6 +695,7 @@ def test_search_ranks_a_title_hit_above_a_description_only_hit(client, text_cata
     ]
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_without_match_is_an_empty_array_with_zero_total(client, text_catalog):
     response = client.get("/api/cars/", {"search": "zeppelin"})
     assert response.status_code == 200
@@ -698,6 +704,7 @@ def test_search_without_match_is_an_empty_array_with_zero_total(client, text_cat
     assert "Link" not in response
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_blank_search_lists_everything(client, text_catalog):
     response = client.get("/api/cars/", {"search": "   "})
     assert ids(response) == sorted(text_catalog.values())
@@ -746,6 +753,7 @@ def test_blank_search_lists_everything(client, text_catalog):
         " ".join(f"w{i}" for i in range(2000)),  # many words
     ],
 )
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_hostile_search_input_never_breaks_the_api(client, text_catalog, query):
     response = client.get("/api/cars/", {"search": query})
 
@@ -758,6 +766,7 @@ def test_hostile_search_input_never_breaks_the_api(client, text_catalog, query):
 
 
 @pytest.mark.parametrize("query", ['yellow"', '"yellow', "yellow*", "-yellow", "(yellow"])
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_syntax_characters_are_just_ignored(client, text_catalog, query):
     assert set(titles(client.get("/api/cars/", {"search": query}))) == {
         "Yellow Roadster",
@@ -766,6 +775,7 @@ def test_search_syntax_characters_are_just_ignored(client, text_catalog, query):
 
 
 @pytest.mark.parametrize("query", ['"', "*", "-", ":", "()", "***", "--"])
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_without_any_word_is_an_empty_result_not_a_500(client, text_catalog, query):
     response = client.get("/api/cars/", {"search": query})
     assert response.status_code == 200, response.content[:200]
@@ -774,12 +784,14 @@ def test_search_without_any_word_is_an_empty_result_not_a_500(client, text_catal
 
 
 @pytest.mark.parametrize("ordering", ["title", "-title"])
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_combined_with_ordering(client, text_catalog, ordering):
     got = titles(client.get("/api/cars/", {"search": "yell", "ordering": ordering}))
     expected = ["Family Wagon", "Yellow Roadster"]
     assert got == (expected if ordering == "title" else expected[::-1])
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_results_paginate_with_offset_links(client, many_cars):
     matching = {car.pk for car in many_cars}
     Car.objects.create(external_key="other", title="unrelated", description="nothing here")
@@ -798,6 +810,7 @@ def test_search_results_paginate_with_offset_links(client, many_cars):
     assert query_of(links(pages[-1])["prev"])["offset"] == ["15"]
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_with_ordering_paginates_in_that_order(client, many_cars):
     Car.objects.create(external_key="other", title="aaa unrelated", description="nothing")
     bump_catalog_version()

@@ -213,6 +213,7 @@ def test_an_empty_catalogue_says_so(client, db):
 
 
 @pytest.mark.parametrize("words", ["yellow", "coupe", "blue estate", "electric saloon", "sed"])
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_search_narrows_the_grid_to_what_the_api_finds_in_the_same_order(client, sample, words):
     page, html = get_page(client, f"?search={words}")
 
@@ -223,6 +224,7 @@ def test_search_narrows_the_grid_to_what_the_api_finds_in_the_same_order(client,
     assert f'value="{words}"' in html  # the box keeps what was typed
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_a_search_that_finds_nothing_says_so_and_offers_every_car(client, sample):
     for words in ("zeppelin", "!!!"):
         page, html = get_page(client, f"?search={words}")
@@ -233,6 +235,7 @@ def test_a_search_that_finds_nothing_says_so_and_offers_every_car(client, sample
 # --------------------------------------------------------------------------- paging
 
 
+@pytest.mark.usefixtures("search_engine")  # the database, then OpenSearch
 def test_pages_follow_each_other_and_keep_the_search(client, sample, monkeypatch):
     monkeypatch.setattr(views, "PAGE_SIZE", 2)
     # Several pages of matches, ranked by relevance (on SQLite and on PostgreSQL alike).

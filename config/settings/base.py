@@ -340,6 +340,24 @@ CARS_IMPORT_HEARTBEAT_TIMEOUT = env.int("CARS_IMPORT_HEARTBEAT_TIMEOUT", default
 CARS_JOB_MAX_PROBLEMS = env.int("CARS_JOB_MAX_PROBLEMS", default=10_000)
 CARS_JOB_REPORT_PREVIEW = env.int("CARS_JOB_REPORT_PREVIEW", default=100)
 
+# --- Search engine ----------------------------------------------------------------------
+# Unset: `?search=` runs in the database (cars.search). Set to an OpenSearch URL
+# (credentials in it for a managed cluster: https://user:password@host): the catalogue is
+# indexed there and the engine answers, the database answering while it is down.
+SEARCH_URL = env("SEARCH_URL", default="")
+# The alias that search reads and writes: several sites may share one cluster. Each
+# `search_index --rebuild` builds `<SEARCH_INDEX>-<timestamp>` and moves the alias to it.
+SEARCH_INDEX = env("SEARCH_INDEX", default="cars")
+SEARCH_SHARDS = env.int("SEARCH_SHARDS", default=1)
+SEARCH_REPLICAS = env.int("SEARCH_REPLICAS", default=1)
+# How often the engine makes new writes searchable (its refresh_interval), and how a
+# write waits for that: wait_for (the default: an import's results show when it ends),
+# true (refresh at once: tests), false (never wait).
+SEARCH_REFRESH_INTERVAL = env("SEARCH_REFRESH_INTERVAL", default="1s")
+SEARCH_REFRESH = env("SEARCH_REFRESH", default="wait_for")
+# Seconds per request to the engine; past it the database answers the search.
+SEARCH_TIMEOUT = env.float("SEARCH_TIMEOUT", default=5.0)
+
 DEFAULT_PLATFORMS = {
     "default": {
         "processors": [["fit", 1920, 1920]],
@@ -406,6 +424,9 @@ def logging_config(log_format: str, level: str) -> dict:
             "django.request": {"level": "ERROR"},
             "django.server": {"level": "ERROR" if log_format == "json" else "INFO"},
             "httpx": {"level": "WARNING"},  # a line per image is noise; failures are reported
+            # A line per request to the search engine (and a curl command per request).
+            "opensearch": {"level": "WARNING"},
+            "opensearchpy.trace": {"level": "WARNING", "propagate": False},
             "django_guid": {"level": "WARNING"},
             "axes": {"level": "WARNING"},  # a line per login; lockouts are warnings
         },

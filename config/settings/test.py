@@ -16,3 +16,7 @@ CARS_FETCH_TIMEOUT = 5.0
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
 WHITENOISE_USE_FINDERS = True  # serve app static files without collectstatic
 WHITENOISE_AUTOREFRESH = True
+# A search engine (SEARCH_URL, set by the tests that use one) makes each write visible at
+# once: waiting for its refresh interval would cost every test a second.
+SEARCH_REFRESH = "true"
+SEARCH_REPLICAS = 0

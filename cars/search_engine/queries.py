@@ -1,0 +1,232 @@
+"""The engine's requests for a `cars.search.Search`, and what its answers mean.
+
+No I/O here: `opensearch.py` sends these and hands the answers back.
+
+Matching follows the embedded search word for word: every word must match (AND), in
+title or description, as typed (folded, or by its English stem), the last one also as
+a prefix; a word the catalogue lacks and for which the engine's suggester found near
+words also matches with `fuzziness: AUTO` (the engine's own typo rule: 0 edits for 1-2
+letters, 1 for 3-5, 2 beyond; a swap of two letters is one edit). Words with a digit are
+never fuzzy.
+
+Best match first, as `cars.search.best_match_first`: fewer edits first, then relevance
+(BM25, a title hit weighing ten description hits, as SQLite's bm25 weights), then id.
+Each word scores its best way of matching (`dis_max`), so a car scores for `famly` as
+it does for `family` (times the engine's constant factor for one edit), and the same
+query corrected or spelled right lists the same cars in the same order. The engine
+sorts by score only, so the edits are in the score: each corrected word adds a constant
+`TIER` per edit it did not need (two when the car has the word as typed, one when it has
+a word one edit away). Relevance stays far below `TIER`.
+"""
+
+from rapidfuzz.distance import OSA
+
+from cars.search import MAX_EXPANSIONS, Near, Search, Word, allowed_edits, correctable, fold
+
+TITLE_BOOST = 10
+TIER = 10_000.0
+TYPED_FIELDS = [
+    f"title^{TITLE_BOOST}",
+    f"title.stemmed^{TITLE_BOOST}",
+    "description",
+    "description.stemmed",
+]
+PREFIX_FIELDS = [f"title.prefix^{TITLE_BOOST}", "description.prefix"]
+REWRITE = f"top_terms_blended_freqs_{MAX_EXPANSIONS}"
+FLOOR = 0.01  # the score of a car matching only through a beginning past those 50
+FUZZY_FIELDS = [f"title^{TITLE_BOOST}", "description"]
+BEST_FIRST = [{"_score": {"order": "desc"}}, {"id": {"order": "asc"}}]
+
+
+def _match(text: str, fields: list[str], **options) -> dict:
+    # operator "and": a word the analyzer splits (日本語, a 300-letter run) needs all its
+    # pieces, as the database engines match a quoted term.
+    return {
+        "multi_match": {
+            "query": text,
+            "fields": fields,
+            "type": "most_fields",
+            "operator": "and",
+            **options,
+        }
+    }
+
+
+def _fuzzy(text: str, fuzziness: str | int) -> dict:
+    return _match(
+        text,
+        FUZZY_FIELDS,
+        fuzziness=fuzziness,
+        prefix_length=0,
+        max_expansions=MAX_EXPANSIONS,
+        fuzzy_transpositions=True,
+    )
+
+
+def _begins(word: Word) -> list[dict]:
+    """The words `word` begins: matched through the edge n-grams (every one of them,
+    whatever its length), scored as the words themselves score (the 50 commonest, their
+    frequencies blended: a prefix query on the folded fields)."""
+    folded = fold(word.typed)
+    scored = [
+        {"prefix": {field: {"value": folded, "rewrite": REWRITE, "boost": boost}}}
+        for field, boost in (("title", TITLE_BOOST), ("description", 1))
+    ]
+    return [
+        {"bool": {"should": scored}},
+        {"constant_score": {"filter": _match(word.typed, PREFIX_FIELDS), "boost": FLOOR}},
+    ]
+
+
+def _word(word: Word) -> dict:
+    """A word's clause: it must match, and it scores its best way of matching, so that a
+    car scores for a corrected word as it would for the word spelled right."""
+    ways = [_match(word.typed, TYPED_FIELDS)]
+    if word.near:
+        ways.append(_fuzzy(word.typed, "AUTO"))
+    elif word.prefix:
+        ways += _begins(word)
+    return ways[0] if len(ways) == 1 else {"dis_max": {"queries": ways}}
+
+
+def _edits_spared(word: Word) -> dict:
+    """TIER × (2 − edits the car needs for this word)."""
+    return {
+        "dis_max": {
+            "queries": [
+                {"constant_score": {"filter": _match(word.typed, TYPED_FIELDS), "boost": 2 * TIER}},
+                {"constant_score": {"filter": _fuzzy(word.typed, 1), "boost": TIER}},
+            ]
+        }
+    }
+
+
+def query(search: Search) -> dict:
+    """The cars matching every word of `search`, scored best first."""
+    return {
+        "bool": {
+            "must": [_word(w) for w in search.words],
+            "should": [_edits_spared(w) for w in search.words if w.near],
+        }
+    }
+
+
+def page(search: Search, *, offset: int, limit: int) -> dict:
+    return {
+        "query": query(search),
+        "sort": BEST_FIRST,
+        "from": offset,
+        "size": limit,
+        "_source": False,
+        "track_total_hits": False,
+    }
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+def suspects(words: tuple[Word, ...]) -> list[int]:
+    """Positions of the words that may be typos (letters only, long enough to correct)."""
+    return [i for i, w in enumerate(words) if correctable(fold(w.typed))]
+
+
+def _suggester(text: str, field: str, max_edits: int) -> dict:
+    return {
+        "text": text,
+        "term": {
+            "field": field,
+            "suggest_mode": "always",  # whether the word is known is asked of live cars
+            "max_edits": max_edits,
+            "prefix_length": 0,  # a typo in the first letter is a typo too
+            "min_word_length": 3,
+            "size": MAX_EXPANSIONS,
+            "string_distance": "damerau_levenshtein",
+        },
+    }
+
+
+def understanding(words: tuple[Word, ...], positions: list[int]) -> dict:
+    """One request: for each suspect word, whether a car has it (or, last, a word it
+    begins), and the catalogue words near it, folded and as spelled."""
+    aggs, suggest = {}, {}
+    for i in positions:
+        word = words[i]
+        aggs[f"known{i}"] = {
+            "filter": {"match": {"words": {"query": word.typed, "operator": "and"}}}
+        }
+        if word.prefix:
+            aggs[f"begins{i}"] = {
+                "filter": {"match": {"words.prefix": {"query": word.typed, "operator": "and"}}}
+            }
+        suggest[f"near{i}"] = _suggester(word.typed, "words", allowed_edits(fold(word.typed)))
+        suggest[f"spelled{i}"] = _suggester(word.typed, "spelled", 2)
+    return {"size": 0, "aggs": aggs, "suggest": suggest}
+
+
+class Candidates:
+    """Near words the suggester offered for one suspect word, before checking that a
+    live car has them (a suggester also reads the terms of deleted documents)."""
+
+    def __init__(self, folded: str, near: list[dict], spelled: list[dict]):
+        budget = allowed_edits(folded)
+        self.near: dict[str, tuple[int, int]] = {}  # word → (edits, frequency)
+        for option in near:
+            edits = OSA.distance(folded, option["text"])
+            if 0 < edits <= budget:
+                self.near[option["text"]] = (edits, option["freq"])
+        self.spelled = {
+            option["text"]: option["freq"]
+            for option in spelled
+            if fold(option["text"]) in self.near
+        }
+
+
+def candidates(answer: dict, positions: list[int]) -> dict[int, Candidates]:
+    """Suspect words the catalogue lacks (not as a word, nor, last, as a beginning), with
+    the near words suggested for them."""
+    found = {}
+    for i in positions:
+        aggs = answer["aggregations"]
+        if aggs[f"known{i}"]["doc_count"] or aggs.get(f"begins{i}", {}).get("doc_count"):
+            continue
+        near, spelled = answer["suggest"][f"near{i}"], answer["suggest"][f"spelled{i}"]
+        if len(near) != 1 or len(spelled) != 1:
+            continue  # the analyzer split the word: not a word anyone mistyped
+        found[i] = Candidates(near[0]["text"], near[0]["options"], spelled[0]["options"])
+    return found
+
+
+def liveness(found: dict[int, Candidates]) -> dict:
+    """One request: which suggested words and spellings a live car has."""
+    filters = {}
+    for c in found.values():
+        filters |= {f"w:{w}": {"term": {"words": w}} for w in c.near}
+        filters |= {f"s:{s}": {"term": {"spelled": s}} for s in c.spelled}
+    return {"size": 0, "aggs": {"live": {"filters": {"filters": filters}}}}
+
+
+def corrected(search: Search, found: dict[int, Candidates], live_answer: dict | None) -> Search:
+    """`search` with each mistyped word's live near words: fewest edits first, then the
+    commoner, each spelled as the catalogue spells it most often."""
+    buckets = live_answer["aggregations"]["live"]["buckets"] if live_answer else {}
+    live = {key for key, bucket in buckets.items() if bucket["doc_count"]}
+    words = list(search.words)
+    for i, c in found.items():
+        ranked = sorted(
+            (edits, -freq, word) for word, (edits, freq) in c.near.items() if f"w:{word}" in live
+        )[:MAX_EXPANSIONS]
+        if ranked:
+            spellings = {s: f for s, f in c.spelled.items() if f"s:{s}" in live}
+            near = tuple(Near(w, _spelling(w, spellings), edits) for edits, _, w in ranked)
+            words[i] = Word(words[i].typed, prefix=False, near=near)
+    return Search(search.text, tuple(words))
+
+
+def _spelling(word: str, spellings: dict[str, int]) -> str:
+    """The accented spelling of `word` most cars use, unless more write it plain (the
+    rule of the embedded search's vocabulary)."""
+    accented = [(freq, s) for s, freq in spellings.items() if s != word and fold(s) == word]
+    if not accented:
+        return word
+    uses, best = max(accented)
+    return best if uses >= spellings.get(word, 0) else word
