@@ -21,6 +21,7 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
 from cars.api.pagination import MAX_INT, BadRequest, Page, link_header, parse_page_request
+from cars.selectors import Ordering
 from imports.models import ImportProblem
 from imports.selectors import ProblemPosition, all_problems, problems_page, stored_problems
 
@@ -28,6 +29,9 @@ from .serializers import ErrorSerializer, ProblemSerializer
 from .views import ERRORS, StaffOnlyView
 
 KINDS = {kind.label: kind.value for kind in ImportProblem.Kind}
+# Only so that the shared limit parsing knows the list is not ranked by relevance: the
+# cursor itself is a (kind, line, id) position of this list's own (`_decode_position`).
+BY_LINE = Ordering("id")
 KIND = OpenApiParameter(
     "kind", OpenApiTypes.STR, enum=list(KINDS), description="only problems of this kind"
 )
@@ -66,10 +70,13 @@ class ImportJobErrorsView(StaffOnlyView):
     )
     def get(self, request, pk: int):
         kinds = _kinds(request.GET)
-        page_request = parse_page_request(request.GET)
+        # The limit as every list reads it; the cursor is this list's own position.
+        params = request.GET.copy()
+        token = params.pop("cursor", [""])[-1]
+        page_request = parse_page_request(params, ordering=BY_LINE)
         if page_request.offset is not None:
             raise BadRequest("this list pages by cursor, not offset")
-        after = _decode_position(page_request.cursor) if page_request.cursor else None
+        after = _decode_position(token) if token else None
         total = stored_problems(pk, kinds)
         if total is None:
             raise NotFound("no such import job")
@@ -79,7 +86,9 @@ class ImportJobErrorsView(StaffOnlyView):
         response["X-Total-Count"] = str(total)
         if len(items) > limit:
             after = _encode_position(ProblemPosition.of(items[limit - 1]))
-            response["Link"] = link_header(request, Page(items[:limit], {"cursor": after}, None))
+            kept = [("limit", str(limit)), *(("kind", k) for k in request.GET.getlist("kind"))]
+            page = Page(items[:limit], {"cursor": after}, None)
+            response["Link"] = link_header(request, page, kept)
         return response
 
 
