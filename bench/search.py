@@ -23,7 +23,9 @@ TARGET = 3.0  # the typo search may cost at most 3× the exact one
 
 def _path(query: str, fresh: int | None = None) -> str:
     path = f"/api/cars/web/?limit=100&search={quote(query)}"
-    return path if fresh is None else f"{path}&fresh={fresh}"
+    # A distinct valid page each time: the response cache keys on the parsed query, so
+    # a junk parameter no longer makes a request uncached (issue #22).
+    return path if fresh is None else f"{path}&offset={fresh}"
 
 
 def _check(port: int, typo: str, word: str) -> int:

@@ -91,7 +91,9 @@ def _reference(site, like: str, name: str) -> float:
 
 def _path(query: str, fresh: int | None = None) -> str:
     path = f"/api/cars/web/?limit=100&search={quote(query)}"
-    return path if fresh is None else f"{path}&fresh={fresh}"
+    # A distinct valid page each time: the response cache keys on the parsed query, so
+    # a junk parameter no longer makes a request uncached (issue #22).
+    return path if fresh is None else f"{path}&offset={fresh}"
 
 
 def _latencies(site, env_extra: dict[str, str], requests: int) -> tuple[dict, dict]:

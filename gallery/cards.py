@@ -142,7 +142,11 @@ def car_page_from_detail(row: dict, urls: RenditionUrls | None = None) -> CarPag
         description_html=row["description_html"] or "",
         # Pairs, not the dict: a template looks `.items` up as a key first, and a feed
         # may well have a column named "items".
-        attributes=[(str(name), str(value)) for name, value in (row["attributes"] or {}).items()],
+        # By name: PostgreSQL's jsonb keeps no column order, so both databases show the same.
+        attributes=sorted(
+            ((str(name), str(value)) for name, value in (row["attributes"] or {}).items()),
+            key=lambda pair: pair[0].casefold(),
+        ),
         photos=photos,
         # The detail lists a car's own picture whenever the feed named one.
         missing="" if photos else missing_text(ImageStatus.NONE, None),
