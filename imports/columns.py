@@ -90,6 +90,7 @@ class ColumnMap:
     guessed_image: bool = False  # the image column was recognised by its values
     repeated: list[str] = field(default_factory=list)  # names met again, as written
     single: dict[str, int] = field(default_factory=dict)  # field -> its one column
+    unnamed: list[int] = field(default_factory=list)  # columns with no name: not kept
     image_position: int | None = None  # Shopify's `Image Position`: the order of pictures
 
     def report(self) -> dict:
@@ -150,7 +151,10 @@ def map_columns(
     seen: set[str] = set()
     for position, written in enumerate(header):
         name = written.replace("\ufeff", "").strip()
-        if position in used or not name:
+        if position in used:
+            continue
+        if not name:
+            mapped.unnamed.append(position)
             continue
         if name.lower() in seen:
             mapped.repeated.append(name)

@@ -158,7 +158,7 @@ class CsvReader:
                 f"{len(dropped)} columns over the limit of {max_attributes} attributes "
                 f"(CARS_MAX_ATTRIBUTES) were not kept: {_names(dropped)}"
             )
-        self._over_cap = self._truncated = self._continued = 0
+        self._over_cap = self._truncated = self._continued = self._unnamed = 0
         # A row's hash key is its values whatever the mapping (a new --map template
         # updates the same cars): the columns of title, description and image, then
         # every other column but the id, in header order.
@@ -321,6 +321,9 @@ class CsvReader:
         return unique
 
     def _attribute_values(self, record: list[str]) -> dict[str, str]:
+        for position in self.mapping.unnamed:  # a trailing delimiter's column is empty
+            if record[position].strip():
+                self._unnamed += 1
         values = {}
         for name, position in self._attributes:
             value = record[position].strip()
@@ -338,6 +341,10 @@ class CsvReader:
         return [*values[:3], "", *(record[p].strip() for p in self._other_positions)]
 
     def _say_what_was_not_kept(self) -> None:
+        if self._unnamed:
+            self.warnings.append(
+                f"{self._unnamed} values in columns with no name in the header were not kept"
+            )
         if self._over_cap:
             self.warnings.append(
                 f"{self._over_cap} pictures over the limit of {self._max_pictures} per car "

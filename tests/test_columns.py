@@ -2,6 +2,7 @@
 
 import codecs
 import io
+from pathlib import Path
 
 import pytest
 
@@ -206,3 +207,18 @@ def test_utf16_keeps_line_numbers_and_multi_line_fields():
 def test_the_pipe_delimiter_is_sniffed():
     reader, [row] = rows(b"id|title|image\n1|Golf|https://e.x/g.jpg\n")
     assert reader.delimiter == "|" and row.images == ("https://e.x/g.jpg",)
+
+
+def test_values_in_a_column_with_no_name_are_said_not_kept():
+    # drom.ru's export (tests/feeds): pandas wrote its index as a column with no name.
+    path = Path(__file__).parent / "feeds" / "drom_ru_cars.csv"
+    with path.open("rb") as stream:
+        reader = CsvReader(stream)
+        got = [row for row in reader if isinstance(row, CsvRow)]
+    assert got and all("" not in row.attributes for row in got)
+    assert f"{len(got)} values in columns with no name in the header were not kept" in (
+        reader.warnings
+    )
+    # A trailing delimiter's empty column says nothing.
+    quiet, _ = rows(b"title,\nGolf,\n")
+    assert not any("no name" in w for w in quiet.warnings)
