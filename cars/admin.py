@@ -33,6 +33,9 @@ class CarAdmin(admin.ModelAdmin):
     exclude = ("legacy_image", "legacy_renditions")
     list_select_related = ("picture",)
     list_per_page = 50
+    # Filled by the apps above the catalogue, which it does not know: imports.admin adds
+    # "Retry failed images", since fetching pictures again is the importer's work.
+    actions = []
 
     def get_search_results(self, request, queryset, search_term):
         """The admin's substring search on title, description and key, plus every car the

@@ -1,11 +1,12 @@
 """Reading the catalogue: the queries behind the API, the admin and the gallery."""
 
 import hashlib
-from dataclasses import dataclass
 
 from django.core.cache import cache
 from django.db.models import F, JSONField, QuerySet
 from django.db.models.functions import Coalesce
+
+from core.pagination import Ordering
 
 from .models import Car, CarPicture
 from .search import Search
@@ -26,33 +27,9 @@ DETAIL_FIELDS = (
     "picture_id",
 )
 GALLERY_FIELDS = (*LIST_FIELDS, "image_status", "image_error")
+# What the cars list may be ordered by (`?ordering=`, or `-field` for descending).
 ORDERING_FIELDS = ("id", "title", "updated_at")
 COUNT_CACHE_SECONDS = 3600
-
-
-@dataclass(frozen=True)
-class Ordering:
-    field: str
-    descending: bool = False
-
-    @classmethod
-    def parse(cls, value: str) -> "Ordering":
-        """`title`, `-updated_at`, …; raises ValueError for anything else."""
-        descending = value.startswith("-")
-        field = value.removeprefix("-")
-        if field not in ORDERING_FIELDS:
-            raise ValueError(f"ordering must be one of {', '.join(ORDERING_FIELDS)} (or -field)")
-        return cls(field, descending)
-
-    def order_by(self) -> list[str]:
-        sign = "-" if self.descending else ""
-        keys = [f"{sign}{self.field}"]
-        if self.field != "id":
-            keys.append(f"{sign}id")  # a unique tie-breaker keeps pages stable
-        return keys
-
-    def __str__(self) -> str:
-        return ("-" if self.descending else "") + self.field
 
 
 def car_rows(

@@ -19,7 +19,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from cars.admin import CarAdmin
-from cars.models import Car
 
 from .columns import MappingError, checked_map
 from .jobs import create_job, submit_job
@@ -322,30 +321,26 @@ class ImportJobAdmin(admin.ModelAdmin):
         return listed, counts, refused, []
 
 
-admin.site.unregister(Car)  # cars knows nothing of imports: its action needing them is added here
-
-
-@admin.register(Car)
-class CarWithImportsAdmin(CarAdmin):
-    actions = ("retry_failed_images",)
-
-    @admin.action(description="Retry failed images", permissions=["change"])
-    def retry_failed_images(self, request, queryset) -> None:
-        ids = list(with_failed_images(queryset).values_list("pk", flat=True))
-        if not ids:
-            self.message_user(
-                request, "None of the selected cars has a failed image.", messages.WARNING
-            )
-            return
-        outcome = submit_retry(car_ids=ids)
-        if outcome is None:
-            self.message_user(
-                request,
-                f"Retrying the images of {len(ids)} car(s) on a worker: reload to see them.",
-                messages.INFO,
-            )
-            return
-        level = messages.SUCCESS if not (outcome.failed or outcome.skipped) else messages.WARNING
-        self.message_user(
-            request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
+@admin.action(description="Retry failed images", permissions=["change"])
+def retry_failed_images(modeladmin: CarAdmin, request, queryset) -> None:
+    ids = list(with_failed_images(queryset).values_list("pk", flat=True))
+    if not ids:
+        modeladmin.message_user(
+            request, "None of the selected cars has a failed image.", messages.WARNING
         )
+        return
+    outcome = submit_retry(car_ids=ids)
+    if outcome is None:
+        modeladmin.message_user(
+            request,
+            f"Retrying the images of {len(ids)} car(s) on a worker: reload to see them.",
+            messages.INFO,
+        )
+        return
+    level = messages.SUCCESS if not (outcome.failed or outcome.skipped) else messages.WARNING
+    modeladmin.message_user(
+        request, f"Retried the images of {len(ids)} car(s): {outcome.summary()}.", level
+    )
+
+
+CarAdmin.actions.append(retry_failed_images)  # cars.admin cannot import the importer

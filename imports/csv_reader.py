@@ -6,16 +6,14 @@ seen is kept, to reject duplicates. Everything that makes the *whole source* unu
 (empty, no header, no title column, not text in the encoding found) raises
 :class:`CsvSourceError`; everything wrong with a single row becomes a
 :class:`RejectedRow` and reading goes on. The encoding (`encodings`), which column gives
-which field (`columns`) and what a cell holds (`cells`) each have a module of their own.
+which field (`columns`), what a cell holds (`cells`) and which car a row is
+(`natural_keys`) each have a module of their own.
 
 Pure Python (stdlib ``csv``), no Django, so the importer, the admin upload form and the
 tests can all use it directly.
 """
 
 import csv
-import hashlib
-import json
-import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import chain
@@ -26,9 +24,9 @@ from imports.pictures.reasons import RowReason
 from .cells import html_to_text, looks_like_html, picture_refs, sanitised_html
 from .columns import ColumnMap, MappingError, likeliest_title, map_columns
 from .encodings import EncodingError, decoded_lines, detect_encoding
+from .natural_keys import KeyIndex, natural_key
 
 MAX_TITLE_LENGTH = 255
-MAX_KEY_LENGTH = 255  # the natural key must fit the car's 255-character key column
 FIELD_SIZE_LIMIT = 200 * 1024 * 1024  # one field may be as large as the whole CSV may be
 MAX_ATTRIBUTE_CHARS = 1024  # per value (SPEC §3)
 SAMPLE_RECORDS = 100  # records read ahead to recognise an image column by its values
@@ -65,25 +63,6 @@ class RejectedRow:
     line: int
     reason: RowReason
     message: str
-
-
-def natural_key(
-    title: str, description: str, image: str | None, external_id: str = "", *others: str
-) -> str:
-    """Return the key that identifies a row across imports (SPEC §3).
-
-    The external id when there is one, so edits to a row update the same car; otherwise
-    a hash of all the row's values, so re-importing an unchanged file creates no
-    duplicates and distinct rows stay distinct (a file of title, description and image
-    only hashes as it always did). An id too long for the key column is hashed too.
-    """
-    if external_id:
-        return external_id if len(external_id) <= MAX_KEY_LENGTH else _hashed(external_id)
-    return _hashed(json.dumps([title, description, image or "", *others]))
-
-
-def _hashed(text: str) -> str:
-    return "h:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class CsvReader:
@@ -144,7 +123,7 @@ class CsvReader:
         self._width = len(header)
         self._max_pictures = max_pictures
         self._attributes = self.mapping.attributes[:max_attributes]
-        self._seen_keys = _KeyIndex()
+        self._seen_keys = KeyIndex()
         self.rows_read = 0
         self.warnings = []
         if self.mapping.repeated:
@@ -399,51 +378,6 @@ def _no_title(header: list[str]) -> str:
 def _names(names: list[str], limit: int = 200) -> str:
     shown = ", ".join(names)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
-class _KeyIndex:
-    """The natural keys seen so far and their first line, in about 20 bytes per key.
-
-    A dict of key strings costs well over 150 bytes a row (150 MB for a million rows).
-    Each key is reduced to a 16-byte blake2b digest and stored with its line number as
-    one fixed 20-byte record in one of 4096 bytearray buckets, chosen by the digest's
-    first 12 bits; a lookup is a C-speed ``find`` inside one small bucket.
-    """
-
-    _RECORD = struct.Struct("<16sI")  # digest, first line
-    _BUCKET_BITS = 12
-
-    def __init__(self) -> None:
-        self._buckets: list[bytearray | None] = [None] * (1 << self._BUCKET_BITS)
-
-    def add(self, key: str, line: int) -> int | None:
-        """Remember ``key`` as first seen on ``line``; if it was seen before, return that line."""
-        digest, index = self._locate(key)
-        bucket = self._buckets[index]
-        if bucket is None:
-            bucket = self._buckets[index] = bytearray()
-        first_line = self._find(bucket, digest)
-        if first_line is None:
-            bucket += self._RECORD.pack(digest, line)
-        return first_line
-
-    def contains(self, key: str) -> bool:
-        digest, index = self._locate(key)
-        bucket = self._buckets[index]
-        return bucket is not None and self._find(bucket, digest) is not None
-
-    def _locate(self, key: str) -> tuple[bytes, int]:
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
-        return digest, int.from_bytes(digest[:2], "big") >> (16 - self._BUCKET_BITS)
-
-    def _find(self, bucket: bytearray, digest: bytes) -> int | None:
-        size = self._RECORD.size
-        position = bucket.find(digest)
-        while position != -1:
-            if position % size == 0:  # a match straddling two records is not a match
-                return self._RECORD.unpack_from(bucket, position)[1]
-            position = bucket.find(digest, position + 1)
-        return None
 
 
 def _raise_csv_field_size_limit() -> None:

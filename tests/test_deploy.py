@@ -36,13 +36,15 @@ OVERLAYS = ("staging", "production")
 NGINX_TEMPLATE = ROOT / "deploy" / "compose" / "nginx" / "default.conf.template"
 GUNICORN_CONF = ROOT / "deploy" / "docker" / "gunicorn.conf.py"
 HEALTHCHECK = ROOT / "deploy" / "docker" / "healthcheck.py"
-DEPLOYING = ROOT / "README.md"  # its "Deploying" section
+DEPLOYING = ROOT / "docs" / "deploying.md"
+# What operators read: the README and the docs it links to.
+OPERATOR_DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 SPEC = ROOT.parent / "shared" / "SPEC.md"  # beside the work tree, in CI too
 
 # Oldest Kubernetes minor still commonly run, and the newest the schemas know.
 K8S_VERSIONS = ("1.30.0", "1.37.0")
 SECRET_NAME = "image-backend-secrets"
-# The keys the operator puts in that Secret (README.md (Deploying) documents each).
+# The keys the operator puts in that Secret (docs/deploying.md documents each).
 SECRET_KEYS = (
     "SECRET_KEY",
     "DATABASE_URL",
@@ -341,13 +343,13 @@ def test_compose_app_env_names_are_documented():
 
 
 def test_compose_interpolated_variables_are_documented():
-    """Every ${VAR} the compose file reads from .env is in .env.example or README.md."""
+    """Every ${VAR} the compose file reads from .env is in .env.example, the README or docs/."""
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
-    deploying = DEPLOYING.read_text()
+    deploying = "\n".join(path.read_text() for path in OPERATOR_DOCS)
     undocumented = {v for v in used if v not in documented_env_names() | PENDING_ENV_NAMES} - set(
         re.findall(r"`([A-Z][A-Z0-9_]+)`", deploying)
     )
-    assert not undocumented, f"document {sorted(undocumented)} in README.md (Deploying)"
+    assert not undocumented, f"document {sorted(undocumented)} in docs/deploying.md"
 
 
 def redis_options(service: dict) -> dict[str, str]:
@@ -453,7 +455,7 @@ def test_deploying_documents_the_secret_keys():
     text = DEPLOYING.read_text()
     assert SECRET_NAME in text
     for key in SECRET_KEYS:
-        assert f"`{key}`" in text, f"README.md (Deploying) must describe the Secret key {key}"
+        assert f"`{key}`" in text, f"docs/deploying.md must describe the Secret key {key}"
 
 
 # --- validators: Dockerfile, compose, nginx ----------------------------------------------
@@ -700,12 +702,14 @@ CONTROLLER_SETTINGS = (
 def test_k8s_says_how_the_ingress_controller_must_see_client_addresses():
     """Behind a load balancer that rewrites addresses every client is the balancer: the
     limits and django-axes' lockout turn global. What to set is the controller's, outside
-    these manifests, so the README's Kubernetes section and the Ingress say it."""
-    readme = DEPLOYING.read_text()
-    kubernetes = readme[readme.index("### Kubernetes") : readme.index("### S3 and CloudFront")]
+    these manifests, so docs/deploying.md's Kubernetes section and the Ingress say it."""
+    deploying = DEPLOYING.read_text()
+    kubernetes = deploying[
+        deploying.index("## Kubernetes") : deploying.index("## S3 and CloudFront")
+    ]
     ingress = (K8S / "base" / "ingress.yaml").read_text()
     for setting in (*CONTROLLER_SETTINGS, "limit-req-status-code", "CARS_NUM_PROXIES"):
-        assert setting in kubernetes, f"README.md, Kubernetes: {setting}"
+        assert setting in kubernetes, f"docs/deploying.md, Kubernetes: {setting}"
         assert setting in ingress, f"deploy/k8s/base/ingress.yaml: {setting}"
     for overlay in OVERLAYS:
         comments = (K8S / "overlays" / overlay / "patches.yaml").read_text()

@@ -474,7 +474,7 @@ def cursor(token: str) -> str:
     ],
 )
 def test_a_cursor_the_database_would_refuse_is_a_400_not_a_500(admin_client, token):
-    """Issue #22: the imports list shares the cars' cursor (cars.api.pagination)."""
+    """Issue #22: the imports list shares the cars' cursor (core.pagination)."""
     create_job(source="http://example.com/cars.csv")
 
     response = admin_client.get("/api/imports/", {"cursor": cursor(token)})

@@ -21,8 +21,9 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from cars.catalog import bump_catalog_version
+from cars.fulltext import apply_search
 from cars.models import Car, SearchWord
-from cars.search import apply_search, deferred_search_index
+from cars.search import deferred_search_index
 from imports.services import run_import
 from tests.support.catalog import write_csv
 from tests.support.search import index_existing_cars

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest, QueryDict
 
-from cars.selectors import Ordering
-
-from .pagination import BadRequest, PageRequest, parse_page_request
+from cars.selectors import ORDERING_FIELDS
+from core.pagination import BadRequest, Ordering, PageRequest, parse_page_request
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ def _ordering(raw: str | None, search: str) -> Ordering | None:
     if raw is None or raw == "":
         return None if search else Ordering("id")
     try:
-        return Ordering.parse(raw)
+        return Ordering.parse(raw, ORDERING_FIELDS)
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
 

@@ -20,9 +20,9 @@ from cars.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.rendition_urls import RenditionUrls
 from cars.search_engine import understand
 from cars.selectors import car_detail, car_rows, count_cars
+from core.pagination import MAX_INT, link_header, paginate
 from core.serializers import ErrorSerializer
 
-from .pagination import MAX_INT, link_header, paginate
 from .query import parse_car_query, parse_list_query, parsed_query
 from .serializers import CarDetailSerializer, CarSerializer
 

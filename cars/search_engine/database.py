@@ -1,11 +1,12 @@
-"""The embedded engine behind the seam: `cars.search` in the database (SQLite FTS5 or
+"""The embedded engine behind the seam: `cars.fulltext` in the database (SQLite FTS5 or
 PostgreSQL full-text search, with the typo vocabulary). The laptop default, and the
 answer whenever the search engine cannot give one."""
 
 from django.db.models import QuerySet
 
+from cars.fulltext import apply_search, best_match_first
 from cars.models import Car
-from cars.search import Search, apply_search, best_match_first, understand
+from cars.search import Search, understand
 
 
 class DatabaseSearch:

@@ -9,7 +9,7 @@ words also matches with `fuzziness: AUTO` (the engine's own typo rule: 0 edits f
 letters, 1 for 3-5, 2 beyond; a swap of two letters is one edit). Words with a digit are
 never fuzzy.
 
-Best match first, as `cars.search.best_match_first`: fewer edits first, then relevance
+Best match first, as `cars.fulltext.best_match_first`: fewer edits first, then relevance
 (BM25, a title hit weighing ten description hits, as SQLite's bm25 weights), then id.
 Each word scores its best way of matching (`dis_max`), so a car scores for `famly` as
 it does for `family` (times the engine's constant factor for one edit), and the same

@@ -341,7 +341,7 @@ CARS_JOB_MAX_PROBLEMS = env.int("CARS_JOB_MAX_PROBLEMS", default=10_000)
 CARS_JOB_REPORT_PREVIEW = env.int("CARS_JOB_REPORT_PREVIEW", default=100)
 
 # --- Search engine ----------------------------------------------------------------------
-# Unset: `?search=` runs in the database (cars.search). Set to an OpenSearch URL
+# Unset: `?search=` runs in the database (cars.fulltext). Set to an OpenSearch URL
 # (credentials in it for a managed cluster: https://user:password@host): the catalogue is
 # indexed there and the engine answers, the database answering while it is down.
 SEARCH_URL = env("SEARCH_URL", default="")

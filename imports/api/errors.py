@@ -7,10 +7,7 @@ the memory of either answer does not grow with the job. Who may read them is who
 read the job (imports.view_importjob).
 """
 
-import base64
-import binascii
 import csv
-import json
 from collections.abc import Iterable, Iterator
 
 from django.http import StreamingHttpResponse
@@ -20,8 +17,16 @@ from rest_framework.exceptions import NotFound
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.response import Response
 
-from cars.api.pagination import MAX_INT, BadRequest, Page, link_header, parse_page_request
-from cars.selectors import Ordering
+from core.pagination import (
+    MAX_INT,
+    BadRequest,
+    Page,
+    decode_token,
+    encode_token,
+    link_header,
+    non_negative_int,
+    parse_limit,
+)
 from imports.models import ImportProblem
 from imports.selectors import ProblemPosition, all_problems, problems_page, stored_problems
 
@@ -29,9 +34,6 @@ from .serializers import ErrorSerializer, ProblemSerializer
 from .views import ERRORS, StaffOnlyView
 
 KINDS = {kind.label: kind.value for kind in ImportProblem.Kind}
-# Only so that the shared limit parsing knows the list is not ranked by relevance: the
-# cursor itself is a (kind, line, id) position of this list's own (`_decode_position`).
-BY_LINE = Ordering("id")
 KIND = OpenApiParameter(
     "kind", OpenApiTypes.STR, enum=list(KINDS), description="only problems of this kind"
 )
@@ -71,16 +73,14 @@ class ImportJobErrorsView(StaffOnlyView):
     def get(self, request, pk: int):
         kinds = _kinds(request.GET)
         # The limit as every list reads it; the cursor is this list's own position.
-        params = request.GET.copy()
-        token = params.pop("cursor", [""])[-1]
-        page_request = parse_page_request(params, ordering=BY_LINE)
-        if page_request.offset is not None:
+        limit = parse_limit(request.GET)
+        if non_negative_int(request.GET, "offset") is not None:
             raise BadRequest("this list pages by cursor, not offset")
+        token = request.GET.get("cursor")
         after = _decode_position(token) if token else None
         total = stored_problems(pk, kinds)
         if total is None:
             raise NotFound("no such import job")
-        limit = page_request.limit
         items = problems_page(pk, kinds=kinds, after=after, limit=limit + 1)
         response = Response(ProblemSerializer(items[:limit], many=True).data)
         response["X-Total-Count"] = str(total)
@@ -150,22 +150,17 @@ def _kinds(params) -> list[int]:
 
 
 def _encode_position(position: ProblemPosition) -> str:
-    raw = json.dumps([position.kind, position.line, position.id], separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return encode_token([position.kind, position.line, position.id])
 
 
 def _decode_position(token: str) -> ProblemPosition:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        values = json.loads(raw)
-        if not (
-            isinstance(values, list)
-            and len(values) == 3
-            and all(type(v) is int and 0 <= v <= MAX_INT for v in values)
-        ):
-            raise ValueError
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise BadRequest("cursor is not valid") from exc
+    values = decode_token(token)
+    if not (
+        isinstance(values, list)
+        and len(values) == 3
+        and all(type(v) is int and 0 <= v <= MAX_INT for v in values)
+    ):
+        raise BadRequest("cursor is not valid")
     return ProblemPosition(*values)
 
 

@@ -16,8 +16,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cars.api.pagination import link_header, paginate, parse_page_request
-from cars.selectors import Ordering
+from core.pagination import Ordering, link_header, paginate, parse_page_request
 from imports.jobs import create_job, submit_job
 from imports.models import ImportJob
 from imports.permissions import PRUNE, may_start_import, may_view_imports

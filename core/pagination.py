@@ -3,6 +3,10 @@
 The page stays a plain JSON array; navigation is in the `Link` header (rel="next",
 rel="prev") and the total in `X-Total-Count`. Without `offset`, links carry a keyset
 cursor, so deep pages cost what the first page costs.
+
+Every list of the API pages this way (the cars, the import jobs, a job's problems), so it
+lives here, below the apps: an app says which fields it may be ordered by, this module
+does the rest.
 """
 
 import base64
@@ -17,8 +21,6 @@ from django.db.models import Q, QuerySet
 from django.http import QueryDict
 from rest_framework.exceptions import APIException
 
-from cars.selectors import Ordering
-
 MAX_INT = 2**63 - 1  # what a database integer holds
 
 
@@ -28,8 +30,49 @@ class BadRequest(APIException):
     default_code = "bad_request"
 
 
-# Orderings whose cursor value is a point in time (the imports API orders by created_at).
+# Orderings whose cursor value is a point in time (Django's usual names for timestamps).
 DATETIME_FIELDS = frozenset({"updated_at", "created_at"})
+
+
+@dataclass(frozen=True)
+class Ordering:
+    field: str
+    descending: bool = False
+
+    @classmethod
+    def parse(cls, value: str, fields: tuple[str, ...]) -> "Ordering":
+        """`title`, `-updated_at`, … for one of `fields`; raises ValueError otherwise."""
+        descending = value.startswith("-")
+        field = value.removeprefix("-")
+        if field not in fields:
+            raise ValueError(f"ordering must be one of {', '.join(fields)} (or -field)")
+        return cls(field, descending)
+
+    def order_by(self) -> list[str]:
+        sign = "-" if self.descending else ""
+        keys = [f"{sign}{self.field}"]
+        if self.field != "id":
+            keys.append(f"{sign}id")  # a unique tie-breaker keeps pages stable
+        return keys
+
+    def __str__(self) -> str:
+        return ("-" if self.descending else "") + self.field
+
+
+def encode_token(values: list) -> str:
+    """An opaque cursor: JSON in unpadded URL-safe base64."""
+    raw = json.dumps(values, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_token(token: str) -> object:
+    """What `encode_token` wrapped, or BadRequest (400). Only the wrapping is checked
+    here (a deeply nested list exhausts the JSON parser's recursion): what the values
+    may be is the caller's to check."""
+    try:
+        return json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, RecursionError, binascii.Error) as exc:
+        raise BadRequest("cursor is not valid") from exc
 
 
 @dataclass(frozen=True)
@@ -40,8 +83,7 @@ class Cursor:
 
     def encode(self) -> str:
         value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
-        raw = json.dumps([value, self.pk, int(self.reverse)], separators=(",", ":"))
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return encode_token([value, self.pk, int(self.reverse)])
 
     @classmethod
     def decode(cls, token: str, ordering: Ordering) -> "Cursor":
@@ -54,13 +96,13 @@ class Cursor:
         in another offset is not one of ours. An id ordering's position is the id: two
         spellings of one position decode equal, as the cache key is the decoded cursor.
         """
+        decoded = decode_token(token)
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            value, pk, reverse = json.loads(raw)
+            value, pk, reverse = decoded
             if type(pk) is not int or not 0 <= pk <= MAX_INT or reverse not in (0, 1):
                 raise TypeError
             return cls(_position_value(value, ordering, pk), pk, bool(reverse))
-        except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise BadRequest("cursor is not valid") from exc
 
 
@@ -98,7 +140,8 @@ class PageRequest:
         return params
 
 
-def _non_negative_int(params: QueryDict, name: str) -> int | None:
+def non_negative_int(params: QueryDict, name: str) -> int | None:
+    """A paging parameter (`limit`, `offset`) as a database can take it, None if absent."""
     raw = params.get(name)
     if raw is None:
         return None
@@ -113,15 +156,21 @@ def _non_negative_int(params: QueryDict, name: str) -> int | None:
     return value
 
 
-def parse_page_request(params: QueryDict, *, ordering: Ordering | None) -> PageRequest:
-    """`ordering` None: ranked by relevance, where only offsets page (no cursor)."""
-    limit = _non_negative_int(params, "limit")
+def parse_limit(params: QueryDict) -> int:
+    """The page size asked for, CARS_PAGE_SIZE by default, at most CARS_MAX_PAGE_SIZE."""
+    limit = non_negative_int(params, "limit")
     maximum = settings.CARS_MAX_PAGE_SIZE
     if limit is None:
-        limit = settings.CARS_PAGE_SIZE
-    elif not 1 <= limit <= maximum:
+        return settings.CARS_PAGE_SIZE
+    if not 1 <= limit <= maximum:
         raise BadRequest(f"limit must be between 1 and {maximum}")
-    offset = _non_negative_int(params, "offset")
+    return limit
+
+
+def parse_page_request(params: QueryDict, *, ordering: Ordering | None) -> PageRequest:
+    """`ordering` None: ranked by relevance, where only offsets page (no cursor)."""
+    limit = parse_limit(params)
+    offset = non_negative_int(params, "offset")
     token = params.get("cursor")
     if token is None:
         return PageRequest(limit, 0 if ordering is None and offset is None else offset, None)
