@@ -22,10 +22,12 @@ from cars.admin import CarAdmin
 from cars.models import Car
 
 from .columns import MappingError, checked_map
-from .jobs import create_job, submit_job
+from .dispatch import RETRY_IMAGES, run_or_send
+from .jobs import submit_job
+from .lifecycle import create_job
 from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
-from .pictures.retry import submit_retry, with_failed_images
+from .pictures.retry import retry_failed_images, with_failed_images
 from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
@@ -337,7 +339,7 @@ class CarWithImportsAdmin(CarAdmin):
                 request, "None of the selected cars has a failed image.", messages.WARNING
             )
             return
-        outcome = submit_retry(car_ids=ids)
+        outcome = run_or_send(RETRY_IMAGES, lambda ids: retry_failed_images(car_ids=ids), ids)
         if outcome is None:
             self.message_user(
                 request,
