@@ -157,7 +157,7 @@ def _queued_import(site: Site, csv_path: Path, workers: int, cores: int, cfg: Co
     env = site.env(REDIS_URL=broker, CELERY_BROKER_URL=broker, CARS_IMPORT_WORKERS="16")
     with _workers(site, env, workers, cores) as logs:
         script = (
-            "from imports.jobs import create_job, submit_job;"
+            "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
             f"job = create_job(source={str(csv_path)!r}, trigger='api');"
             "submit_job(job); print(job.pk)"
         )

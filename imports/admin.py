@@ -21,10 +21,13 @@ from django.utils.html import format_html, format_html_join
 from cars.admin import CarAdmin
 
 from .columns import MappingError, checked_map
-from .jobs import create_job, submit_job
+from .dispatch import RETRY_IMAGES, run_or_send
+from .jobs import submit_job
+from .lifecycle import create_job
 from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
-from .pictures.retry import submit_retry, with_failed_images
+from .pictures import retry
+from .pictures.retry import with_failed_images
 from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
@@ -329,7 +332,7 @@ def retry_failed_images(modeladmin: CarAdmin, request, queryset) -> None:
             request, "None of the selected cars has a failed image.", messages.WARNING
         )
         return
-    outcome = submit_retry(car_ids=ids)
+    outcome = run_or_send(RETRY_IMAGES, lambda ids: retry.retry_failed_images(car_ids=ids), ids)
     if outcome is None:
         modeladmin.message_user(
             request,

@@ -6,4 +6,4 @@ class ImportsConfig(AppConfig):
     verbose_name = "Imports"
 
     def ready(self) -> None:
-        from . import tasks  # noqa: F401  (registers the tasks that imports.queue sends by name)
+        from . import tasks  # noqa: F401  (registers the tasks that imports.dispatch sends by name)

@@ -7,9 +7,9 @@ CARS_JOB_REPORT_PREVIEW of each kind on its own row, served with the job at no e
 query. Its counts hold the totals, so a problem over the cap is counted, never dropped in
 silence; its image failures by reason (what /metrics counts) include every one.
 
-Each function writes inside its caller's transaction: the job's end (imports.jobs), a
-queued job's row phase, or the transaction that marks an image chunk done (imports.chunks),
-so a redelivered chunk never stores its failures twice.
+Each function writes inside its caller's transaction (imports.lifecycle): a job's row
+phase, the end of a job run in one process, or the transaction that marks an image chunk
+done, so a redelivered chunk never stores its failures twice.
 """
 
 from collections import Counter
@@ -64,15 +64,13 @@ def store(
     return len(kept)
 
 
-def record_report(job_id: int, report: ImportReport) -> dict:
-    """Store the problems of a job run in one process (in place of any stored before);
-    return the job's fields that describe them, for the caller to save."""
-    ImportProblem.objects.filter(job_id=job_id).delete()
+def record_image_failures(job_id: int, failures: Sequence[ImageProblem]) -> dict:
+    """Store the image failures of a job run in one process (in CSV order); return the
+    job's fields that describe them, for the caller to save."""
     return {
-        **record_rejected_rows(job_id, report),
-        "image_failures": preview(report.image_failures),
-        "image_failures_stored": store(job_id, Kind.IMAGE_FAILURE, report.image_failures),
-        "image_failure_reasons": reason_counts(report.image_failures),
+        "image_failures": preview(failures),
+        "image_failures_stored": store(job_id, Kind.IMAGE_FAILURE, failures),
+        "image_failure_reasons": reason_counts(failures),
     }
 
 

@@ -3,15 +3,16 @@
 source → parsed rows → applied in one transaction → images fetched → pictures stored and
 rendered. A fatal source error raises SourceError before anything is committed.
 
-`run_import` does all of it in the calling process (the laptop default, and dry runs);
-queued jobs (imports.chunks) apply the rows the same way (`apply_source`) and hand the
-images to workers in chunks.
+`run_import` does all of it in the calling process, recording no job (dry runs). Jobs
+(imports.runner) take the same steps: `source_rows` and `apply_source` in their own
+transaction, then `run_images` here or, queued, in chunks on workers.
 """
 
 import logging
 import time
-from collections.abc import Callable
-from contextlib import closing
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -51,64 +52,58 @@ def run_import(
     refresh_images: bool = False,
     progress: Progress | None = None,
     opened: OpenedSource | None = None,
-    on_images: Callable[[Recorded, int], None] | None = None,
     columns: dict[str, str] | None = None,
     encoding: str | None = None,
     fetch_images: bool = True,
 ) -> ImportReport:
-    """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images, here.
+    """Import cars from `source` (default `CARS_CSV_SOURCE`) and fetch their images, here,
+    recording no job (imports.runner runs jobs with these same steps).
 
     With `dry_run` the rows are applied and rolled back (so the counts are exact) and the
     images are fetched and checked but not stored. `opened` is a source already opened
-    by the caller (the periodic sync, which fetched it to see whether it changed).
-    `on_images(recorded, items_done)` follows each batch of image outcomes written.
-    `columns` (`--map`) and `encoding` (`--encoding`) say what the feed does not; with
-    `fetch_images` false (a dry run's `--no-images`) no picture is fetched.
+    by the caller. `columns` (`--map`) and `encoding` (`--encoding`) say what the feed
+    does not; with `fetch_images` false (a dry run's `--no-images`) no picture is fetched.
     """
     source = source or settings.CARS_CSV_SOURCE
-    workers = workers or settings.CARS_IMPORT_WORKERS
     report = ImportReport(source=source, dry_run=dry_run)
     opened = opened or open_source(source, policy=csv_fetch_policy())
     started = time.monotonic()
-    items = apply_source(
-        opened,
+    rows = source_rows(opened, report, columns=columns, encoding=encoding)
+    with rows as reader, transaction.atomic():
+        items = apply_source(
+            reader=reader,
+            report=report,
+            prune=prune,
+            refresh_images=refresh_images,
+            progress=progress,
+        )
+        if dry_run:
+            transaction.set_rollback(True)
+    run_images(
+        items if fetch_images else [],
         report,
-        prune=prune,
+        base_dir=opened.base_dir,
+        workers=workers,
+        started=started,
         dry_run=dry_run,
-        refresh_images=refresh_images,
         progress=progress,
-        columns=columns,
-        encoding=encoding,
     )
-    rows_done = time.monotonic()
-    fetch = 0.0
-    if fetch_images:
-        fetch = _run_images(items, opened, report, workers, dry_run, progress, on_images)
-    report.timings = {
-        "rows": round(rows_done - started, 3),
-        "images": round(time.monotonic() - rows_done, 3),
-        "fetch": round(fetch, 3),
-    }
     logger.info("import of %s: %s", source, report.summary())
     return report
 
 
-def apply_source(
+@contextmanager
+def source_rows(
     opened: OpenedSource,
     report: ImportReport,
     *,
-    prune: bool = False,
-    dry_run: bool = False,
-    refresh_images: bool = False,
-    progress: Progress | None = None,
-    before_commit: Callable[[list[ImageItem]], None] | None = None,
     columns: dict[str, str] | None = None,
     encoding: str | None = None,
-) -> list[ImageItem]:
-    """Read the source and apply its rows in one transaction; return the image work.
+) -> Iterator[CsvReader]:
+    """The source's rows, as a reader, for a `with` block; its stream is closed after.
 
-    The work is one item per distinct reference, naming its cars. `before_commit(items)`
-    runs inside the transaction (a queued job records its chunks there).
+    A source that cannot be read as a cars CSV, at once or midway through the block,
+    raises SourceError.
     """
     with closing(opened.stream):
         try:
@@ -123,23 +118,30 @@ def apply_source(
             report.mapping = reader.mapping.report()
             if "image" not in reader.mapping.fields:
                 report.warnings.append(_NO_IMAGE_COLUMN.format(columns=_attribute_names(reader)))
-            with transaction.atomic():
-                refs = apply_rows(
-                    reader,
-                    report,
-                    refresh_images=refresh_images,
-                    prune=reader.key_seen if prune else None,
-                    progress=progress,
-                )
-                report.warnings += reader.warnings
-                items = group_items(refs)
-                if before_commit is not None:
-                    before_commit(items)
-                if dry_run:
-                    transaction.set_rollback(True)
+            yield reader
         except CsvSourceError as exc:
             raise SourceError(str(exc)) from None
-    return items
+
+
+def apply_source(
+    *,
+    reader: CsvReader,
+    report: ImportReport,
+    prune: bool = False,
+    refresh_images: bool = False,
+    progress: Progress | None = None,
+) -> list[ImageItem]:
+    """Apply the source's rows in the caller's transaction; return the image work, one
+    item per distinct reference, naming its cars."""
+    refs = apply_rows(
+        reader,
+        report,
+        refresh_images=refresh_images,
+        prune=reader.key_seen if prune else None,
+        progress=progress,
+    )
+    report.warnings += reader.warnings
+    return group_items(refs)
 
 
 _NO_IMAGE_COLUMN = (
@@ -153,9 +155,24 @@ def _attribute_names(reader: CsvReader) -> str:
     return names if len(names) <= 200 else names[:197] + "..."
 
 
-def _run_images(items, opened, report, workers, dry_run, progress, on_images) -> float:
+def run_images(
+    items: list[ImageItem],
+    report: ImportReport,
+    *,
+    base_dir: Path | None,
+    workers: int | None,
+    started: float,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    on_images: Callable[[Recorded, int], None] | None = None,
+) -> None:
+    """The image phase, here: `items` fetched, checked, stored and rendered, their outcomes
+    written on the cars in batches and counted in `report`, whose timings it sets (the
+    rows' counted from `started`). `on_images(recorded, items_done)` follows each batch."""
+    rows_done = time.monotonic()
     total = len(items)
     done = 0
+    fetch = 0.0
 
     def recorded(batch: Recorded, items_done: int) -> None:
         nonlocal done
@@ -165,17 +182,22 @@ def _run_images(items, opened, report, workers, dry_run, progress, on_images) ->
         if progress:
             progress("images", done, total)
 
-    if not items:
-        return 0.0
-    if progress:
-        progress("images", 0, total)
-    with ImagePipeline(base_dir=opened.base_dir, workers=workers, store=not dry_run) as pipeline:
-        if dry_run:
-            outcome = _check_images(pipeline, items, recorded)
-        else:
-            outcome = run_items(pipeline, items, on_recorded=recorded)
-    add_images(report, outcome)
-    return pipeline.window.seconds
+    if items:
+        if progress:
+            progress("images", 0, total)
+        workers = workers or settings.CARS_IMPORT_WORKERS
+        with ImagePipeline(base_dir=base_dir, workers=workers, store=not dry_run) as pipeline:
+            if dry_run:
+                outcome = _check_images(pipeline, items, recorded)
+            else:
+                outcome = run_items(pipeline, items, on_recorded=recorded)
+        add_images(report, outcome)
+        fetch = pipeline.window.seconds
+    report.timings = {
+        "rows": round(rows_done - started, 3),
+        "images": round(time.monotonic() - rows_done, 3),
+        "fetch": round(fetch, 3),
+    }
 
 
 def _check_images(pipeline: ImagePipeline, items: list[ImageItem], recorded) -> Recorded:

@@ -10,11 +10,10 @@ import logging
 
 from django.conf import settings
 
-from .chunks import run_row_phase
-from .jobs import create_job, execute_job
-from .locks import SourceBusy
+from .dispatch import assign
+from .lifecycle import SourceBusy, create_job
 from .models import ImportJob, SourceState
-from .queue import queued
+from .runner import run_job
 from .services import csv_fetch_policy
 from .sources import SourceError, open_source
 
@@ -42,12 +41,9 @@ def sync_source(source: str | None = None) -> ImportJob | None:
         return None
     asked = _how_it_was_asked(source)
     job = create_job(source=source, prune=True, trigger=ImportJob.Trigger.SYNC, **asked)
+    assign(job)  # the rows here; the images here too, or (with a broker) on the workers
     try:
-        if queued():  # the rows here, the images on the workers
-            ImportJob.objects.filter(pk=job.pk).update(queued=True)
-            run_row_phase(job.pk, opened=opened)
-        else:
-            execute_job(job.pk, opened=opened)
+        run_job(job.pk, opened=opened)
     except SourceBusy:
         logger.info("sync of %s: another import is running; next sync will retry", source)
         job.delete()

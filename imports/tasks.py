@@ -1,5 +1,5 @@
 """Celery tasks: thin, JSON-safe (ids only), idempotent wrappers over the services, which
-send them by name (imports.queue).
+send them by name (imports.dispatch).
 
 Every task acks late and is safe to run twice: a redelivered message (a worker killed,
 a broker's visibility timeout, the sweep sending it again) finds its work done, or held
@@ -14,10 +14,12 @@ from django.db import InterfaceError, OperationalError
 from cars.pictures import rerender_picture
 
 from . import sync
-from .chunks import run_chunk, run_row_phase, sweep
-from .locks import SourceBusy
+from .dispatch import PROCESS_IMAGE_CHUNK, RENDER_PICTURE, RETRY_IMAGES, RUN_IMPORT_JOB
+from .lifecycle import SourceBusy
 from .pictures.retry import retry_failed_images
-from .queue import PROCESS_IMAGE_CHUNK, RENDER_PICTURE, RETRY_IMAGES, RUN_IMPORT_JOB
+from .runner import run_chunk, run_job
+from .sources import SourceError
+from .sweep import sweep
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +39,11 @@ SAFE = {"acks_late": True, "reject_on_worker_lost": True}
 def run_import_job(self, job_id: int) -> None:
     """A queued job's row phase: apply its rows, then send its image chunks."""
     try:
-        run_row_phase(job_id)
+        run_job(job_id)
     except SourceBusy as exc:
         raise self.retry(exc=exc, countdown=30, max_retries=120) from None
+    except SourceError:
+        pass  # recorded on the job: the source cannot be imported, retrying changes nothing
 
 
 @shared_task(

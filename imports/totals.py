@@ -1,8 +1,8 @@
 """Running totals of succeeded imports (for /metrics), added to once per job as it closes.
 
 A succeeded job's figures never change, so they are added in the transaction that marks
-it succeeded (inline: jobs.finish_job; queued: the last chunk's close), exactly once, as
-the job closes exactly once. A scrape reads the totals and writes nothing.
+it succeeded (imports.lifecycle.close_job: a job run here, or a queued job's last chunk),
+exactly once, as the job closes exactly once. A scrape reads the totals and writes nothing.
 """
 
 from django.db.models import F

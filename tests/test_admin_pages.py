@@ -18,9 +18,10 @@ from django.test import Client
 
 from cars.models import Car, ImageStatus
 from imports.fetching import FetchPolicy
-from imports.jobs import create_job, execute_job
+from imports.lifecycle import create_job
 from imports.models import ImportJob
 from imports.pictures.retry import retry_failed_images
+from imports.runner import run_job as execute_job
 from imports.services import run_import
 from imports.sources import SourceError, open_source
 from imports.uploads import store_upload, upload_storage

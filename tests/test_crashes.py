@@ -55,7 +55,7 @@ def _submit(stack, source: str) -> int:
     out = stack.manage(
         "shell",
         "-c",
-        "from imports.jobs import create_job, submit_job;"
+        "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
         f"job = create_job(source={source!r}, trigger='api');"
         "submit_job(job); print(job.pk)",
     )

@@ -131,12 +131,12 @@ def test_the_command_reports_a_database_failure_in_one_line(tmp_path, monkeypatc
     from django.core.management import CommandError, call_command
     from django.db import OperationalError
 
-    import imports.jobs
+    import imports.runner
 
     def dead_database(**kwargs):
         raise OperationalError("terminating connection due to administrator command")
 
-    monkeypatch.setattr(imports.jobs, "run_import", dead_database)
+    monkeypatch.setattr(imports.runner, "apply_source", dead_database)
     source = tmp_path / "cars.csv"
     source.write_text("id,title\n1,Alpha\n")
     with pytest.raises(CommandError) as excinfo:

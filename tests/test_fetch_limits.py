@@ -280,7 +280,7 @@ def test_image_bombs_in_celery_chunks_cost_a_worker_at_most_one_cap_per_fetch_th
         out = stack.manage(
             "shell",
             "-c",
-            "from imports.jobs import create_job, submit_job;"
+            "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
             f"job = create_job(source={str(source)!r}, trigger='api'); submit_job(job);"
             "print(job.pk)",
         )

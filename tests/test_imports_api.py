@@ -19,8 +19,7 @@ from rest_framework.authtoken.models import Token
 
 from cars.models import Car
 from imports.heartbeat import worker_id
-from imports.jobs import create_job
-from imports.locks import acquire
+from imports.lifecycle import acquire, create_job
 from imports.models import ImportJob, SourceLock
 from tests.support.catalog import csv_bytes
 from tests.support.images import jpeg_bytes, png_bytes

@@ -28,12 +28,14 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from imports import tasks
-from imports.chunks import _claim, _run_claimed, run_chunk, run_row_phase
-from imports.jobs import create_job
+from imports.lifecycle import claim_chunk as _claim
+from imports.lifecycle import create_job
 from imports.models import ImageChunk, ImportJob, ImportProblem
 from imports.pictures.pipeline import ImageItem
 from imports.problems import preview, store
 from imports.report import ImageProblem, RowProblem
+from imports.runner import _run_claimed, run_chunk
+from imports.runner import run_job as run_row_phase
 from tests.support.catalog import csv_bytes
 
 pytestmark = pytest.mark.django_db

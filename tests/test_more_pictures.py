@@ -19,12 +19,14 @@ from django.core.files.storage import default_storage
 from cars.catalog import bump_catalog_version
 from cars.models import Car, CarPicture, ImageStatus, Picture
 from imports import tasks
-from imports.chunks import run_chunk, run_row_phase, sweep
-from imports.jobs import create_job
+from imports.lifecycle import create_job
 from imports.models import ImageChunk, ImportJob
 from imports.pictures.pipeline import CarRef, ImageItem
 from imports.pictures.retry import retry_failed_images
+from imports.runner import run_chunk
+from imports.runner import run_job as run_row_phase
 from imports.services import run_import
+from imports.sweep import sweep
 from tests.support.httpserver import LocalHTTPServer
 from tests.support.pictures import LocalMedia, count_renders, picture_bytes
 

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test.utils import CaptureQueriesContext
 
-from imports.jobs import finish_job
+from imports.lifecycle import finish_job
 from imports.models import ImportJob
 from imports.services import run_import
 from imports.totals import totals
@@ -105,7 +105,8 @@ def test_lines_logged_during_a_request_carry_its_id_and_later_lines_do_not(clien
 
 @pytest.mark.django_db
 def test_metrics_expose_requests_latency_imports_and_failures_by_reason(client):
-    from imports.jobs import create_job, execute_job
+    from imports.lifecycle import create_job
+    from imports.runner import run_job as execute_job
 
     job = create_job(source=str(ROOT / "sample" / "cars.csv"))
     execute_job(job.pk)

@@ -356,7 +356,7 @@ def test_a_queued_import_indexes_its_cars_in_its_own_task_on_the_worker(
             out = stack.manage(
                 "shell",
                 "-c",
-                "from imports.jobs import create_job, submit_job;"
+                "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
                 f"job = create_job(source={http_server.url('/cars.csv')!r}, trigger='api');"
                 "submit_job(job); print(job.pk)",
             )

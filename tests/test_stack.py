@@ -82,7 +82,7 @@ def test_a_queued_import_runs_on_a_worker_and_serves_what_the_embedded_default_s
         out = stack.manage(
             "shell",
             "-c",
-            "from imports.jobs import create_job, submit_job;"
+            "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
             f"job = create_job(source={source!r}, trigger='api'); submit_job(job); print(job.pk)",
         )
         job_id = int(out.strip().splitlines()[-1])
@@ -164,7 +164,7 @@ def test_a_queued_import_stores_every_picture_of_every_car_on_the_worker(tmp_pat
         out = stack.manage(
             "shell",
             "-c",
-            "from imports.jobs import create_job, submit_job;"
+            "from imports.jobs import submit_job; from imports.lifecycle import create_job;"
             f"job = create_job(source={source!r}, trigger='api'); submit_job(job); print(job.pk)",
         )
         job_id = int(out.strip().splitlines()[-1])

@@ -12,11 +12,10 @@ import pytest
 from django.utils import timezone
 
 from imports import tasks
-from imports.chunks import sweep
 from imports.heartbeat import HOST, is_dead
-from imports.jobs import create_job
-from imports.locks import SourceBusy, acquire, lock_key
+from imports.lifecycle import SourceBusy, acquire, create_job, lock_key
 from imports.models import ImageChunk, ImportJob, SourceLock
+from imports.sweep import sweep
 
 pytestmark = pytest.mark.django_db
 
@@ -144,8 +143,8 @@ def test_a_row_phase_that_meets_a_database_error_hands_its_job_back(monkeypatch,
     must be free to take again at once, not held by this (live) process for minutes."""
     from django.db import OperationalError
 
-    import imports.chunks
-    from imports.chunks import run_row_phase
+    import imports.runner
+    from imports.runner import run_job as run_row_phase
 
     source = tmp_path / "cars.csv"
     source.write_text("id,title\n1,Alpha\n")
@@ -155,7 +154,7 @@ def test_a_row_phase_that_meets_a_database_error_hands_its_job_back(monkeypatch,
     def database_gone(*args, **kwargs):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(imports.chunks, "apply_source", database_gone)
+    monkeypatch.setattr(imports.runner, "apply_source", database_gone)
     with pytest.raises(OperationalError):
         run_row_phase(job.pk)
     job.refresh_from_db()

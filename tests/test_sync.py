@@ -11,11 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cars.models import Car
-from imports.chunks import run_row_phase
 from imports.heartbeat import HOST, worker_id
-from imports.jobs import create_job, execute_job
-from imports.locks import SourceBusy, acquire, beat, lock_key, release
+from imports.lifecycle import SourceBusy, acquire, beat, create_job, lock_key, release
 from imports.models import ImportJob, SourceLock, SourceState
+from imports.runner import run_job as execute_job
+from imports.runner import run_job as run_row_phase
 from imports.sync import sync_source
 from tests.support.images import jpeg_bytes
 

@@ -17,7 +17,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.pagination import Ordering, link_header, paginate, parse_page_request
-from imports.jobs import create_job, submit_job
+from imports.jobs import submit_job
+from imports.lifecycle import create_job
 from imports.models import ImportJob
 from imports.permissions import PRUNE, may_start_import, may_view_imports
 from imports.selectors import job_detail, job_rows

@@ -5,9 +5,9 @@ cars that name it. `ImagePipeline.run` fetches the items on threads (I/O bound),
 the bytes, and renders only the contents that are not stored yet, in a process per core
 (threads inside a Celery worker, whose children may not fork). It asks the database only
 which contents are stored already. `record_outcomes` then writes a batch of outcomes in
-one transaction: the new pictures and their files, the cars that show them, and whatever
-the caller records beside them (a chunk's progress), so a batch is applied whole or not
-at all.
+one transaction (the caller's, when it records something beside them: a chunk's
+progress): the new pictures and their files and the cars that show them, so a batch is
+applied whole or not at all.
 """
 
 import hashlib
@@ -174,13 +174,18 @@ class ImagePipeline:
             self.render_pool.shutdown(cancel_futures=True)
 
     def record(
-        self, outcomes: list[ItemOutcome], *, inside: Callable[[Recorded], None] | None = None
+        self,
+        outcomes: list[ItemOutcome],
+        *,
+        write: Callable[[list[ItemOutcome]], Recorded] | None = None,
     ) -> Recorded:
-        """`record_outcomes`, again with the items whose stored picture was deleted meanwhile
-        fetched and rendered anew (the others kept as they were), up to three times."""
+        """`write(outcomes)` (by default `record_outcomes`; a caller's own transaction
+        around it), again with the items whose stored picture was deleted meanwhile fetched
+        and rendered anew (the others kept as they were), up to three times."""
+        write = write or record_outcomes
         for attempt in range(3):
             try:
-                return record_outcomes(outcomes, inside=inside)
+                return write(outcomes)
             except PictureGone as exc:
                 if attempt == 2:
                     raise
@@ -337,7 +342,6 @@ class _FetchWindow:
 def record_outcomes(
     outcomes: list[ItemOutcome],
     *,
-    inside: Callable[[Recorded], None] | None = None,
     touch: bool = True,
 ) -> Recorded:
     """Write a batch of outcomes on their cars, in one transaction; return what it did.
@@ -346,8 +350,8 @@ def record_outcomes(
     first); the others are looked up by content under their row's lock. Each outcome goes
     to its place in its cars' lists (the car's own picture, or a further one); the
     picture a place showed before is deleted after commit if no car shows it any more.
-    `inside(recorded)` runs in the same transaction, last (a chunk marks itself done
-    there); without `touch` the cars' `updated_at` stays as it was. Raises PictureGone,
+    Inside a caller's transaction, that one holds it all (a chunk marks itself done there
+    after); without `touch` the cars' `updated_at` stays as it was. Raises PictureGone,
     with nothing written, when a picture it meant to share was deleted meanwhile.
     """
     recorded = Recorded()
@@ -397,8 +401,6 @@ def record_outcomes(
             picture_id = picture_of[outcome.sha256]
             updates.append((slots, ImageOutcome(picture_id, outcome.item.ref)))
         cars_record_images(updates, touch=touch)
-        if inside is not None:
-            inside(recorded)
     return recorded
 
 

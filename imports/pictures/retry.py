@@ -1,6 +1,6 @@
 """Retrying failed images without a CSV: the import's image phase again, for chosen cars.
 
-The admin's "Retry failed images" action calls `submit_retry`. Only references with a
+The admin's "Retry failed images" action runs it (here, or on a worker). Only references with a
 scheme (http/https URLs) are retried: a relative path was resolved inside its CSV's
 folder, and which folder that was is not recorded once the import is over. Such cars are
 left exactly as they are and counted as skipped; re-importing their CSV retries them.
@@ -16,7 +16,6 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from cars.models import Car, CarPicture, ImageStatus
 
-from ..queue import RETRY_IMAGES, enqueue, queued
 from .pipeline import CarRef, ImagePipeline, group_items, run_items
 
 NO_LINE = 0  # a CarRef's CSV line: there is no CSV here
@@ -85,12 +84,3 @@ def retry_failed_images(*, car_ids: Iterable[int], workers: int | None = None) -
     outcome.ok, outcome.failed = recorded.ok, recorded.failed
     outcome.reasons.update(str(failure.reason) for failure in recorded.failures)
     return outcome
-
-
-def submit_retry(*, car_ids: Iterable[int]) -> RetryOutcome | None:
-    """Retry now and return the outcome, or (with a broker) queue it for a worker: None."""
-    ids = [int(pk) for pk in car_ids]
-    if queued():
-        enqueue(RETRY_IMAGES, ids)
-        return None
-    return retry_failed_images(car_ids=ids)

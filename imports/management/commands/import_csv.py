@@ -9,10 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from imports.columns import MappingError, checked_map
-from imports.jobs import create_job, execute_job, finish_job
-from imports.locks import SourceBusy
-from imports.models import ImportJob
+from imports.lifecycle import SourceBusy, create_job, fail_job
 from imports.report import ImportReport
+from imports.runner import run_job
 from imports.services import run_import
 from imports.sources import SourceError
 
@@ -116,9 +115,9 @@ class Command(BaseCommand):
             encoding=options["encoding"] or "",
         )
         try:
-            return execute_job(job.pk, workers=workers, progress=progress)
+            return run_job(job.pk, workers=workers, progress=progress)
         except SourceBusy as exc:
-            finish_job(job, ImportJob.Status.FAILED, error=str(exc))
+            fail_job(job, str(exc))
             raise
 
 

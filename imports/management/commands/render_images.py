@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from cars.models import Picture
 from cars.pictures import rerender_picture
 from cars.platforms import get_platforms
-from imports.queue import RENDER_PICTURE, enqueue, queued
+from imports.dispatch import RENDER_PICTURE, run_or_send_each
 
 
 class Command(BaseCommand):
@@ -26,10 +26,8 @@ class Command(BaseCommand):
             for pk, renditions in Picture.objects.values_list("pk", "renditions")
             if options["all"] or not wanted <= set(renditions or {})
         ]
-        if queued():
-            for pk in todo:
-                enqueue(RENDER_PICTURE, pk)
+        done = run_or_send_each(RENDER_PICTURE, rerender_picture, [(pk,) for pk in todo])
+        if done is None:
             self.stdout.write(f"queued {len(todo)} pictures")
         else:
-            done = sum(rerender_picture(pk) for pk in todo)
-            self.stdout.write(f"rendered {done} pictures")
+            self.stdout.write(f"rendered {sum(done)} pictures")
