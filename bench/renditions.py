@@ -201,7 +201,7 @@ def _worker(runs: int, paths: list[str]) -> dict:
     django.setup()
     from django.conf import settings
 
-    from cars.pictures import _write
+    from cars.pictures.store import _write
     from imports.pictures.pipeline import render_picture
 
     expected = {p.name: p.spec() for p in references.PLATFORMS}

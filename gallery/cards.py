@@ -8,7 +8,7 @@ no image processing while a page is served.
 from dataclasses import dataclass
 
 from cars.models import ImageStatus
-from cars.rendition_urls import RenditionUrls
+from cars.pictures.urls import RenditionUrls
 from imports.pictures.reasons import IMAGE_REASON_TEXT
 
 # The two platforms the page offers the browser (SPEC §5): `mobile` for narrow slots,

@@ -27,7 +27,7 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
-from cars.pictures import orphan_picture_ids, release_pictures
+from cars.pictures.store import orphan_picture_ids, release_pictures
 
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import ENDED, SourceBusy, acquire, beat, release

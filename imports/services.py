@@ -16,7 +16,7 @@ from contextlib import closing
 from django.conf import settings
 from django.db import transaction
 
-from cars.pictures import stored_sha256s
+from cars.pictures.store import stored_sha256s
 
 from .csv_reader import CsvReader, CsvSourceError
 from .fetching import FetchPolicy

@@ -1,5 +1,5 @@
 """Fuzzing the image pipeline (SPEC §4, §5): hostile bytes through inspect_image and the
-renditions (cars.renditions, cars.processors), exactly as the importer runs them.
+renditions (cars.pictures.rendering, cars.pictures.processors), as the importer runs them.
 
 Properties:
 

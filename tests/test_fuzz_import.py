@@ -25,7 +25,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cars.models import Car, ImageStatus
-from cars.platforms import get_platforms
+from cars.pictures.platforms import get_platforms
 from imports.csv_reader import CsvReader, CsvRow, CsvSourceError
 from imports.pictures.reasons import ImageReason, RowReason
 from imports.services import run_import

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def render(data: bytes, *, max_pixels: int) -> ImageInfo:
     """What the import's render processes do (`render_picture`): the check rides on the
     decode the renditions need, at whatever DCT scale they need."""
-    from cars.renditions import render_all
+    from cars.pictures.rendering import render_all
 
     with checked_image(data, max_pixels=max_pixels) as (info, img):
         render_all("images/checked.jpg", img)

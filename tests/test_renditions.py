@@ -13,9 +13,9 @@ from django.db import transaction
 from PIL import Image, ImageChops, ImageStat
 
 from cars.models import Picture
-from cars.pictures import store_picture
-from cars.platforms import get_platforms
-from cars.renditions import render_all
+from cars.pictures.platforms import get_platforms
+from cars.pictures.rendering import render_all
+from cars.pictures.store import store_picture
 from tests.support.images import jpeg_bytes, photo_like
 
 pytestmark = pytest.mark.django_db
@@ -128,7 +128,7 @@ def test_encoding_through_a_file_gives_imagekits_bytes(monkeypatch, memfd):
     """`_encoded` writes to a file (so Pillow releases the GIL); the bytes are pilkit's."""
     from pilkit.utils import img_to_fobj
 
-    from cars.renditions import _encoded
+    from cars.pictures.rendering import _encoded
 
     if memfd == "missing":  # other systems: a temporary file
         monkeypatch.delattr("os.memfd_create", raising=False)

@@ -31,7 +31,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from cars.pictures import (
+from cars.pictures.rendering import render_all
+from cars.pictures.store import (
     NewPicture,
     PictureGone,
     locked_pictures,
@@ -39,7 +40,6 @@ from cars.pictures import (
     store_picture,
     stored_sha256s,
 )
-from cars.renditions import render_all
 from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
 from ..fetching import Fetcher, FetchPolicy, fetch_reference

@@ -2,11 +2,11 @@
 
 ``process(data)`` is what the importer does with downloaded bytes (imports.pictures.pipeline):
 ``render_picture`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
-and renders every platform's rendition with cars.renditions / cars.processors, raising a
-FetchError with a reason code on failure; the original and its renditions are then
-written to the storage under their content names, as ``cars.pictures.store_picture``
-writes them (without its database row: the probe has no database). It returns "ok" or
-the reason code.
+and renders every platform's rendition with cars.pictures.rendering and
+cars.pictures.processors, raising a FetchError with a reason code on failure; the original
+and its renditions are then written to the storage under their content names, as
+``cars.pictures.store.store_picture`` writes them (without its database row: the probe
+has no database). It returns "ok" or the reason code.
 
 As a program (``python -m tests.support.image_probe COUNT SEED``, Django settings from
 the environment) it replays the seeded corpus of tests/support/imagefuzz.py plus the
@@ -28,8 +28,8 @@ import time
 def process(data: bytes) -> str:
     import hashlib
 
-    from cars.pictures import _write
-    from cars.platforms import get_platforms
+    from cars.pictures.platforms import get_platforms
+    from cars.pictures.store import _write
     from imports.pictures.pipeline import render_picture
     from imports.pictures.reasons import FetchError
 

@@ -16,7 +16,7 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandParser
 
 from cars.models import Car
-from cars.pictures import stored_sha256s
+from cars.pictures.store import stored_sha256s
 from imports.pictures.pipeline import (
     CarRef,
     ImageItem,

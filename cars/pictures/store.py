@@ -20,9 +20,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from PIL import Image
 
-from .catalog import bump_catalog_version
-from .models import Car, CarPicture, Picture
-from .renditions import Rendition, render_all
+from ..catalog import bump_catalog_version
+from ..models import Car, CarPicture, Picture
+from .rendering import Rendition, render_all
 
 logger = logging.getLogger(__name__)
 
