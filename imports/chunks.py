@@ -27,13 +27,14 @@ from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from cars.pictures.reasons import ImageReason
 from cars.pictures.store import orphan_picture_ids, release_pictures
 
+from .fetching import FetchError
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import ENDED, SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, ImportProblem, SourceLock
 from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
-from .pictures.reasons import FetchError, ImageReason
 from .problems import add_image_failures, reason_counts, record_rejected_rows, stored_preview
 from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .report import ImportReport

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from cars.pictures.reasons import ImageReason
+from imports.fetching import FetchError
 from imports.pictures.images import ACCEPTED_FORMATS, ImageInfo, checked_image, inspect_image
-from imports.pictures.reasons import FetchError, ImageReason
 from tests.support import images as make
 
 CAP = 50_000_000  # 50 MP
@@ -222,7 +223,7 @@ _CHILD = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
 from imports.pictures.images import inspect_image
-from imports.pictures.reasons import FetchError
+from imports.fetching import FetchError
 from tests.support.images import bomb_png
 data = bomb_png({w}, {h}, real=True)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -31,6 +31,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
+from cars.pictures.reasons import ImageReason
 from cars.pictures.rendering import render_all
 from cars.pictures.store import (
     NewPicture,
@@ -42,10 +43,9 @@ from cars.pictures.store import (
 )
 from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
-from ..fetching import Fetcher, FetchPolicy, fetch_reference
+from ..fetching import Fetcher, FetchError, FetchPolicy, fetch_reference
 from ..report import ImageProblem
 from .images import checked_image, inspect_image
-from .reasons import FetchError, ImageReason
 
 logger = logging.getLogger(__name__)
 

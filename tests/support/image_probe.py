@@ -30,8 +30,8 @@ def process(data: bytes) -> str:
 
     from cars.pictures.platforms import get_platforms
     from cars.pictures.store import _write
+    from imports.fetching import FetchError
     from imports.pictures.pipeline import render_picture
-    from imports.pictures.reasons import FetchError
 
     try:
         new = render_picture(hashlib.sha256(data).hexdigest(), data)

@@ -17,6 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from cars.models import Car
 from cars.pictures.store import stored_sha256s
+from imports.fetching import FetchError
 from imports.pictures.pipeline import (
     CarRef,
     ImageItem,
@@ -25,7 +26,6 @@ from imports.pictures.pipeline import (
     render_picture,
     render_pool,
 )
-from imports.pictures.reasons import FetchError
 
 
 class Command(BaseCommand):
