@@ -30,11 +30,17 @@ from django.utils import timezone
 from cars.pictures.reasons import ImageReason
 from cars.pictures.store import orphan_picture_ids, release_pictures
 
-from .fetching import FetchError
 from .heartbeat import Heartbeat, is_dead, stale_before, worker_id
 from .locks import ENDED, SourceBusy, acquire, beat, release
 from .models import ImageChunk, ImportJob, ImportProblem, SourceLock
-from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
+from .pictures.pipeline import (
+    ImageFailure,
+    ImageItem,
+    ImagePipeline,
+    ItemOutcome,
+    Recorded,
+    record_outcomes,
+)
 from .problems import add_image_failures, reason_counts, record_rejected_rows, stored_preview
 from .queue import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send
 from .report import ImportReport
@@ -186,11 +192,11 @@ def run_chunk(chunk_id: int) -> None:
 def _run_claimed(chunk: ImageChunk, token: str, items: list[ImageItem]) -> None:
     with Heartbeat(lambda: _beat_chunk(chunk, token)):
         if chunk.attempts > MAX_CHUNK_ATTEMPTS:
-            error = FetchError(
+            failure = ImageFailure(
                 ImageReason.INVALID_IMAGE,
                 f"processing these images failed or stopped its worker {MAX_CHUNK_ATTEMPTS} times",
             )
-            _record(chunk, token, [ItemOutcome(item, error=error) for item in items])
+            _record(chunk, token, [ItemOutcome(item, failure=failure) for item in items])
             return
         base_dir = Path(chunk.job.base_dir) if chunk.job.base_dir else None
         with ImagePipeline(base_dir=base_dir, workers=settings.CARS_IMPORT_WORKERS) as pipeline:

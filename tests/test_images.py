@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def render(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """What the import's render processes do (`render_picture`): the check rides on the
+    """What the import's render processes do (`check_and_render`): the check rides on the
     decode the renditions need, at whatever DCT scale they need."""
     from cars.pictures.rendering import render_all
 

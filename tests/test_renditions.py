@@ -75,11 +75,11 @@ def test_storage_is_written_once_per_rendition_and_asked_nothing(settings, monke
     a picture stored already is not written again."""
     from django.core.files.storage import FileSystemStorage
 
-    from imports.pictures.pipeline import render_picture
+    from imports.pictures.pipeline import check_and_render
 
     data = photo_like(1600, 1200)
     sha256, name = original_name(data)
-    new = render_picture(sha256, data)  # what a render process hands back: not stored
+    new = check_and_render(sha256, data)  # what a render process hands back: not stored
     assert media_files(settings) == []
     calls: list[tuple[str, str]] = []
     for method in (

@@ -1,7 +1,7 @@
 """Run hostile images through the real image pipeline, one at a time, measuring each.
 
 ``process(data)`` is what the importer does with downloaded bytes (imports.pictures.pipeline):
-``render_picture`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
+``check_and_render`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
 and renders every platform's rendition with cars.pictures.rendering and
 cars.pictures.processors, raising a FetchError with a reason code on failure; the original
 and its renditions are then written to the storage under their content names, as
@@ -31,10 +31,10 @@ def process(data: bytes) -> str:
     from cars.pictures.platforms import get_platforms
     from cars.pictures.store import _write
     from imports.fetching import FetchError
-    from imports.pictures.pipeline import render_picture
+    from imports.pictures.pipeline import check_and_render
 
     try:
-        new = render_picture(hashlib.sha256(data).hexdigest(), data)
+        new = check_and_render(hashlib.sha256(data).hexdigest(), data)
     except FetchError as exc:
         return str(exc.reason)
     assert set(new.renditions) == set(get_platforms())

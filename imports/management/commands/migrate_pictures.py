@@ -22,8 +22,8 @@ from imports.pictures.pipeline import (
     CarRef,
     ImageItem,
     ItemOutcome,
+    check_and_render,
     record_outcomes,
-    render_picture,
     render_pool,
 )
 
@@ -74,7 +74,7 @@ class Command(BaseCommand):
             contents.setdefault(hashlib.sha256(data).hexdigest(), []).append((item, data))
         stored = stored_sha256s(contents)
         renders = {
-            sha: pool.submit(render_picture, sha, pairs[0][1])
+            sha: pool.submit(check_and_render, sha, pairs[0][1])
             for sha, pairs in contents.items()
             if sha not in stored
         }
