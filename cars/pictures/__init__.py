@@ -6,6 +6,7 @@
 - `store`: storing, sharing, re-rendering and releasing pictures by content;
 - `more`: a car's further pictures (its `CarPicture` rows);
 - `urls`: URLs of stored renditions, without a storage round trip;
+- `reasons`: why a car has no picture (the image reason codes).
 
 Getting the bytes (fetching, checking, the import's pipeline) is the importer's job.
 """
