@@ -1,14 +1,14 @@
 """Renditions per picture: what the import does with a new picture's bytes, against pyvips.
 
 Ours runs in a child process set up like the project (django.setup() on a fresh bench
-database and MEDIA_ROOT): `imports.pictures.pipeline.render_picture` (the check that the bytes are a
-whole image, riding on the one decode, and every platform's rendition), median of N after
-a warm-up, for a 4000×3000 and a 1600×1200 JPEG. The reference, in this process, makes the
-same three renditions with pyvips (shrink-on-load, the same JPEG settings). Then quality:
-each rendition against the whole picture decoded, Lanczos-resized and encoded with the
-same settings (PSNR and bytes); dimensions, EXIF rotation (a red marker painted in the
-stored top-left corner of a sideways photo must end up top-right), progressive as the
-platform says, no metadata.
+database and MEDIA_ROOT): `imports.pictures.pipeline.check_and_render` (the check that
+the bytes are a whole image, riding on the one decode, and every platform's rendition),
+median of N after a warm-up, for a 4000×3000 and a 1600×1200 JPEG. The reference, in
+this process, makes the same three renditions with pyvips (shrink-on-load, the same JPEG
+settings). Then quality: each rendition against the whole picture decoded, Lanczos-resized
+and encoded with the same settings (PSNR and bytes); dimensions, EXIF rotation (a red
+marker painted in the stored top-left corner of a sideways photo must end up top-right),
+progressive as the platform says, no metadata.
 """
 
 import io
@@ -190,7 +190,7 @@ def _problems(described: dict) -> list[str]:
 
 
 def _worker(runs: int, paths: list[str]) -> dict:
-    """In the child: `render_picture` on each image `runs` times (after a warm-up); the
+    """In the child: `check_and_render` on each image `runs` times (after a warm-up); the
     last renditions are written to the storage for the checks."""
     import hashlib
     import time
@@ -201,8 +201,8 @@ def _worker(runs: int, paths: list[str]) -> dict:
     django.setup()
     from django.conf import settings
 
-    from cars.pictures import _write
-    from imports.pictures.pipeline import render_picture
+    from cars.pictures.store import _write
+    from imports.pictures.pipeline import check_and_render
 
     expected = {p.name: p.spec() for p in references.PLATFORMS}
     out: dict = {"platforms_match": expected == settings.CARS_PLATFORMS}
@@ -212,7 +212,7 @@ def _worker(runs: int, paths: list[str]) -> dict:
         times = []
         for attempt in range(runs + 1):
             start = time.perf_counter()
-            new = render_picture(sha256, source)
+            new = check_and_render(sha256, source)
             if attempt:  # the first call is the warm-up
                 times.append(time.perf_counter() - start)
         for rendition in new.renditions.values():

@@ -3,7 +3,7 @@ from django.core.files.storage import default_storage
 from django.utils.html import format_html, format_html_join
 
 from .models import Car
-from .platforms import get_platforms
+from .pictures.platforms import get_platforms
 from .search_engine import matching
 from .services import car_save, cars_delete
 

@@ -8,7 +8,10 @@ class CarsConfig(AppConfig):
     verbose_name = "Catalogue"
 
     def ready(self) -> None:
+        from .pictures.rendering import add_rendition_specs
+
         _make_pilkit_saves_thread_safe()
+        add_rendition_specs()
 
 
 def _make_pilkit_saves_thread_safe() -> None:

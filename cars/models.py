@@ -1,8 +1,5 @@
 from django.db import models
 from django.utils import timezone
-from imagekit.models import ImageSpecField
-
-from .platforms import get_platforms
 
 
 def original_upload_to(instance, filename: str) -> str:
@@ -24,7 +21,8 @@ class Picture(models.Model):
     name and the spec (`CACHE/images/<sha256>/<spec hash>.jpg`), so every car that shows
     the same bytes, under whatever URL, shares the same files, and a name never serves
     other bytes (CDNs may cache forever). Files are deleted with the last car that shows
-    them (`cars.pictures.release_pictures`).
+    them (`cars.pictures.store.release_pictures`). Each platform's ImageSpecField is
+    added when the app is ready (`cars.pictures.rendering.add_rendition_specs`).
     """
 
     sha256 = models.CharField(max_length=64, unique=True)
@@ -44,18 +42,6 @@ class Picture(models.Model):
     def stored_names(self) -> list[str]:
         """Every file this picture owns: its original and its renditions."""
         return [self.image.name, *(r["name"] for r in (self.renditions or {}).values() if r)]
-
-
-for _platform in get_platforms().values():
-    Picture.add_to_class(
-        _platform.attname,
-        ImageSpecField(
-            source="image",
-            processors=list(_platform.processors),
-            format=_platform.format,
-            options=_platform.options,
-        ),
-    )
 
 
 class Car(models.Model):

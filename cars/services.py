@@ -2,7 +2,7 @@
 files a car owns (released after commit once no car shows them), the search words, and
 the search engine's index (after commit). Callers (the import's row phase and image
 phase, the admin) decide what to write. A car's pictures after its first are rows of
-their own (`CarPicture`), written through cars.more_pictures from here, under the same
+their own (`CarPicture`), written through cars.pictures.more from here, under the same
 rules."""
 
 import json
@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from .catalog import bump_catalog_version
 from .models import Car, ImageStatus
-from .more_pictures import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
-from .pictures import delete_files_on_commit, legacy_files, release_on_commit
+from .pictures.more import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
+from .pictures.store import delete_files_on_commit, legacy_files, release_on_commit
 from .search import deferred_search_index, rebuild_vocabulary
 from .search_engine import index_on_commit, indexing_writes
 

@@ -8,8 +8,8 @@ no image processing while a page is served.
 from dataclasses import dataclass
 
 from cars.models import ImageStatus
-from cars.rendition_urls import RenditionUrls
-from imports.pictures.reasons import IMAGE_REASON_TEXT
+from cars.pictures.reasons import IMAGE_REASON_TEXT
+from cars.pictures.urls import RenditionUrls
 
 # The two platforms the page offers the browser (SPEC §5): `mobile` for narrow slots,
 # `web` for wide ones and for desktop-sized windows. `default` stands in for either

@@ -5,7 +5,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from cars.catalog import catalog_version
-from cars.rendition_urls import RenditionUrls
+from cars.pictures.urls import RenditionUrls
 from cars.search_engine import understand
 from cars.selectors import GALLERY_FIELDS, car_detail, car_rows, count_cars
 from core.throttling import GalleryThrottle

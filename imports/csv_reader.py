@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from itertools import chain
 from typing import BinaryIO
 
-from imports.pictures.reasons import RowReason
+from imports.row_reasons import RowReason
 
 from .cells import html_to_text, looks_like_html, picture_refs, sanitised_html
 from .columns import ColumnMap, MappingError, likeliest_title, map_columns

@@ -24,6 +24,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
 
+from cars.pictures.reasons import ImageReason
+
 from .dispatch import send_chunks
 from .heartbeat import Heartbeat, worker_id
 from .lifecycle import (
@@ -41,8 +43,14 @@ from .lifecycle import (
     rows_applied,
 )
 from .models import ImageChunk, ImportJob
-from .pictures.pipeline import ImageItem, ImagePipeline, ItemOutcome, Recorded, record_outcomes
-from .pictures.reasons import FetchError, ImageReason
+from .pictures.pipeline import (
+    ImageFailure,
+    ImageItem,
+    ImagePipeline,
+    ItemOutcome,
+    Recorded,
+    record_outcomes,
+)
 from .report import ImportReport
 from .services import Progress, apply_source, csv_fetch_policy, run_images, source_rows
 from .sources import OpenedSource, SourceError, open_source
@@ -153,11 +161,11 @@ def run_chunk(chunk_id: int) -> None:
 def _run_claimed(chunk: ImageChunk, token: str, items: list[ImageItem]) -> None:
     with Heartbeat(lambda: beat_chunk(chunk, token)):
         if chunk.attempts > MAX_CHUNK_ATTEMPTS:
-            error = FetchError(
+            failure = ImageFailure(
                 ImageReason.INVALID_IMAGE,
                 f"processing these images failed or stopped its worker {MAX_CHUNK_ATTEMPTS} times",
             )
-            _record(chunk, token, [ItemOutcome(item, error=error) for item in items])
+            _record(chunk, token, [ItemOutcome(item, failure=failure) for item in items])
             return
         base_dir = Path(chunk.job.base_dir) if chunk.job.base_dir else None
         with ImagePipeline(base_dir=base_dir, workers=settings.CARS_IMPORT_WORKERS) as pipeline:

@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from cars.pictures import stored_sha256s
+from cars.pictures.store import stored_sha256s
 
 from .csv_reader import CsvReader, CsvSourceError
 from .fetching import FetchPolicy
@@ -207,15 +207,17 @@ def _check_images(pipeline: ImagePipeline, items: list[ImageItem], recorded) -> 
     for result in pipeline.run(items):
         outcomes.append(result)
         recorded(Recorded(), 1)
-    stored = stored_sha256s(o.sha256 for o in outcomes if not o.error)
+    stored = stored_sha256s(o.sha256 for o in outcomes if not o.failure)
     seen: set[str] = set()
     for result in outcomes:
         for car in result.item.cars:
-            if result.error:
+            if result.failure:
                 outcome.failed += 1
-                error = result.error
+                failure = result.failure
                 outcome.failures.append(
-                    ImageProblem(car.line, car.key, result.item.ref, error.reason, error.message)
+                    ImageProblem(
+                        car.line, car.key, result.item.ref, failure.reason, failure.message
+                    )
                 )
                 continue
             outcome.ok += 1

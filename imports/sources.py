@@ -14,8 +14,7 @@ from urllib.parse import urlsplit
 
 from django.core.files.storage import storages
 
-from .fetching import Fetcher, FetchPolicy
-from .pictures.reasons import FetchError
+from .fetching import Fetcher, FetchError, FetchPolicy
 
 UPLOAD_PREFIX = "upload:"  # + the name the uploads' storage saved the file under
 UPLOAD_DIR = "imports"  # every upload is stored below this folder of the storage

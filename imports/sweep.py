@@ -9,7 +9,7 @@ cleanly; the tasks sent find their work done, or held by a live process, and ret
 
 import logging
 
-from cars.pictures import orphan_picture_ids, release_pictures
+from cars.pictures.store import orphan_picture_ids, release_pictures
 
 from .dispatch import PROCESS_IMAGE_CHUNK, RUN_IMPORT_JOB, send, send_chunks
 from .heartbeat import is_dead, stale_before

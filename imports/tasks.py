@@ -11,7 +11,7 @@ import logging
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from cars.pictures import rerender_picture
+from cars.pictures.store import rerender_picture
 
 from . import sync
 from .dispatch import PROCESS_IMAGE_CHUNK, RENDER_PICTURE, RETRY_IMAGES, RUN_IMPORT_JOB

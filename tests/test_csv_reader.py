@@ -17,7 +17,7 @@ from imports.csv_reader import (
     RejectedRow,
     natural_key,
 )
-from imports.pictures.reasons import RowReason
+from imports.row_reasons import RowReason
 
 
 def read(data: bytes) -> tuple[CsvReader, list[CsvRow | RejectedRow]]:

@@ -26,8 +26,8 @@ import httpx
 import pytest
 
 from cars.models import Car, ImageStatus, Picture
+from cars.pictures.reasons import ImageReason
 from imports.models import ImportJob
-from imports.pictures.reasons import ImageReason
 from imports.services import run_import
 from tests.support.images import jpeg_bytes, photo_like, png_bytes
 from tests.support.project import manage, project_env

@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 
+from cars.pictures.reasons import ImageReason
 from imports.fetching import (
     Fetcher,
+    FetchError,
     FetchPolicy,
     FetchResult,
     Resolver,
@@ -32,7 +34,6 @@ from imports.fetching import (
     is_public_address,
     resolve_host,
 )
-from imports.pictures.reasons import FetchError, ImageReason
 from tests.support.httpserver import LocalHTTPServer, encode, gzip_bomb
 
 MakeFetcher = Callable[..., Fetcher]

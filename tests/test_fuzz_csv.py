@@ -25,7 +25,7 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from imports.csv_reader import MAX_TITLE_LENGTH, CsvReader, CsvRow, CsvSourceError, RejectedRow
-from imports.pictures.reasons import RowReason
+from imports.row_reasons import RowReason
 from tests.support.csvfuzz import model, mutated, observed, structured_csv
 from tests.support.fuzzing import examples
 

@@ -1,5 +1,5 @@
 """Fuzzing the image pipeline (SPEC §4, §5): hostile bytes through inspect_image and the
-renditions (cars.renditions, cars.processors), exactly as the importer runs them.
+renditions (cars.pictures.rendering, cars.pictures.processors), as the importer runs them.
 
 Properties:
 
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from imports.pictures.reasons import ImageReason
+from cars.pictures.reasons import ImageReason
 from tests.support.fuzzing import PROFILE, examples
 from tests.support.image_probe import process
 from tests.support.imagefuzz import DIMENSIONS, KINDS, mutate, seeds, set_dimensions

@@ -25,9 +25,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from cars.models import Car, ImageStatus
-from cars.platforms import get_platforms
+from cars.pictures.platforms import get_platforms
+from cars.pictures.reasons import ImageReason
 from imports.csv_reader import CsvReader, CsvRow, CsvSourceError
-from imports.pictures.reasons import ImageReason, RowReason
+from imports.row_reasons import RowReason
 from imports.services import run_import
 from imports.sources import SourceError
 from tests.support.csvfuzz import mutated, structured_csv

@@ -17,9 +17,9 @@ from django.core.files.storage import default_storage
 
 from cars.catalog import bump_catalog_version
 from cars.models import Car, ImageStatus
+from cars.pictures.reasons import IMAGE_REASON_TEXT, ImageReason
 from gallery import views
 from gallery.cards import car_page_from_detail, card_from_row, missing_text
-from imports.pictures.reasons import IMAGE_REASON_TEXT, ImageReason
 from imports.services import run_import
 from tests.support.catalog import ROADSTER_DESCRIPTION, pictures_catalog
 

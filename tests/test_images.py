@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageFile
 
+from cars.pictures.reasons import ImageReason
+from imports.fetching import FetchError
 from imports.pictures.images import ACCEPTED_FORMATS, ImageInfo, checked_image, inspect_image
-from imports.pictures.reasons import FetchError, ImageReason
 from tests.support import images as make
 
 CAP = 50_000_000  # 50 MP
@@ -20,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def render(data: bytes, *, max_pixels: int) -> ImageInfo:
-    """What the import's render processes do (`render_picture`): the check rides on the
+    """What the import's render processes do (`check_and_render`): the check rides on the
     decode the renditions need, at whatever DCT scale they need."""
-    from cars.renditions import render_all
+    from cars.pictures.rendering import render_all
 
     with checked_image(data, max_pixels=max_pixels) as (info, img):
         render_all("images/checked.jpg", img)
@@ -222,7 +223,7 @@ _CHILD = """
 import json, resource, sys
 sys.path.insert(0, {root!r})
 from imports.pictures.images import inspect_image
-from imports.pictures.reasons import FetchError
+from imports.fetching import FetchError
 from tests.support.images import bomb_png
 data = bomb_png({w}, {h}, real=True)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -680,15 +680,17 @@ def _render_that_kills_its_process(sha256, data):
 
     if data.startswith(b"\x89PNG"):  # img/b.png, Beta's: the catalogue's only PNG
         os._exit(1)
-    return imports.pictures.pipeline._real_render_picture(sha256, data)
+    return imports.pictures.pipeline._real_check_and_render(sha256, data)
 
 
 def test_a_render_process_that_dies_fails_images_not_the_import(catalog, monkeypatch):
     import imports.pictures.pipeline
 
-    real = imports.pictures.pipeline.render_picture
-    monkeypatch.setattr(imports.pictures.pipeline, "_real_render_picture", real, raising=False)
-    monkeypatch.setattr(imports.pictures.pipeline, "render_picture", _render_that_kills_its_process)
+    real = imports.pictures.pipeline.check_and_render
+    monkeypatch.setattr(imports.pictures.pipeline, "_real_check_and_render", real, raising=False)
+    monkeypatch.setattr(
+        imports.pictures.pipeline, "check_and_render", _render_that_kills_its_process
+    )
 
     out, _ = import_csv(str(catalog / "cars.csv"))
 

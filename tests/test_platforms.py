@@ -4,8 +4,8 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from pilkit.processors import ResizeToFit
 
-from cars.platforms import build_platforms
-from cars.processors import Fill, Fit, Normalize
+from cars.pictures.platforms import build_platforms
+from cars.pictures.processors import Fill, Fit, Normalize
 
 
 def test_default_platforms_match_the_spec():
@@ -34,7 +34,7 @@ def test_a_platform_chooses_progressive_and_optimize():
     from PIL import Image
 
     from cars.models import Picture
-    from cars.renditions import _encoded
+    from cars.pictures.rendering import _encoded
     from tests.support.images import photo_like
 
     platforms = build_platforms(

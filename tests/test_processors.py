@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 from pilkit.utils import save_image
 
-from cars.processors import Fill, Fit, normalize
+from cars.pictures.processors import Fill, Fit, normalize
 from tests.support import images as make
 from tests.support.images import BLUE, GREEN, RED, WHITE, YELLOW, assert_quadrants, close
 
@@ -515,7 +515,7 @@ def test_solid_colours_survive_a_full_round_trip(colour):
 
 
 def test_normalize_processor_makes_foreign_chains_safe():
-    from cars.processors import Normalize
+    from cars.pictures.processors import Normalize
 
     img = Image.open(BytesIO(make.jpeg_bytes(40, 20, exif_orientation=6, cmyk=True)))
     out = Normalize().process(img)

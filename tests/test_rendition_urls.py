@@ -4,7 +4,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.test import RequestFactory
 
-from cars.rendition_urls import RenditionUrls
+from cars.pictures.urls import RenditionUrls
 
 NAMES = [
     "CACHE/images/images/image_1/aurora-gt-3afeb1a32b/dae44e7bf18f588dd96184f361a2d6a0.jpg",

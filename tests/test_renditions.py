@@ -13,9 +13,9 @@ from django.db import transaction
 from PIL import Image, ImageChops, ImageStat
 
 from cars.models import Picture
-from cars.pictures import store_picture
-from cars.platforms import get_platforms
-from cars.renditions import render_all
+from cars.pictures.platforms import get_platforms
+from cars.pictures.rendering import render_all
+from cars.pictures.store import store_picture
 from tests.support.images import jpeg_bytes, photo_like
 
 pytestmark = pytest.mark.django_db
@@ -75,11 +75,11 @@ def test_storage_is_written_once_per_rendition_and_asked_nothing(settings, monke
     a picture stored already is not written again."""
     from django.core.files.storage import FileSystemStorage
 
-    from imports.pictures.pipeline import render_picture
+    from imports.pictures.pipeline import check_and_render
 
     data = photo_like(1600, 1200)
     sha256, name = original_name(data)
-    new = render_picture(sha256, data)  # what a render process hands back: not stored
+    new = check_and_render(sha256, data)  # what a render process hands back: not stored
     assert media_files(settings) == []
     calls: list[tuple[str, str]] = []
     for method in (
@@ -128,7 +128,7 @@ def test_encoding_through_a_file_gives_imagekits_bytes(monkeypatch, memfd):
     """`_encoded` writes to a file (so Pillow releases the GIL); the bytes are pilkit's."""
     from pilkit.utils import img_to_fobj
 
-    from cars.renditions import _encoded
+    from cars.pictures.rendering import _encoded
 
     if memfd == "missing":  # other systems: a temporary file
         monkeypatch.delattr("os.memfd_create", raising=False)

@@ -8,7 +8,7 @@ win over templated ones, so `/api/cars/web/` and `/api/cars/web/{id}/` are unamb
 
 import copy
 
-from cars.platforms import get_platforms
+from cars.pictures.platforms import get_platforms
 
 
 def concrete_platform_paths(result: dict, **kwargs) -> dict:

@@ -3,7 +3,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from cars.platforms import get_platforms
+from cars.pictures.platforms import get_platforms
 
 
 class RenditionSerializer(serializers.Serializer):

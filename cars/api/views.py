@@ -16,8 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cars.catalog import catalog_version
-from cars.platforms import DEFAULT_PLATFORM, get_platforms
-from cars.rendition_urls import RenditionUrls
+from cars.pictures.platforms import DEFAULT_PLATFORM, get_platforms
+from cars.pictures.urls import RenditionUrls
 from cars.search_engine import understand
 from cars.selectors import car_detail, car_rows, count_cars
 from core.pagination import MAX_INT, link_header, paginate

@@ -305,8 +305,8 @@ SPECTACULAR_SETTINGS = {
 CARS_METRICS_PORT = env.int("CARS_METRICS_PORT", default=0)
 
 # --- django-imagekit --------------------------------------------------------------------
-# Renditions are made by the import pipeline, never on access (see cars.renditions).
-IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.renditions.GeneratedByImport"
+# Renditions are made by the import pipeline, never on access (see cars.pictures.rendering).
+IMAGEKIT_DEFAULT_CACHEFILE_STRATEGY = "cars.pictures.rendering.GeneratedByImport"
 # Renditions of `images/<sha256>.jpg` are named `CACHE/images/<sha256>/<spec hash>.jpg`.
 IMAGEKIT_CACHEFILE_DIR = "CACHE"
 

@@ -8,10 +8,11 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from cars.pictures.reasons import ImageReason
 from core.serializers import ErrorSerializer  # noqa: F401  (re-exported for the views)
 from imports.columns import MappingError, checked_map
 from imports.models import ImportJob, ImportProblem
-from imports.pictures.reasons import ImageReason, RowReason
+from imports.row_reasons import RowReason
 from imports.selectors import counts_of, problems_summary
 
 LOCAL_PATH = "a local path is not accepted from the API: source must be an http(s) URL"

@@ -15,7 +15,7 @@ from types import TracebackType
 
 import httpx
 
-from imports.pictures.reasons import FetchError, ImageReason
+from cars.pictures.reasons import ImageReason
 
 from .deadline import (
     Budget,
@@ -25,6 +25,7 @@ from .deadline import (
     current_deadline,
 )
 from .decoding import ACCEPT_ENCODING, capped_raw, content_codings, decode
+from .errors import FetchError
 from .guard import (
     AddressPolicy,
     GuardedBackend,

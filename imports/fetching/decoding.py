@@ -15,7 +15,9 @@ from typing import Any
 
 import httpx
 
-from imports.pictures.reasons import FetchError, ImageReason
+from cars.pictures.reasons import ImageReason
+
+from .errors import FetchError
 
 # Content codings decoded by `decode`, and what every request asks for: brotli and zstd
 # would need libraries of their own for little gain on JPEG/PNG and CSV.

@@ -27,9 +27,10 @@ from typing import Any
 import httpcore
 import httpx
 
-from imports.pictures.reasons import FetchError, ImageReason
+from cars.pictures.reasons import ImageReason
 
 from .deadline import DeadlineStream, within_deadline
+from .errors import FetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]

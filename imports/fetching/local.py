@@ -13,9 +13,10 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from imports.pictures.reasons import FetchError, ImageReason
+from cars.pictures.reasons import ImageReason
 
 from .client import Fetcher
+from .errors import FetchError
 
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 

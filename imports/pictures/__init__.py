@@ -1,1 +1,1 @@
-"""Pictures: fetched, checked, rendered (cars.renditions), stored (cars.pictures), retried."""
+"""Pictures: fetched, checked, rendered and stored (cars.pictures), retried."""

@@ -20,7 +20,9 @@ from io import BytesIO
 
 from PIL import Image, UnidentifiedImageError
 
-from imports.pictures.reasons import FetchError, ImageReason
+from cars.pictures.reasons import ImageReason
+
+from ..fetching import FetchError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 

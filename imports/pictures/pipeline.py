@@ -6,8 +6,9 @@ the bytes, and renders only the contents that are not stored yet, in a process p
 (threads inside a Celery worker, whose children may not fork). It asks the database only
 which contents are stored already. `record_outcomes` then writes a batch of outcomes in
 one transaction (the caller's, when it records something beside them: a chunk's
-progress): the new pictures and their files and the cars that show them, so a batch is
-applied whole or not at all.
+progress): the new pictures and their files (stored by the catalogue,
+cars.pictures.store) and the cars that show them, so a batch is applied whole or not at
+all.
 """
 
 import hashlib
@@ -31,21 +32,20 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from cars.pictures import (
+from cars.pictures.reasons import ImageReason
+from cars.pictures.rendering import render_all
+from cars.pictures.store import (
     NewPicture,
     PictureGone,
-    locked_pictures,
     picture_name,
-    store_picture,
+    store_pictures,
     stored_sha256s,
 )
-from cars.renditions import render_all
 from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
-from ..fetching import Fetcher, FetchPolicy, fetch_reference
+from ..fetching import Fetcher, FetchError, FetchPolicy, fetch_reference
 from ..report import ImageProblem
 from .images import checked_image, inspect_image
-from .reasons import FetchError, ImageReason
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +83,30 @@ class ImageItem:
 
 
 @dataclass(frozen=True)
+class ImageFailure:
+    """Why an item got no picture, as its cars record it: a reason code and a message.
+
+    A fetch or a check that failed (`FetchError`), and as well a render that crashed, a
+    picture that could not be stored or a chunk that failed too often: those are not
+    fetch errors, but the cars record them alike, so a later import retries them.
+    """
+
+    reason: ImageReason
+    message: str
+
+    @classmethod
+    def of(cls, error: FetchError) -> "ImageFailure":
+        return cls(error.reason, error.message)
+
+
+@dataclass(frozen=True)
 class ItemOutcome:
-    """What became of one item: a picture by content (`new` if rendered here) or an error."""
+    """What became of one item: a picture by content (`new` if rendered here) or a failure."""
 
     item: ImageItem
     sha256: str = ""
     new: NewPicture | None = None
-    error: FetchError | None = None
+    failure: ImageFailure | None = None
 
 
 @dataclass
@@ -220,9 +237,9 @@ class ImagePipeline:
                     yield from self._rendered_outcomes(future, sha256, waiting.pop(sha256))
                     continue
                 item = fetching.pop(future)
-                data, error = future.result()
-                if error is not None:
-                    yield ItemOutcome(item, error=error)
+                data, failure = future.result()
+                if failure is not None:
+                    yield ItemOutcome(item, failure=failure)
                     continue
                 sha256 = hashlib.sha256(data).hexdigest()
                 if not self.store:
@@ -233,9 +250,9 @@ class ImagePipeline:
                     yield ItemOutcome(item, sha256)
                 else:
                     try:
-                        render = self.render_pool.submit(render_picture, sha256, data)
+                        render = self.render_pool.submit(check_and_render, sha256, data)
                     except BrokenExecutor as exc:
-                        yield ItemOutcome(item, sha256, error=_render_crashed(item, exc))
+                        yield ItemOutcome(item, sha256, failure=_render_crashed(item, exc))
                         continue
                     rendering[render] = (sha256, len(data))
                     waiting[sha256] = [item]
@@ -246,11 +263,11 @@ class ImagePipeline:
         try:
             new = future.result()
         except FetchError as exc:
-            new, error = None, exc
+            new, failure = None, ImageFailure.of(exc)
         except Exception as exc:  # a render process died (killed for memory, a crash in C)
-            new, error = None, _render_crashed(items[0], exc)
+            new, failure = None, _render_crashed(items[0], exc)
         if new is None:
-            yield from (ItemOutcome(item, sha256, error=error) for item in items)
+            yield from (ItemOutcome(item, sha256, failure=failure) for item in items)
             return
         self._rendered.add(sha256)
         first, *others = items
@@ -261,13 +278,13 @@ class ImagePipeline:
         try:
             inspect_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS)
         except FetchError as exc:
-            return ItemOutcome(item, sha256, error=exc)
+            return ItemOutcome(item, sha256, failure=ImageFailure.of(exc))
         return ItemOutcome(item, sha256)
 
-    def _fetch(self, ref: str) -> tuple[bytes | None, FetchError | None]:
-        """Fetch one reference (a fetch thread): (data, None) or (None, the error).
+    def _fetch(self, ref: str) -> tuple[bytes | None, ImageFailure | None]:
+        """Fetch one reference (a fetch thread): (data, None) or (None, why it failed).
 
-        The bytes are checked in the render process (`render_picture`), which decodes
+        The bytes are checked in the render process (`check_and_render`), which decodes
         them anyway; done here, the check held the GIL the other fetch threads need.
         """
         started = time.monotonic()
@@ -277,14 +294,15 @@ class ImagePipeline:
             # Only the reason and the message leave the fetch thread. The traceback holds
             # the frames, and a refused body in them, in a cycle through the future that
             # only a cyclic collection frees: 128 bombs held 1.8 GB that way.
-            return None, FetchError(exc.reason, exc.message)
+            return None, ImageFailure.of(exc)
         finally:
             self.window.record(started, time.monotonic())
 
 
-def render_picture(sha256: str, data: bytes) -> NewPicture:
-    """Make the renditions of `data` (a render process); the decode they need proves it
-    is a whole image we accept (`checked_image`)."""
+def check_and_render(sha256: str, data: bytes) -> NewPicture:
+    """Check that `data` is a whole image we accept and make its renditions, not stored
+    yet (a render process): the decode the renditions need is the check
+    (`checked_image`). Raises FetchError when the bytes are refused."""
     with checked_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS) as (info, img):
         renditions = render_all(picture_name(sha256, info.extension), img)
     return NewPicture(sha256, info.extension, info.width, info.height, data, renditions)
@@ -294,10 +312,13 @@ def _held(rendering: dict[Future, tuple[str, int]]) -> int:
     return sum(size for _, size in rendering.values())
 
 
-def _render_crashed(item: ImageItem, exc: Exception) -> FetchError:
+NOT_STORED = ImageFailure(ImageReason.STORAGE_ERROR, "the image could not be stored")
+
+
+def _render_crashed(item: ImageItem, exc: Exception) -> ImageFailure:
     """Recorded on the cars like any failure, so the next import retries them."""
     logger.error("rendering the image of %s crashed: %r", item.ref, exc)
-    return FetchError(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
+    return ImageFailure(ImageReason.INVALID_IMAGE, f"rendering crashed: {exc!r}")
 
 
 def render_pool():
@@ -346,50 +367,38 @@ def record_outcomes(
 ) -> Recorded:
     """Write a batch of outcomes on their cars, in one transaction; return what it did.
 
-    New pictures are stored (or found, when a concurrent import stored the same bytes
-    first); the others are looked up by content under their row's lock. Each outcome goes
-    to its place in its cars' lists (the car's own picture, or a further one); the
-    picture a place showed before is deleted after commit if no car shows it any more.
+    The catalogue stores the new pictures and locks the shared ones
+    (`cars.pictures.store.store_pictures`); an outcome whose picture could not be stored
+    fails with `storage_error`. Each outcome goes to its place in its cars' lists (the
+    car's own picture, or a further one); the picture a place showed before is deleted
+    after commit if no car shows it any more.
     Inside a caller's transaction, that one holds it all (a chunk marks itself done there
     after); without `touch` the cars' `updated_at` stays as it was. Raises PictureGone,
     with nothing written, when a picture it meant to share was deleted meanwhile.
     """
     recorded = Recorded()
-    picture_of: dict[str, int] = {}
-    created: set[str] = set()
     with transaction.atomic():
-        # One pass in content order, locking stored pictures and creating new ones, so
-        # two batches never wait on each other. A stored picture deleted meanwhile stops
-        # the batch (rolled back; files of new ones written so far have no row and are
-        # overwritten when those bytes are stored again).
         new = {o.sha256: o.new for o in outcomes if o.new is not None}
-        shared = {o.sha256 for o in outcomes if not o.error and o.sha256 not in new}
-        for sha256 in sorted(new.keys() | shared):
-            if sha256 in shared:
-                if not (found := locked_pictures([sha256])):
-                    raise PictureGone({sha256} | (shared - stored_sha256s(shared)))
-                picture_of.update(found)
-                continue
-            try:
-                picture_of[sha256], made = store_picture(new[sha256])
-            except OSError as exc:
-                logger.warning("storing the picture %s failed: %s", sha256, exc)
-                continue
-            if made:
-                created.add(sha256)
+        shared = {o.sha256 for o in outcomes if not o.failure and o.sha256 not in new}
+        stored = store_pictures(new, shared)  # PictureGone: the batch is rolled back
+        created = set(stored.created)
         updates = []
         for outcome in outcomes:
-            error = outcome.error
-            if error is None and outcome.sha256 not in picture_of:
-                error = FetchError(ImageReason.STORAGE_ERROR, "the image could not be stored")
+            failure = outcome.failure
+            if failure is None and outcome.sha256 not in stored.ids:
+                failure = NOT_STORED
             slots = [car.slot for car in outcome.item.cars]
-            if error is not None:
+            if failure is not None:
                 recorded.failed += len(slots)
                 recorded.failures += [
-                    ImageProblem(car.line, car.key, outcome.item.ref, error.reason, error.message)
+                    ImageProblem(
+                        car.line, car.key, outcome.item.ref, failure.reason, failure.message
+                    )
                     for car in outcome.item.cars
                 ]
-                updates.append((slots, ImageOutcome(reason=error.reason, message=error.message)))
+                updates.append(
+                    (slots, ImageOutcome(reason=failure.reason, message=failure.message))
+                )
                 continue
             recorded.ok += len(slots)
             if outcome.new is not None and outcome.sha256 in created:
@@ -398,7 +407,7 @@ def record_outcomes(
                 recorded.pictures_shared += len(slots) - 1
             else:
                 recorded.pictures_shared += len(slots)
-            picture_id = picture_of[outcome.sha256]
+            picture_id = stored.ids[outcome.sha256]
             updates.append((slots, ImageOutcome(picture_id, outcome.item.ref)))
         cars_record_images(updates, touch=touch)
     return recorded

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from imports.cells import html_to_text, looks_like_html, picture_refs
 from imports.csv_reader import MAX_TITLE_LENGTH, CsvReader, CsvRow, CsvSourceError
-from imports.pictures.reasons import RowReason
+from imports.row_reasons import RowReason
 
 # --- the model ---------------------------------------------------------------------------
 # Written again from SPEC §3, not from the module: which column gives which field, keys,

@@ -1,12 +1,12 @@
 """Run hostile images through the real image pipeline, one at a time, measuring each.
 
 ``process(data)`` is what the importer does with downloaded bytes (imports.pictures.pipeline):
-``render_picture`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
-and renders every platform's rendition with cars.renditions / cars.processors, raising a
-FetchError with a reason code on failure; the original and its renditions are then
-written to the storage under their content names, as ``cars.pictures.store_picture``
-writes them (without its database row: the probe has no database). It returns "ok" or
-the reason code.
+``check_and_render`` checks them with ``inspect_image`` (format, pixel cap, complete decode)
+and renders every platform's rendition with cars.pictures.rendering and
+cars.pictures.processors, raising a FetchError with a reason code on failure; the original
+and its renditions are then written to the storage under their content names, as
+``cars.pictures.store.store_picture`` writes them (without its database row: the probe
+has no database). It returns "ok" or the reason code.
 
 As a program (``python -m tests.support.image_probe COUNT SEED``, Django settings from
 the environment) it replays the seeded corpus of tests/support/imagefuzz.py plus the
@@ -28,13 +28,13 @@ import time
 def process(data: bytes) -> str:
     import hashlib
 
-    from cars.pictures import _write
-    from cars.platforms import get_platforms
-    from imports.pictures.pipeline import render_picture
-    from imports.pictures.reasons import FetchError
+    from cars.pictures.platforms import get_platforms
+    from cars.pictures.store import _write
+    from imports.fetching import FetchError
+    from imports.pictures.pipeline import check_and_render
 
     try:
-        new = render_picture(hashlib.sha256(data).hexdigest(), data)
+        new = check_and_render(hashlib.sha256(data).hexdigest(), data)
     except FetchError as exc:
         return str(exc.reason)
     assert set(new.renditions) == set(get_platforms())

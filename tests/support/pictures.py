@@ -118,11 +118,11 @@ class StorageWrites:
 # --------------------------------------------------------------------------- renders
 
 _render_log: Path | None = None
-_render_picture: Callable | None = None
+_check_and_render: Callable | None = None
 
 
-def logged_render_picture(sha256: str, data: bytes):
-    """`imports.pictures.pipeline.render_picture`, with one line per call appended to the log.
+def logged_check_and_render(sha256: str, data: bytes):
+    """`imports.pictures.pipeline.check_and_render`, with one line per call appended to the log.
 
     Runs in a render process (forked after the log was set) or a render thread; the
     log is a file, so calls made in other processes are counted too.
@@ -133,17 +133,17 @@ def logged_render_picture(sha256: str, data: bytes):
             os.write(fd, f"{sha256}\n".encode())
         finally:
             os.close(fd)
-    return _render_picture(sha256, data)
+    return _check_and_render(sha256, data)
 
 
 @contextmanager
 def count_renders(monkeypatch, log: Path) -> Iterator[Callable[[], list[str]]]:
     """Within the block, every picture rendered by an import is logged; yields a reader."""
-    global _render_log, _render_picture
+    global _render_log, _check_and_render
     import imports.pictures.pipeline as pipeline
 
-    _render_picture = pipeline.render_picture
-    monkeypatch.setattr(pipeline, "render_picture", logged_render_picture)
+    _check_and_render = pipeline.check_and_render
+    monkeypatch.setattr(pipeline, "check_and_render", logged_check_and_render)
     log.write_text("")
     _render_log = log
     try:

@@ -16,16 +16,16 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandParser
 
 from cars.models import Car
-from cars.pictures import stored_sha256s
+from cars.pictures.store import stored_sha256s
+from imports.fetching import FetchError
 from imports.pictures.pipeline import (
     CarRef,
     ImageItem,
     ItemOutcome,
+    check_and_render,
     record_outcomes,
-    render_picture,
     render_pool,
 )
-from imports.pictures.reasons import FetchError
 
 
 class Command(BaseCommand):
@@ -74,7 +74,7 @@ class Command(BaseCommand):
             contents.setdefault(hashlib.sha256(data).hexdigest(), []).append((item, data))
         stored = stored_sha256s(contents)
         renders = {
-            sha: pool.submit(render_picture, sha, pairs[0][1])
+            sha: pool.submit(check_and_render, sha, pairs[0][1])
             for sha, pairs in contents.items()
             if sha not in stored
         }

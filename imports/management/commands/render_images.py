@@ -8,8 +8,8 @@ broker is configured.
 from django.core.management.base import BaseCommand, CommandParser
 
 from cars.models import Picture
-from cars.pictures import rerender_picture
-from cars.platforms import get_platforms
+from cars.pictures.platforms import get_platforms
+from cars.pictures.store import rerender_picture
 from imports.dispatch import RENDER_PICTURE, run_or_send_each
 
 

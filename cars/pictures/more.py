@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 from django.db import connection
 
-from .models import CarPicture, ImageStatus
-from .pictures import release_on_commit
+from ..models import CarPicture, ImageStatus
+from .store import release_on_commit
 
 TABLE = CarPicture._meta.db_table
 # A row moving to another place is parked past every real place first, so rows that swap

@@ -9,8 +9,8 @@ files gain nothing from it) and `"optimize"` (Huffman tables optimised for a bas
 JPEG; default: false; a progressive JPEG always has them).
 
 A processor is `["fit", w, h]`, `["fill", w, h]`, or `["dotted.path.Processor", {kwargs}]`
-for any pilkit-style processor. Adding a platform is a settings change only: the model
-grows one ImageSpecField per platform when it is loaded.
+for any pilkit-style processor. Adding a platform is a settings change only: `Picture`
+grows one ImageSpecField per platform when the app is ready (cars.pictures.rendering).
 """
 
 from dataclasses import dataclass
@@ -67,8 +67,8 @@ def _build_platform(name: str, spec: dict[str, Any]) -> Platform:
         raise ImproperlyConfigured(f"CARS_PLATFORMS: {name!r} is not a valid platform name")
     chain = tuple(_build_processor(entry) for entry in spec.get("processors", []))
     if not chain or not isinstance(chain[0], processors.Fit | processors.Fill):
-        # The first processor decodes (see cars.processors); foreign ones expect a
-        # decoded upright RGB image.
+        # The first processor decodes (see cars.pictures.processors); foreign ones expect
+        # a decoded upright RGB image.
         chain = (processors.Normalize(), *chain)
     return Platform(
         name=name,

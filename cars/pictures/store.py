@@ -11,8 +11,8 @@ picture deleted under its feet is noticed (`PictureGone`) instead of pointed at.
 """
 
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
@@ -20,9 +20,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from PIL import Image
 
-from .catalog import bump_catalog_version
-from .models import Car, CarPicture, Picture
-from .renditions import Rendition, render_all
+from ..catalog import bump_catalog_version
+from ..models import Car, CarPicture, Picture
+from .rendering import Rendition, render_all
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,44 @@ def locked_pictures(sha256s: Iterable[str]) -> dict[str, int]:
         .values_list("sha256", "pk")
     )
     return dict(rows)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What `store_pictures` did: the picture id of each content now stored (and locked),
+    and which of those this call created."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    created: set[str] = field(default_factory=set)
+
+
+def store_pictures(new: Mapping[str, NewPicture], shared: Iterable[str]) -> Stored:
+    """Store the `new` pictures ({sha256: picture}) and lock the `shared` ones (contents
+    stored before), each row locked until the caller's transaction ends.
+
+    One pass in content order, so two transactions never wait on each other. A new
+    picture a concurrent import stored first is found, not stored twice. A new picture
+    whose storing fails (OSError) is logged and left out of `ids`: nothing of it is kept.
+    Raises PictureGone when a shared picture was deleted meanwhile: the caller's
+    transaction must then roll back (files of new ones written so far have no row, and are
+    overwritten when those bytes are stored again).
+    """
+    shared = set(shared)
+    stored = Stored()
+    for sha256 in sorted(new.keys() | shared):
+        if sha256 in shared:
+            if not (found := locked_pictures([sha256])):
+                raise PictureGone({sha256} | (shared - stored_sha256s(shared)))
+            stored.ids.update(found)
+            continue
+        try:
+            stored.ids[sha256], made = store_picture(new[sha256])
+        except OSError as exc:
+            logger.warning("storing the picture %s failed: %s", sha256, exc)
+            continue
+        if made:
+            stored.created.add(sha256)
+    return stored
 
 
 def store_picture(new: NewPicture) -> tuple[int, bool]:

@@ -1,7 +1,7 @@
 """Rendition processors for django-imagekit specs (SPEC §5), Pillow only.
 
 One implementation serves both imagekit (``process``) and the import's renderer
-(`cars.renditions.render_all`), in two steps:
+(`cars.pictures.rendering.render_all`), in two steps:
 
 1. ``decode(img, scale)``: the first frame of the lazy image from ``Image.open``, a JPEG
    decoded at the smallest DCT scale (1/2, 1/4, 1/8) that still covers ``scale`` of its

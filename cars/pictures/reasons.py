@@ -1,17 +1,13 @@
-"""The one vocabulary of reason codes (SPEC §3, §4).
+"""Why a car has no picture: the image reason codes (SPEC §4), defined once.
 
-Row reasons explain why a CSV row was rejected; image reasons explain why a car has no
-image. The fetcher, the importer's report, the API and the metrics all use these values.
+The fetcher and the checks raise them, the importer's report and the metrics count them,
+the API filters on them and the gallery says them in words. Why a CSV row was rejected
+is the importer's own vocabulary (imports.row_reasons).
+
+No Django here: the fetcher imports this from its threads.
 """
 
 from enum import StrEnum
-
-
-class RowReason(StrEnum):
-    MISSING_TITLE = "missing_title"
-    TITLE_TOO_LONG = "title_too_long"
-    DUPLICATE_KEY = "duplicate_key"
-    FIELD_COUNT = "field_count"
 
 
 class ImageReason(StrEnum):
@@ -41,16 +37,3 @@ IMAGE_REASON_TEXT: dict[str, str] = {
     ImageReason.TOO_MANY_PIXELS: "the image has too many pixels",
     ImageReason.STORAGE_ERROR: "the image could not be stored",
 }
-
-
-class FetchError(Exception):
-    """A fetch or image check failed for a known reason."""
-
-    def __init__(self, reason: ImageReason, message: str):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-    def __reduce__(self):
-        # Outcomes travel back from the render processes pickled.
-        return (type(self), (self.reason, self.message))

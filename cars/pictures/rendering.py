@@ -11,11 +11,12 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from imagekit.models import ImageSpecField
 from PIL import Image
 from pilkit.processors import ProcessorPipeline
 from pilkit.utils import save_image
 
-from .models import Picture
+from ..models import Picture
 from .platforms import get_platforms
 from .processors import Fit, decode, upright_size
 
@@ -46,6 +47,25 @@ class GeneratedByImport:
 
     def should_verify_existence(self, file) -> bool:
         return False
+
+
+def add_rendition_specs() -> None:
+    """Give `Picture` one imagekit ImageSpecField per configured platform (`image_<name>`).
+
+    Called once, when the app is ready (cars.apps): the model module does not read the
+    platforms, so the catalogue's models know nothing of the pictures package above them.
+    The fields are not database columns: they name and describe the renditions.
+    """
+    for platform in get_platforms().values():
+        Picture.add_to_class(
+            platform.attname,
+            ImageSpecField(
+                source="image",
+                processors=list(platform.processors),
+                format=platform.format,
+                options=platform.options,
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +127,7 @@ def _render_chain(
     previous = base
     for name in chain:
         spec = cachefiles[name].generator
-        first, *rest = spec.processors  # Fit, Fill or Normalize (cars.platforms)
+        first, *rest = spec.processors  # Fit, Fill or Normalize (cars.pictures.platforms)
         img = previous = first.resize(previous, size)
         if rest:
             img = ProcessorPipeline(rest).process(img)
