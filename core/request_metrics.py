@@ -6,14 +6,16 @@ a key on each of its six calls a request, and `request.headers` is built (every 
 entry renamed) to read two headers. Here, in the After middleware, the labelled children
 are looked up once per label values and kept (prometheus_client returns the same child
 for the same values, so what is counted does not change; the values are few: views,
-methods, statuses), and the two headers are read from META. Everything else is
-django-prometheus' own code.
+methods, statuses), the two headers are read from META, and a response's charset (a
+regular expression on its Content-Type at each read) is read once. The rest is
+django-prometheus' own code; the two methods written out here are its 2.5.0's
+(requirements.txt pins it), with the same metrics, labels and values.
 """
 
 import threading
 
 from django_prometheus import middleware
-from django_prometheus.utils import Time
+from django_prometheus.utils import Time, TimeSince
 
 
 class _Children:
@@ -34,6 +36,7 @@ class _Children:
 
 
 _CHILDREN = _Children()
+_ABSENT = object()
 
 
 class PrometheusAfterMiddleware(middleware.PrometheusAfterMiddleware):
@@ -51,7 +54,45 @@ class PrometheusAfterMiddleware(middleware.PrometheusAfterMiddleware):
         transport = self._transport(request)
         self.label_metric(self.metrics.requests_by_transport, request, transport=transport).inc()
         if meta.get("HTTP_X_REQUESTED_WITH") == "XMLHttpRequest":
-            self.metrics.requests_ajax.inc()
+            self.label_metric(self.metrics.requests_ajax, request).inc()
         content_length = int(meta.get("CONTENT_LENGTH") or 0)
-        self.metrics.requests_body_bytes.observe(content_length)
+        self.label_metric(self.metrics.requests_body_bytes, request).observe(content_length)
         request.prometheus_after_middleware_event = Time()
+
+    def process_response(self, request, response):
+        """django-prometheus' own, reading the view's name and the charset once."""
+        method = self._method(request)
+        name = self._get_view_name(request)
+        status = str(response.status_code)
+        metrics = self.metrics
+        self.label_metric(metrics.responses_by_status, request, response, status=status).inc()
+        self.label_metric(
+            metrics.responses_by_status_view_method,
+            request,
+            response,
+            status=status,
+            view=name,
+            method=method,
+        ).inc()
+        charset = getattr(response, "charset", _ABSENT)
+        if charset is not _ABSENT:
+            self.label_metric(
+                metrics.responses_by_charset, request, response, charset=str(charset)
+            ).inc()
+        if getattr(response, "streaming", False):
+            self.label_metric(metrics.responses_streaming, request, response).inc()
+        if hasattr(response, "content"):
+            self.label_metric(metrics.responses_body_bytes, request, response).observe(
+                len(response.content)
+            )
+        if hasattr(request, "prometheus_after_middleware_event"):
+            self.label_metric(
+                metrics.requests_latency_by_view_method,
+                request,
+                response,
+                view=name,
+                method=request.method,
+            ).observe(TimeSince(request.prometheus_after_middleware_event))
+        else:
+            self.label_metric(metrics.requests_unknown_latency, request, response).inc()
+        return response

@@ -49,7 +49,7 @@ MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "core.cors.CorsMiddleware",  # corsheaders', cheaper without an Origin
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.request_metrics.PrometheusAfterMiddleware",  # django-prometheus', cheaper
