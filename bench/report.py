@@ -11,7 +11,8 @@ class Row:
 
     `ratio` is oriented so the target reads naturally: `≥ goal` for speed-ups, `≤ goal` for
     slow-downs and sizes. `passed` is None when there is no verdict (an info row, or a
-    reference that could not be measured).
+    reference that could not be measured). `direction` and `goal` say the target in a form
+    `regressions` can judge ("≥", "≤", "±" around 1, "ok" for a check); "" for info.
     """
 
     benchmark: str
@@ -21,6 +22,8 @@ class Row:
     target: str
     passed: bool | None
     note: str = ""
+    direction: str = ""
+    goal: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -29,25 +32,66 @@ class Row:
 
 def at_least(benchmark: str, ours: str, reference: str, ratio: float | None, goal: float, **kw):
     passed = None if ratio is None else ratio >= goal
-    return Row(benchmark, ours, reference, ratio, f"≥ {goal:g}×", passed, **kw)
+    return Row(
+        benchmark, ours, reference, ratio, f"≥ {goal:g}×", passed, **kw, direction="≥", goal=goal
+    )
 
 
 def at_most(benchmark: str, ours: str, reference: str, ratio: float | None, goal: float, **kw):
     passed = None if ratio is None else ratio <= goal
-    return Row(benchmark, ours, reference, ratio, f"≤ {goal:g}×", passed, **kw)
+    return Row(
+        benchmark, ours, reference, ratio, f"≤ {goal:g}×", passed, **kw, direction="≤", goal=goal
+    )
 
 
 def within(benchmark: str, ours: str, reference: str, ratio: float | None, tolerance: float, **kw):
     passed = None if ratio is None else abs(ratio - 1) <= tolerance
-    return Row(benchmark, ours, reference, ratio, f"1 ± {tolerance:g}", passed, **kw)
+    return Row(
+        benchmark,
+        ours,
+        reference,
+        ratio,
+        f"1 ± {tolerance:g}",
+        passed,
+        **kw,
+        direction="±",
+        goal=tolerance,
+    )
 
 
 def check(benchmark: str, ours: str, reference: str, passed: bool, **kw):
-    return Row(benchmark, ours, reference, None, "all ok", passed, **kw)
+    return Row(benchmark, ours, reference, None, "all ok", passed, **kw, direction="ok")
 
 
 def info(benchmark: str, ours: str, reference: str = "", ratio: float | None = None, **kw):
     return Row(benchmark, ours, reference, ratio, "", None, **kw)
+
+
+# `--check` fails a run on a ratio worse than its goal by this factor, not on a plain miss:
+# these machines are shared and noisy, and the check is to catch a regression, not to judge.
+SLACK = 2.0
+
+
+def regressed(row: Row, slack: float = SLACK) -> bool:
+    """Whether `row` is worse than its target loosened `slack` times: below goal ÷ slack
+    for `≥`, above goal × slack for `≤`, off 1 by more than tolerance × slack for `±`; a
+    failed check (correctness, not speed) always. An info row, or a row whose reference
+    could not be measured (no ratio), never."""
+    if row.direction == "ok":
+        return row.passed is False
+    if row.goal is None or row.ratio is None:
+        return False
+    if row.direction == "≥":
+        return row.ratio < row.goal / slack
+    if row.direction == "≤":
+        return row.ratio > row.goal * slack
+    if row.direction == "±":
+        return abs(row.ratio - 1) > row.goal * slack
+    raise ValueError(f"{row.benchmark}: unknown direction {row.direction!r}")
+
+
+def regressions(rows: list[Row], slack: float = SLACK) -> list[Row]:
+    return [row for row in rows if regressed(row, slack)]
 
 
 def seconds(value: float | None) -> str:

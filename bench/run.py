@@ -1,10 +1,12 @@
 """`make bench`: run the benchmarks, print the table, write bench/out/results.json.
 
-    .venv/bin/python bench/run.py [--quick] [--only NAME[,NAME]] [--out FILE]
+    .venv/bin/python bench/run.py [--quick] [--check] [--only NAME[,NAME]] [--out FILE]
 
 NAME is one of: imports, renditions, bulk, api, pipeline, search, engine (OpenSearch, when
 a node answers), feeds. `--quick` uses smaller sizes and short wrk runs (the smoke test).
-Exit status 1 when a benchmark could not run; misses of a target are results, not errors.
+Exit status 1 when a benchmark could not run; misses of a target are results, not errors,
+unless `--check` (CI, `.ci/run`): then also 1 when a row is worse than half its target
+(bench.report.regressed: loose on purpose, the machines are shared and noisy).
 """
 
 import argparse
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import api, bulk, feeds, imports, pipeline, renditions, search, search_engine
 from bench.common import OUT, ROOT, Config
 from bench.references import pyvips_missing
-from bench.report import Row, table, write_json
+from bench.report import SLACK, Row, regressions, table, write_json
 
 BENCHMARKS = {
     "imports": imports.run,
@@ -91,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", action="append", default=[], metavar="NAME", help=", ".join(BENCHMARKS)
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 when a ratio is worse than its target by {SLACK:g}× (CI)",
+    )
     parser.add_argument("--out", type=Path, default=OUT / "results.json")
     args = parser.parse_args(argv)
     names = [n.strip() for value in args.only for n in value.split(",") if n.strip()]
@@ -136,6 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             "processes shared the machine, so absolute figures are noisy (ratios less so)."
         )
     print(f"\nresults: {args.out}")
+    if args.check:
+        worse = regressions(rows)
+        for row in worse:
+            found = "not ok" if row.direction == "ok" else f"{row.ratio:.2f}"
+            print(f"check: {row.benchmark.strip()}: {found}, target {row.target}")
+        print(f"check: {len(worse)} row(s) worse than their target loosened {SLACK:g}×")
+        failed = failed or bool(worse)
     return 1 if failed else 0
 
 

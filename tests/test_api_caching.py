@@ -273,3 +273,25 @@ def test_a_host_spelled_another_way_is_answered_but_never_stored(client, cars, l
         )
     assert cache_entries() == entries
     assert client.get("/api/cars/?limit=5").content == canonical.content
+
+
+def test_a_cached_page_and_its_304_follow_a_cache_control_setting_changed_after_storing(
+    cars, locmem, settings
+):
+    """The headers every answer carries are made once per settings, not stored with the
+    page: a change shows on the next hit."""
+    client = Client()
+    settings.CARS_API_MAX_AGE = 0
+    stored = client.get("/api/cars/?limit=5")
+    assert stored["Cache-Control"] == "public, max-age=0, must-revalidate"
+
+    settings.CARS_API_MAX_AGE = 300
+    hit = client.get("/api/cars/?limit=5")
+    not_modified = client.get("/api/cars/?limit=5", HTTP_IF_NONE_MATCH=stored["ETag"])
+
+    assert hit.content == stored.content and hit["ETag"] == stored["ETag"]
+    assert hit["Cache-Control"] == not_modified["Cache-Control"] == "public, max-age=300"
+    assert not_modified.status_code == 304
+    assert hit["Vary"] == stored["Vary"]  # Accept (the view's and ours) and Origin, once each
+    varies = [v.strip().lower() for v in hit["Vary"].split(",")]
+    assert varies.count("accept") == varies.count("origin") == 1  # Origin: CORS, even without one

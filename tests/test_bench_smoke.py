@@ -63,9 +63,12 @@ def test_quick_renditions_bench_writes_results(tmp_path):
             "target",
             "passed",
             "note",
+            "direction",
+            "goal",
             "verdict",
         }
     timing = rows["renditions per picture 4000×3000"]
     assert timing["ratio"] > 0 and timing["passed"] in (True, False)
     assert timing["verdict"] in ("PASS", "MISS")
+    assert (timing["direction"], timing["goal"]) == ("≤", 1)  # what --check judges
     assert "renditions per picture 4000×3000" in proc.stdout  # the table was printed

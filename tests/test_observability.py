@@ -124,6 +124,33 @@ def test_metrics_expose_requests_latency_imports_and_failures_by_reason(client):
     assert "django_http_responses_total_by_status_total" in body
 
 
+@pytest.mark.django_db
+def test_cached_pages_and_304s_are_counted_like_any_response(client):
+    """A cached page and a 304 are answered inside the metrics middlewares: each request
+    counts once, under its status, view and method, with its latency."""
+    from prometheus_client import REGISTRY
+
+    def counted(status: str) -> float:
+        labels = {"status": status, "view": "<unnamed view>", "method": "GET"}
+        name = "django_http_responses_total_by_status_view_method_total"
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    def latencies() -> float:
+        labels = {"view": "<unnamed view>", "method": "GET"}
+        name = "django_http_requests_latency_seconds_by_view_method_count"
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = counted("200"), counted("304"), latencies()
+    etag = client.get("/api/cars/?limit=2")["ETag"]  # stored (a miss: the view is named)
+    client.get("/api/cars/?limit=2")  # a hit
+    client.get("/api/cars/?limit=2")  # a hit
+    assert client.get("/api/cars/?limit=2", HTTP_IF_NONE_MATCH=etag).status_code == 304
+
+    assert counted("200") - before[0] == 2
+    assert counted("304") - before[1] == 1
+    assert latencies() - before[2] == 3
+
+
 def test_run_import_without_a_job_is_not_counted(db, client):
     run_import(source=str(ROOT / "sample" / "cars.csv"))
     body = client.get("/metrics").content.decode()

@@ -23,6 +23,7 @@ request this cannot key (an unknown URL, a parameter the view refuses, no accept
 renderer) goes to the view untouched, which answers its error; only 200s are stored.
 """
 
+import functools
 import hashlib
 import math
 import threading
@@ -67,7 +68,7 @@ class CatalogCacheMiddleware:
         tag = _etag(f"{request.catalog_version}|{request.scheme}://{host}|{parsed.page}")
         if_none_match = request.META.get("HTTP_IF_NONE_MATCH")
         if if_none_match and tag in parse_etags(if_none_match):
-            return _finish(HttpResponseNotModified(), tag)
+            return HttpResponseNotModified(headers={"ETag": tag, **_static_headers()})
         key = "cars:response:" + tag.strip('"')
         store = _one_spelling(request, host)
         # An anonymous rate limit (CARS_ANON_RATE) must see every request: a cached page
@@ -82,7 +83,7 @@ class CatalogCacheMiddleware:
             if refused is not None:
                 return refused
             content, headers = cached
-            return _finish(HttpResponse(content, headers=headers), tag)
+            return HttpResponse(content, headers=_finished_headers(headers, tag))
         response = self.get_response(request)  # rendered already (the handler renders)
         if store and response.status_code == 200 and not response.streaming:
             cache.set(key, (response.content, dict(response.items())), CACHE_SECONDS)
@@ -190,14 +191,49 @@ def _one_spelling(request: HttpRequest, host: str) -> bool:
     return host == domain or host == f"{domain}:{request.get_port()}"
 
 
+@functools.lru_cache(maxsize=4096)  # the popular pages of the current version, per process
 def _etag(key: str) -> str:
     return '"' + hashlib.blake2b(key.encode(), digest_size=12).hexdigest() + '"'
 
 
 def _finish(response: HttpResponse, tag: str) -> HttpResponse:
     response["ETag"] = tag
-    response["Cache-Control"] = f"public, max-age={settings.CARS_API_MAX_AGE}" + (
-        ", must-revalidate" if settings.CARS_API_MAX_AGE == 0 else ""
-    )
+    response["Cache-Control"] = _static_headers()["Cache-Control"]
     patch_vary_headers(response, ("Accept",))  # the indent (and 406) follow it
     return response
+
+
+@functools.cache
+def _static_headers() -> dict[str, str]:
+    """What every answer of this middleware carries besides its ETag, made once per
+    settings (forgotten when one changes) rather than once per request."""
+    max_age = settings.CARS_API_MAX_AGE
+    revalidate = ", must-revalidate" if max_age == 0 else ""
+    return {"Cache-Control": f"public, max-age={max_age}{revalidate}", "Vary": "Accept"}
+
+
+setting_changed.connect(
+    lambda **kwargs: _static_headers.cache_clear(),
+    weak=False,
+    dispatch_uid="cars.api.caching.static",
+)
+
+
+def _finished_headers(stored: dict[str, str], tag: str) -> dict[str, str]:
+    """A stored page's headers as `_finish` leaves them, without patching a response
+    header by header: what a cached page costs is mostly such per-request work."""
+    return {
+        **stored,
+        "ETag": tag,
+        "Cache-Control": _static_headers()["Cache-Control"],
+        "Vary": _vary_with_accept(stored.get("Vary")),
+    }
+
+
+@functools.lru_cache(maxsize=64)  # the view's Vary values: one or two
+def _vary_with_accept(vary: str | None) -> str:
+    response = HttpResponse()
+    if vary:
+        response["Vary"] = vary
+    patch_vary_headers(response, ("Accept",))
+    return response["Vary"]

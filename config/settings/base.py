@@ -49,10 +49,10 @@ MIDDLEWARE = [
     "core.middleware.RequestLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "core.cors.CorsMiddleware",  # corsheaders', cheaper without an Origin
     "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "core.request_metrics.PrometheusAfterMiddleware",  # django-prometheus', cheaper
     # A cached API page is answered here: the middlewares above run around it (their
     # headers always from the current settings), those below are not needed for it.
     "cars.api.caching.CatalogCacheMiddleware",
