@@ -46,7 +46,7 @@ from rest_framework.settings import api_settings
 
 from cars.catalog import catalog_version
 
-CACHE_SECONDS = 3600  # every entry expires (README "Deploying": the cache's Redis evicts)
+CACHE_SECONDS = 3600  # every entry expires (docs/deploying.md: the cache's Redis evicts)
 PREFIX = "/api/cars/"
 
 
