@@ -28,6 +28,7 @@ from cars.catalog import bump_catalog_version
 from cars.models import Car
 from cars.search_engine import rebuild
 from cars.search_engine.indexing import sync
+from cars.search_engine.rebuild_lock import rebuild_lock
 from cars.services import CarRow, upsert_cars
 from imports.services import run_import
 from tests.support.catalog import write_csv
@@ -236,6 +237,35 @@ def test_the_rebuild_refuses_without_an_engine(settings):
     settings.SEARCH_URL = ""
     with pytest.raises(CommandError, match="SEARCH_URL is not set"):
         call_command("search_index", "--rebuild")
+
+
+def test_a_rebuild_refuses_while_another_holds_the_alias_lock(opensearch):
+    """The lock taken by another thread, as another process would hold it: its own
+    database connection (PostgreSQL's advisory lock) or its own file descriptor (SQLite's
+    flock). The alias and its index are left alone; once the lock is let go, it rebuilds."""
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with rebuild_lock(settings.SEARCH_INDEX):
+                taken.set()
+                release.wait(60)
+        finally:
+            connection.close()
+
+    before = behind(opensearch, settings.SEARCH_INDEX)
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert taken.wait(30)
+        with pytest.raises(CommandError, match=r"another rebuild of .* is running"):
+            call_command("search_index", "--rebuild", stdout=io.StringIO())
+        assert behind(opensearch, settings.SEARCH_INDEX) == before
+    finally:
+        release.set()
+        thread.join(30)
+    call_command("search_index", "--rebuild", stdout=io.StringIO())
+    assert behind(opensearch, settings.SEARCH_INDEX) != before
 
 
 def test_a_first_write_builds_the_missing_index(opensearch, client, tmp_path, caplog):
