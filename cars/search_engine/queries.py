@@ -175,22 +175,33 @@ def _suggester(text: str, field: str, max_edits: int) -> dict:
     }
 
 
-def understanding(words: tuple[Word, ...], positions: list[int]) -> dict:
-    """One request: for each suspect word, whether a car has it (or, last, a word it
-    begins), and the catalogue words near it, folded and as spelled."""
-    aggs, suggest = {}, {}
+def understanding(words: tuple[Word, ...], positions: list[int]) -> dict[str, dict]:
+    """Searches for one multi-search (one round trip), by name: for each suspect word,
+    whether a car has it (`known<i>`) or, last, a word it begins (`begins<i>`), and the
+    catalogue words near each, folded and as spelled (`suggest`).
+
+    Each check is a search that stops at its first car (`terminate_after`): a filter
+    aggregation counted every car that has the word, as long as the page query itself on
+    a common word (1M cars: 200-320 ms against 30-45, uncached, load 11), and a first
+    search, each keystroke of one typed, is never in the request cache."""
+    checks, suggest = {}, {}
     for i in positions:
         word = words[i]
-        aggs[f"known{i}"] = {
-            "filter": {"match": {"words": {"query": word.typed, "operator": "and"}}}
-        }
+        checks[f"known{i}"] = _exists("words", word.typed)
         if word.prefix:
-            aggs[f"begins{i}"] = {
-                "filter": {"match": {"words.prefix": {"query": word.typed, "operator": "and"}}}
-            }
+            checks[f"begins{i}"] = _exists("words.prefix", word.typed)
         suggest[f"near{i}"] = _suggester(word.typed, "words", allowed_edits(fold(word.typed)))
         suggest[f"spelled{i}"] = _suggester(word.typed, "spelled", 2)
-    return {"size": 0, "aggs": aggs, "suggest": suggest}
+    return {**checks, "suggest": {"size": 0, "suggest": suggest}}
+
+
+def _exists(field: str, text: str) -> dict:
+    query = {"match": {field: {"query": text, "operator": "and"}}}
+    return {"size": 0, "query": query, "terminate_after": 1, "track_total_hits": True}
+
+
+def _found(answer: dict | None) -> bool:
+    return bool(answer and answer["hits"]["total"]["value"])
 
 
 class Candidates:
@@ -211,15 +222,15 @@ class Candidates:
         }
 
 
-def candidates(answer: dict, positions: list[int]) -> dict[int, Candidates]:
+def candidates(answers: dict[str, dict], positions: list[int]) -> dict[int, Candidates]:
     """Suspect words the catalogue lacks (not as a word, nor, last, as a beginning), with
-    the near words suggested for them."""
+    the near words suggested for them (`answers`: `understanding`'s, by name)."""
     found = {}
+    suggested = answers["suggest"]["suggest"]
     for i in positions:
-        aggs = answer["aggregations"]
-        if aggs[f"known{i}"]["doc_count"] or aggs.get(f"begins{i}", {}).get("doc_count"):
+        if _found(answers[f"known{i}"]) or _found(answers.get(f"begins{i}")):
             continue
-        near, spelled = answer["suggest"][f"near{i}"], answer["suggest"][f"spelled{i}"]
+        near, spelled = suggested[f"near{i}"], suggested[f"spelled{i}"]
         if len(near) != 1 or len(spelled) != 1:
             continue  # the analyzer split the word: not a word anyone mistyped
         found[i] = Candidates(near[0]["text"], near[0]["options"], spelled[0]["options"])
