@@ -9,6 +9,10 @@
   cached after the first, as for any query), against the same requests answered by the
   database (SEARCH_URL unset) on the same site. Checked first: both engines find the same
   number of cars and correct the typo the same way.
+- As you type (info): the beginnings of the catalogue's words as a user types them
+  (`hat`, `hatc`, `hatch`, …), each the first request of its text, at offset 0, so its
+  count and its correction are asked too, as for every keystroke; the prefix row above
+  times the same text paged, with its count cached. Both engines must count alike.
 
 Needs an OpenSearch node (`make services`; BENCH_SEARCH_URL to use another), else skipped.
 """
@@ -21,10 +25,12 @@ from urllib.parse import quote
 
 from . import bulk
 from .common import Config, gunicorn, http_get, manage, server_env
-from .report import Row, at_most, seconds
+from .data import WORDS
+from .report import Row, at_most, info, seconds
 
 SEARCH_URL = os.environ.get("BENCH_SEARCH_URL", "http://127.0.0.1:9200")
 QUERIES = {"typo": "famly", "prefix": "hatchb"}
+TYPING = "as-you-type"
 INDEXING_TARGET = 1.5  # the whole command may take 1.5× what helpers.bulk alone takes
 LATENCY_TARGET = 1.0  # the engine answers no slower than the database
 
@@ -96,8 +102,14 @@ def _path(query: str, fresh: int | None = None) -> str:
     return path if fresh is None else f"{path}&offset={fresh}"
 
 
+def typing(requests: int) -> list[str]:
+    """Beginnings of the catalogue's words, three letters and more, word after word."""
+    return [w[:n] for w in WORDS for n in range(3, len(w))][:requests]
+
+
 def _latencies(site, env_extra: dict[str, str], requests: int) -> tuple[dict, dict]:
-    """{query: [seconds]} and {query: (total, correction)} on one gunicorn."""
+    """{query: [seconds]} and {query: (total, correction)} on one gunicorn; TYPING: the
+    as-you-type requests, and their totals in `found`."""
     times: dict[str, list[float]] = {q: [] for q in QUERIES.values()}
     found = {}
     env = {**server_env(site), **env_extra}
@@ -118,6 +130,14 @@ def _latencies(site, env_extra: dict[str, str], requests: int) -> tuple[dict, di
                 if status != 200:
                     raise RuntimeError(f"{_path(query, fresh)} answered {status}")
                 times[query].append(elapsed)
+        typed = []
+        for text in typing(requests):
+            status, headers, _, elapsed = http_get(port, _path(text))
+            if status != 200:
+                raise RuntimeError(f"{_path(text)} answered {status}")
+            typed.append(elapsed)
+            found[f"{TYPING}:{text}"] = headers.get("x-total-count")
+        times[TYPING] = typed
     return times, found
 
 
@@ -179,4 +199,14 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
                 f"{requests} uncached requests each",
             )
         )
+    ours_p95, db_p95 = results["engine_p95_s"][TYPING], results["database_p95_s"][TYPING]
+    rows.append(
+        info(
+            f"engine: as you type, p95 of {requests} first searches ({n} cars)",
+            seconds(ours_p95),
+            f"{seconds(db_p95)} (database)",
+            ours_p95 / db_p95,
+            note="`hat`, `hatc`, … each a new text at offset 0: its count and correction asked",
+        )
+    )
     return results, rows

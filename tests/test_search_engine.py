@@ -1,12 +1,17 @@
 """The OpenSearch engine beyond the contract both engines share (tests/test_search.py):
 the index following the database, the rebuild and its alias swap, the engine down, an
-index a crash left behind, and sites sharing one cluster (SPEC §6a, issue #25).
+index a crash left behind (an import or a rebuild SIGKILLed mid-way), one rebuild at a
+time, and sites sharing one cluster (SPEC §6a, issue #25).
 
 Every test runs on the real node of `make services` (tests/support/search.py), under
 this run's own index alias; none replaces the engine by a fake.
 """
 
 import io
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,14 +22,17 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import Client
 from opensearchpy import OpenSearch
+from opensearchpy.helpers import scan
 
 from cars.catalog import bump_catalog_version
 from cars.models import Car
 from cars.search_engine import rebuild
 from cars.search_engine.indexing import sync
+from cars.search_engine.rebuild_lock import rebuild_lock
 from cars.services import CarRow, upsert_cars
 from imports.services import run_import
 from tests.support.catalog import write_csv
+from tests.support.project import ROOT, manage, migrate, project_env
 from tests.support.search import OPENSEARCH_URL, delete_indices, require_opensearch
 from tests.support.stack import free_port, running_stack
 
@@ -231,6 +239,35 @@ def test_the_rebuild_refuses_without_an_engine(settings):
         call_command("search_index", "--rebuild")
 
 
+def test_a_rebuild_refuses_while_another_holds_the_alias_lock(opensearch):
+    """The lock taken by another thread, as another process would hold it: its own
+    database connection (PostgreSQL's advisory lock) or its own file descriptor (SQLite's
+    flock). The alias and its index are left alone; once the lock is let go, it rebuilds."""
+    taken, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        try:
+            with rebuild_lock(settings.SEARCH_INDEX):
+                taken.set()
+                release.wait(60)
+        finally:
+            connection.close()
+
+    before = behind(opensearch, settings.SEARCH_INDEX)
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert taken.wait(30)
+        with pytest.raises(CommandError, match=r"another rebuild of .* is running"):
+            call_command("search_index", "--rebuild", stdout=io.StringIO())
+        assert behind(opensearch, settings.SEARCH_INDEX) == before
+    finally:
+        release.set()
+        thread.join(30)
+    call_command("search_index", "--rebuild", stdout=io.StringIO())
+    assert behind(opensearch, settings.SEARCH_INDEX) != before
+
+
 def test_a_first_write_builds_the_missing_index(opensearch, client, tmp_path, caplog):
     delete_indices(settings.SEARCH_INDEX)  # SEARCH_URL just set: no index yet
     assert titles(client, "aurora") == []  # (the database answers meanwhile)
@@ -374,5 +411,139 @@ def test_a_queued_import_indexes_its_cars_in_its_own_task_on_the_worker(
             assert [car["title"] for car in response.json()] == ["Alpha"]
             assert response.headers["X-Search-Corrected"] == "alpha"
             assert DEGRADED not in stack.log("web")
+    finally:
+        delete_indices(alias)
+
+
+# --------------------------------------------------------------------------- killed processes
+
+
+CRASH_ROWS = 20_000  # enough bulk requests (1000 cars each) to be caught between two
+
+
+def _site(tmp_path, alias: str) -> dict[str, str]:
+    """A project of its own (SQLite file) on the node under `alias`, with ROWS indexed."""
+    require_opensearch()
+    env = project_env(
+        tmp_path / "site", SEARCH_URL=OPENSEARCH_URL, SEARCH_INDEX=alias, SEARCH_REPLICAS="0"
+    )
+    (tmp_path / "site").mkdir()
+    migrate(env)
+    result = manage(env, "import_csv", str(write_csv(tmp_path / "first.csv", ROWS)))
+    assert result.returncode == 0, result.stderr[-2000:]  # the first write builds the index
+    return env
+
+
+def _database_ids(env) -> set[int]:
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        return {pk for (pk,) in db.execute("SELECT id FROM cars_car")}
+
+
+def _index_ids(engine, alias: str) -> set[int]:
+    engine.indices.refresh(index=alias)
+    hits = scan(engine, index=alias, query={"query": {"match_all": {}}, "_source": False})
+    return {int(hit["_id"]) for hit in hits}
+
+
+def _indexed_ops(engine, index: str) -> int:
+    stats = engine.indices.stats(index=index, metric="indexing")
+    return stats["_all"]["primaries"]["indexing"]["index_total"]
+
+
+def _stop_once(process: subprocess.Popen, ready, what: str) -> None:
+    """SIGSTOP `process` as soon as `ready()`: frozen mid-way, whatever the machine's load."""
+    deadline = time.monotonic() + 120
+    while not ready():
+        assert process.poll() is None, f"{what}: the process ended before it was caught"
+        assert time.monotonic() < deadline, f"{what}: not reached in 120 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGSTOP)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+def test_an_import_killed_mid_indexing_is_repaired_by_the_rebuild(tmp_path, search_run_index):
+    """`import_csv` SIGKILLed between two of its bulk requests, after its commit: the
+    database has every car, the index some. Nothing repairs that on its own (the heartbeat
+    sweep recovers the job, not the index; the next import indexes only its own cars);
+    `search_index --rebuild` does, and the index then holds exactly the database's cars."""
+    alias = f"{search_run_index}-killed-import"
+    engine = OpenSearch(hosts=[OPENSEARCH_URL])
+    try:
+        env = _site(tmp_path, alias)
+        (index,) = behind(engine, alias)
+        before = _indexed_ops(engine, index)
+        rows = [[f"car{i}", f"Car {i}", f"Number {i}.", ""] for i in range(CRASH_ROWS)]
+        csv_path = write_csv(tmp_path / "big.csv", rows)
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "import_csv", str(csv_path), "--no-progress"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _stop_once(process, lambda: _indexed_ops(engine, index) > before, "indexing")
+        finally:
+            _kill(process)
+
+        in_database = _database_ids(env)
+        assert len(in_database) == len(ROWS) + CRASH_ROWS  # committed before its indexing
+        lagging = _index_ids(engine, alias)
+        assert lagging < in_database and len(lagging) < len(in_database), "nothing lost"
+
+        result = manage(env, "search_index", "--rebuild")
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert _index_ids(engine, alias) == in_database
+    finally:
+        delete_indices(alias)
+
+
+def test_one_rebuild_at_a_time_and_a_killed_one_blocks_nothing(tmp_path, search_run_index):
+    """A second `search_index --rebuild` refuses while one runs (here frozen mid-way: its
+    new index filling); once that one is SIGKILLed the lock is gone with it, the alias
+    still names the old index, and the next rebuild deletes the half-built one."""
+    alias = f"{search_run_index}-one-rebuild"
+    engine = OpenSearch(hosts=[OPENSEARCH_URL])
+    try:
+        env = _site(tmp_path, alias)
+        rows = [[f"car{i}", f"Car {i}", f"Number {i}.", ""] for i in range(CRASH_ROWS)]
+        result = manage(env, "import_csv", str(write_csv(tmp_path / "big.csv", rows)))
+        assert result.returncode == 0, result.stderr[-2000:]
+        (old,) = behind(engine, alias)
+
+        def filling() -> str | None:
+            built = engine.indices.get(index=f"{alias}-*", expand_wildcards="open")
+            new = [name for name in built if name != old]
+            return new[0] if new and _indexed_ops(engine, new[0]) > 0 else None
+
+        first = subprocess.Popen(
+            [sys.executable, "manage.py", "search_index", "--rebuild"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            _stop_once(first, filling, "the first rebuild's indexing")
+            half_built = filling()
+            second = manage(env, "search_index", "--rebuild")
+            assert second.returncode == 1, second.stdout
+            assert f"another rebuild of {alias} is running" in second.stderr
+            assert behind(engine, alias) == [old]
+            assert engine.indices.exists(index=half_built), "the second left it alone"
+        finally:
+            _kill(first)
+
+        third = manage(env, "search_index", "--rebuild")
+        assert third.returncode == 0, third.stderr[-2000:]
+        (new,) = behind(engine, alias)
+        assert new not in (old, half_built)
+        assert not engine.indices.exists(index=half_built), "the orphan is deleted"
+        assert _index_ids(engine, alias) == _database_ids(env)
     finally:
         delete_indices(alias)

@@ -38,8 +38,10 @@ def index_alias() -> str:
     return settings.SEARCH_INDEX
 
 
-def client() -> OpenSearch:
-    return _client(settings.SEARCH_URL, settings.SEARCH_TIMEOUT)
+def client(*, timeout: float | None = None) -> OpenSearch:
+    """The client of the current settings; `timeout` (seconds) for work longer than a
+    search, which is what SEARCH_TIMEOUT bounds."""
+    return _client(settings.SEARCH_URL, max(timeout or 0.0, settings.SEARCH_TIMEOUT))
 
 
 @lru_cache(maxsize=8)

@@ -14,7 +14,9 @@ missing from results, or found by its former words.
 
 `rebuild()` fills a new index `<SEARCH_INDEX>-<timestamp>` while search reads the old
 one, then moves the alias in one atomic request that also deletes the old index, then
-indexes again the cars written meanwhile (they went to the old index).
+indexes again the cars written meanwhile (they went to the old index). One rebuild of an
+alias runs at a time (`rebuild_lock`); a rebuild killed mid-way leaves an index behind
+no alias, which the next one deletes.
 """
 
 import json
@@ -38,11 +40,15 @@ from cars.models import Car
 
 from .client import client, configured, index_alias
 from .mapping import CAR_FIELDS, document, index_body, live_settings
+from .rebuild_lock import RebuildRunning, rebuild_lock
 
 logger = logging.getLogger("cars.search")
 
 BULK_SIZE = 1000  # cars per bulk request (about 0.5 MB of text)
 DRAIN_SECONDS = 2.0  # searches begun on an old index end before it is deleted
+# A rebuild's requests (a bulk of 1000 cars, the refresh of a million, deleting an index)
+# may take longer than a search on a busy node, and one timing out wastes the rebuild.
+REBUILD_TIMEOUT = 120.0
 
 
 class IndexingFailed(Exception):
@@ -82,6 +88,9 @@ def _after_commit(work: Callable[[], int]) -> None:
         elif not work():
             return
         bump_catalog_version()
+    except RebuildRunning:
+        # Its catching up, after its swap, indexes every car written since it began.
+        logger.info("search index %r: another process is building it", index_alias())
     except (OpenSearchException, IndexingFailed) as exc:
         logger.error(
             "search index %r not updated, it lags the database until "
@@ -171,8 +180,14 @@ class Rebuilt:
 
 
 def rebuild() -> Rebuilt:
-    """A new index with every car, behind the alias; the old index deleted."""
-    es, alias = client(), index_alias()
+    """A new index with every car, behind the alias; the old index deleted. Raises
+    RebuildRunning while another process rebuilds the same alias."""
+    with rebuild_lock(index_alias()):
+        return _rebuild()
+
+
+def _rebuild() -> Rebuilt:
+    es, alias = client(timeout=REBUILD_TIMEOUT), index_alias()
     started = timezone.now()
     name = f"{alias}-{started:%Y%m%d%H%M%S%f}"
     es.indices.create(index=name, body=index_body(building=True))

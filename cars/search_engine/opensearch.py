@@ -40,8 +40,8 @@ class OpenSearchSearch:
         if not positions:
             return search
         try:
-            answer = _search(queries.understanding(words, positions))
-            found = queries.candidates(answer, positions)
+            answers = _msearch(queries.understanding(words, positions))
+            found = queries.candidates(answers, positions)
             live = None
             if any(c.near for c in found.values()):
                 live = _search(queries.liveness(found))
@@ -85,6 +85,23 @@ class OpenSearchSearch:
 
 def _search(body: dict) -> dict:
     return ask(lambda es: es.search(index=index_alias(), body=body))
+
+
+def _msearch(bodies: dict[str, dict]) -> dict[str, dict]:
+    """Several searches in one round trip; their answers by the bodies' names. One
+    failed search (the index missing, say) fails them all, as a lone search would."""
+    lines = [line for body in bodies.values() for line in ({}, body)]
+    answer = ask(lambda es: es.msearch(index=index_alias(), body=lines))
+    answers = dict(zip(bodies, answer["responses"], strict=True))
+    for one in answers.values():
+        if "error" not in one:
+            continue
+        if one["error"].get("type") == "index_not_found_exception":
+            raise EngineUnavailable(
+                f"no search index {index_alias()!r}: run `manage.py search_index --rebuild`"
+            )
+        raise EngineUnavailable(f"the search engine failed: {one['error']}")
+    return answers
 
 
 class Ranked:

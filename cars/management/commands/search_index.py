@@ -6,6 +6,7 @@ from opensearchpy.exceptions import OpenSearchException
 
 from cars.search_engine import rebuild as rebuild_index
 from cars.search_engine.indexing import IndexingFailed
+from cars.search_engine.rebuild_lock import RebuildRunning
 
 
 class Command(BaseCommand):
@@ -26,6 +27,10 @@ class Command(BaseCommand):
             raise CommandError("nothing to do: use --rebuild")
         try:
             done = rebuild_index()
+        except RebuildRunning as exc:
+            raise CommandError(
+                f"another rebuild of {settings.SEARCH_INDEX} is running; it is left alone"
+            ) from exc
         except (OpenSearchException, IndexingFailed) as exc:
             raise CommandError(f"rebuild failed, the old index still answers: {exc}") from exc
         self.stdout.write(
