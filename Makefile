@@ -22,9 +22,14 @@ run: venv
 	$(BIN)/python manage.py import_csv --no-progress
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-## The whole test suite (SQLite unless DATABASE_URL says otherwise)
+## The whole test suite (SQLite unless DATABASE_URL says otherwise), in TEST_WORKERS
+## processes side by side (pytest-xdist; `auto`: one per core; 0: in this one process).
+## worksteal: a worker left idle takes half the queue of a busy one, so the slow tests
+## (started first, tests/conftest.py) never leave one worker running alone at the end.
+## PYTEST_ARGS come last and win: PYTEST_ARGS="-n 0" runs it serially too.
+TEST_WORKERS ?= auto
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 ## Install (Debian packages, Maven artifacts) and start on 127.0.0.1 the servers the
 ## integration tests use: PostgreSQL, Redis, RabbitMQ, the search node. Idempotent.

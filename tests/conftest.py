@@ -29,3 +29,15 @@ def _isolated_media(request, tmp_path):
 
 def _uses_django(request) -> bool:
     return any(name in request.fixturenames for name in ("db", "transactional_db", "client"))
+
+
+# The marks of the tests that take tens of seconds each (a million cars, real processes,
+# the bench harness): run first, so that in a parallel run (`make test`: pytest-xdist,
+# worksteal) none of them starts last while the other workers sit idle.
+SLOW_FIRST = ("million", "stack", "load", "bench")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The slow tests first, each group in the order pytest (and pytest-django) chose."""
+    items.sort(key=lambda item: not any(item.get_closest_marker(m) for m in SLOW_FIRST))
