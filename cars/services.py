@@ -16,6 +16,7 @@ from django.db.models import JSONField, QuerySet
 from django.utils import timezone
 
 from .catalog import bump_catalog_version
+from .deferred_indexes import deferred_indexes
 from .models import Car, ImageStatus
 from .more_pictures import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures import delete_files_on_commit, legacy_files, release_on_commit
@@ -137,7 +138,9 @@ def upsert_cars(
     """
     done = Upserted()
     writer = _Writer(done, refresh_images=refresh_images)
-    with deferred_search_index(), indexing_writes():
+    # Into an empty catalogue every row is an insert: its indexes are built once, at the end.
+    first_fill = deferred_indexes(TABLE, when=writer.catalogue_was_empty)
+    with deferred_search_index(), indexing_writes(), first_fill:
         batch: list[CarRow] = []
         for row in rows:
             batch.append(row)
