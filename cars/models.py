@@ -113,7 +113,11 @@ class CarPicture(models.Model):
     is deleted only when no car and no row here shows it (`cars.pictures`).
     """
 
-    car = models.ForeignKey(Car, on_delete=models.CASCADE, related_name="more_pictures")
+    # No index of its own: the unique (car, position) index serves every lookup by car,
+    # and a second one cost every insert (a feed's import writes four rows a car).
+    car = models.ForeignKey(
+        Car, on_delete=models.CASCADE, related_name="more_pictures", db_index=False
+    )
     position = models.PositiveIntegerField(help_text="1, 2, ...: the car's own picture is 0.")
     source_url = models.TextField(help_text="The picture reference as written in the feed.")
     picture = models.ForeignKey(

@@ -15,7 +15,7 @@ tests can all use it directly.
 
 import csv
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import BinaryIO
 
@@ -38,9 +38,14 @@ class CsvSourceError(Exception):
     """Fatal: the source cannot be read as a cars CSV (message is one clear line)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CsvRow:
-    """A valid data row, values stripped, ready to be imported."""
+    """A valid data row, values stripped, ready to be imported.
+
+    A value: nothing changes a row once made. Not frozen, as a frozen dataclass's
+    `__init__` sets each field through `object.__setattr__`, which cost as much as parsing
+    the record (one row is made per record).
+    """
 
     line: int  # physical line where the record starts; header is line 1
     key: str  # natural key: the id, or "h:" + a hash (see natural_key)
@@ -123,6 +128,9 @@ class CsvReader:
         self._width = len(header)
         self._max_pictures = max_pictures
         self._attributes = self.mapping.attributes[:max_attributes]
+        self._unnamed_columns = self.mapping.unnamed
+        self._attributes_read = bool(self._attributes or self._unnamed_columns)
+        self._more_images = self.mapping.more_images
         self._seen_keys = KeyIndex()
         self.rows_read = 0
         self.warnings = []
@@ -243,7 +251,7 @@ class CsvReader:
         external_id = get_id(record).strip() if get_id else ""
         title = self._get_title(record).strip()
         if not title:
-            if held is not None and external_id and _key(external_id) == held.row.key:
+            if held is not None and external_id and _key(external_id) == held.key:
                 self._continued += 1
                 self._add_pictures(held, record)
                 return _CONTINUED
@@ -267,10 +275,8 @@ class CsvReader:
         if looks_like_html(raw_description):
             description = html_to_text(raw_description)
             description_html = sanitised_html(raw_description) or None
-        row = CsvRow(
-            line, key, title, description, (), description_html, self._attribute_values(record)
-        )
-        item = _Item(row)
+        attributes = self._attribute_values(record) if self._attributes_read else {}
+        item = _Item(line, key, title, description, description_html, attributes)
         self._add_pictures(item, record)
         return item
 
@@ -279,17 +285,29 @@ class CsvReader:
         them (Shopify's `Image Position`, else in turn), further picture columns after."""
         if self._get_image:
             refs = picture_refs(self._get_image(record))
-            place = _position(record, self.mapping.image_position)
-            for ref in refs:
-                item.pictures.append((place, len(item.pictures), ref))
-        for position in self.mapping.more_images:
+            if refs:
+                place = _position(record, self.mapping.image_position)
+                for ref in refs:
+                    item.pictures.append((place, len(item.pictures), ref))
+        for position in self._more_images:
             item.more += picture_refs(record[position])
 
     def _finished(self, item: "_Item") -> CsvRow:
-        ordered = [ref for _, _, ref in sorted(item.pictures)]
-        if not ordered and not item.more:
-            return item.row
-        return replace(item.row, images=self._capped([*ordered, *item.more]))
+        """The row, made once its pictures are all known (one CsvRow a row: making one
+        costs as much as reading the record)."""
+        images: tuple[str, ...] = ()
+        if item.pictures or item.more:
+            ordered = [ref for _, _, ref in sorted(item.pictures)]
+            images = self._capped([*ordered, *item.more])
+        return CsvRow(
+            item.line,
+            item.key,
+            item.title,
+            item.description,
+            images,
+            item.description_html,
+            item.attributes,
+        )
 
     def _capped(self, refs: list[str]) -> tuple[str, ...]:
         """Each reference once, in order, at most `max_pictures` of them."""
@@ -300,7 +318,7 @@ class CsvReader:
         return unique
 
     def _attribute_values(self, record: list[str]) -> dict[str, str]:
-        for position in self.mapping.unnamed:  # a trailing delimiter's column is empty
+        for position in self._unnamed_columns:  # a trailing delimiter's column is empty
             if record[position].strip():
                 self._unnamed += 1
         values = {}
@@ -346,9 +364,15 @@ _CONTINUED = object()  # a continuation row: its pictures joined the item above
 
 @dataclass(slots=True)
 class _Item:
-    """An accepted row while its pictures are gathered (continuation rows add theirs)."""
+    """An accepted row while its pictures are gathered (continuation rows add theirs):
+    its CsvRow's fields but the pictures."""
 
-    row: CsvRow
+    line: int
+    key: str
+    title: str
+    description: str
+    description_html: str | None
+    attributes: dict[str, str]
     pictures: list[tuple[float, int, str]] = field(default_factory=list)  # (place, turn, ref)
     more: list[str] = field(default_factory=list)
 
@@ -424,8 +448,9 @@ def _names_found(header: list[str], *, limit: int = 200) -> str:
 
 
 def _is_blank(record: list[str]) -> bool:
-    """True for an empty data line (also whitespace only, or only empty fields)."""
-    return not any(field.strip() for field in record)
+    """True for an empty data line (also whitespace only, or only empty fields). One
+    join and one strip in C: the fields are all blank exactly when their text is."""
+    return not "".join(record).strip()
 
 
 def _duplicate_message(external_id: str, first_line: int) -> str:

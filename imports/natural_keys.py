@@ -45,12 +45,16 @@ class KeyIndex:
         self._buckets: list[bytearray | None] = [None] * (1 << self._BUCKET_BITS)
 
     def add(self, key: str, line: int) -> int | None:
-        """Remember ``key`` as first seen on ``line``; if it was seen before, return that line."""
+        """Remember ``key`` as first seen on ``line``; if it was seen before, return that line.
+
+        Called once a row: a new key (the usual case) costs one digest and one ``find``.
+        """
         digest, index = self._locate(key)
         bucket = self._buckets[index]
         if bucket is None:
-            bucket = self._buckets[index] = bytearray()
-        first_line = self._find(bucket, digest)
+            self._buckets[index] = bytearray(self._RECORD.pack(digest, line))
+            return None
+        first_line = self._find(bucket, digest) if digest in bucket else None
         if first_line is None:
             bucket += self._RECORD.pack(digest, line)
         return first_line
@@ -61,8 +65,8 @@ class KeyIndex:
         return bucket is not None and self._find(bucket, digest) is not None
 
     def _locate(self, key: str) -> tuple[bytes, int]:
-        digest = hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
-        return digest, int.from_bytes(digest[:2], "big") >> (16 - self._BUCKET_BITS)
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        return digest, (digest[0] << 8 | digest[1]) >> (16 - self._BUCKET_BITS)
 
     def _find(self, bucket: bytearray, digest: bytes) -> int | None:
         size = self._RECORD.size

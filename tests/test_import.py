@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 from PIL import Image
 
 from cars.models import Car, ImageStatus, Picture
@@ -595,6 +596,39 @@ def test_invalid_utf8_after_many_rows_rolls_back_every_batch(existing_car, tmp_p
     assert excinfo.value.returncode == 1
     assert "line 3003" in str(excinfo.value)  # header 1, rows 2-3002
     _assert_unchanged(existing_car, settings, files)
+
+
+def car_indexes() -> dict:
+    """Every index and constraint of the cars table, as the database describes them."""
+    with connection.cursor() as cursor:
+        return connection.introspection.get_constraints(cursor, Car._meta.db_table)
+
+
+def test_a_first_import_failing_late_leaves_the_catalogue_empty_with_its_indexes(tmp_path):
+    # Into an empty catalogue the writer builds the car indexes once, after the rows.
+    indexes = car_indexes()
+    rows = "".join(f"{i},Car {i},,\n" for i in range(1, 3001))  # several write batches
+    source = tmp_path / "late.csv"
+    source.write_bytes(b"id,title,description,image\n" + rows.encode() + b"\xff\n")
+
+    with pytest.raises(CommandError) as excinfo:
+        import_csv(str(source), "--encoding", "utf-8")
+
+    assert "line 3002" in str(excinfo.value)
+    assert not Car.objects.exists()
+    assert car_indexes() == indexes
+
+
+def test_a_first_import_leaves_every_car_index_as_the_migrations_made_it(tmp_path):
+    indexes = car_indexes()
+    source = tmp_path / "cars.csv"
+    write_csv(source, [[str(i), f"Car {i}", "", ""] for i in range(1, 3001)])
+
+    out, _ = import_csv(str(source))
+
+    assert summary(out).startswith("created 3000,")
+    assert car_indexes() == indexes
+    assert Car.objects.get(external_key="2999").title == "Car 2999"
 
 
 def test_missing_unreachable_and_oversized_sources_are_fatal(
