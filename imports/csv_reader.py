@@ -7,7 +7,8 @@ seen is kept, to reject duplicates. Everything that makes the *whole source* unu
 :class:`CsvSourceError`; everything wrong with a single row becomes a
 :class:`RejectedRow` and reading goes on. The encoding (`encodings`), which column gives
 which field (`columns`), what a cell holds (`cells`) and which car a row is
-(`natural_keys`) each have a module of their own.
+(`natural_keys`) each have a module of their own, and so does reading the header line
+(`csv_header`).
 
 Pure Python (stdlib ``csv``), no Django, so the importer, the admin upload form and the
 tests can all use it directly.
@@ -22,16 +23,20 @@ from typing import BinaryIO
 from imports.row_reasons import RowReason
 
 from .cells import html_to_text, looks_like_html, picture_refs, sanitised_html
-from .columns import ColumnMap, MappingError, likeliest_title, map_columns
+from .columns import ColumnMap, MappingError, map_columns
+from .csv_header import (
+    names,
+    no_title,
+    raise_csv_field_size_limit,
+    sniff_delimiter,
+    split_leading_blank_lines,
+)
 from .encodings import EncodingError, decoded_lines, detect_encoding
 from .natural_keys import KeyIndex, natural_key
 
 MAX_TITLE_LENGTH = 255
-FIELD_SIZE_LIMIT = 200 * 1024 * 1024  # one field may be as large as the whole CSV may be
 MAX_ATTRIBUTE_CHARS = 1024  # per value (SPEC §3)
 SAMPLE_RECORDS = 100  # records read ahead to recognise an image column by its values
-
-DELIMITERS = (",", ";", "\t", "|")  # order matters: the first one wins a tie
 
 
 class CsvSourceError(Exception):
@@ -95,19 +100,19 @@ class CsvReader:
         max_pictures: int = 20,
         max_attributes: int = 50,
     ):
-        _raise_csv_field_size_limit()
+        raise_csv_field_size_limit()
         try:
             self.encoding = detect_encoding(stream, encoding)
         except EncodingError as exc:
             raise CsvSourceError(str(exc)) from None
         lines = decoded_lines(stream, self.encoding)
         try:
-            blank_lines, first_line = _split_leading_blank_lines(lines)
+            blank_lines, first_line = split_leading_blank_lines(lines)
         except EncodingError as exc:
             raise CsvSourceError(str(exc)) from None
         if first_line is None:
             raise CsvSourceError("the CSV file is empty")
-        self.delimiter = _sniff_delimiter(first_line)
+        self.delimiter = sniff_delimiter(first_line)
         self._records = csv.reader(
             chain(blank_lines, [first_line], lines), delimiter=self.delimiter
         )
@@ -120,7 +125,7 @@ class CsvReader:
         except MappingError as exc:
             raise CsvSourceError(str(exc)) from None
         if "title" not in self.mapping.fields:
-            raise CsvSourceError(_no_title(header))
+            raise CsvSourceError(no_title(header))
         self.has_id = "id" in self.mapping.fields
         getters = self.mapping.fields
         self._get_id, self._get_title = getters.get("id"), getters["title"]
@@ -137,13 +142,13 @@ class CsvReader:
         if self.mapping.repeated:
             self.warnings.append(
                 "columns named twice in the header were not kept (the first of each is): "
-                + _names(self.mapping.repeated)
+                + names(self.mapping.repeated)
             )
         dropped = [name for name, _ in self.mapping.attributes[max_attributes:]]
         if dropped:
             self.warnings.append(
                 f"{len(dropped)} columns over the limit of {max_attributes} attributes "
-                f"(CARS_MAX_ATTRIBUTES) were not kept: {_names(dropped)}"
+                f"(CARS_MAX_ATTRIBUTES) were not kept: {names(dropped)}"
             )
         self._over_cap = self._truncated = self._continued = self._unnamed = 0
         # A row's hash key is its values whatever the mapping (a new --map template
@@ -389,62 +394,6 @@ def _position(record: list[str], column: int | None) -> float:
 
 def _key(external_id: str) -> str:
     return natural_key("", "", None, external_id)
-
-
-def _no_title(header: list[str]) -> str:
-    message = f"no 'title' column (found: {_names_found(header)})"
-    guess = " ".join((likeliest_title(header) or "").split())  # one line, whatever the name
-    if len(guess) > 40:
-        return message
-    return message + (f'; try --map "title={guess}"' if guess else "")
-
-
-def _names(names: list[str], limit: int = 200) -> str:
-    shown = ", ".join(names)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
-def _raise_csv_field_size_limit() -> None:
-    """Allow fields up to the CSV size limit (the stdlib default is only 128 KiB)."""
-    if csv.field_size_limit() < FIELD_SIZE_LIMIT:
-        csv.field_size_limit(FIELD_SIZE_LIMIT)
-
-
-def _split_leading_blank_lines(lines: Iterator[str]) -> tuple[list[str], str | None]:
-    """Consume lines up to the first non-blank one, returned separately for sniffing.
-
-    The blank lines are returned too, so they still count in the line numbers.
-    """
-    blank: list[str] = []
-    for line in lines:
-        if line.strip():
-            return blank, line
-        blank.append(line)
-    return blank, None
-
-
-def _sniff_delimiter(header_line: str) -> str:
-    """Pick the delimiter that splits the header line into the most fields.
-
-    Quotes are respected (a comma inside a quoted name does not count); comma wins
-    ties, so a one-column header reads as comma-separated.
-    """
-
-    def field_count(delimiter: str) -> int:
-        return len(next(csv.reader([header_line], delimiter=delimiter), []))
-
-    return max(DELIMITERS, key=field_count)
-
-
-def _names_found(header: list[str], *, limit: int = 200) -> str:
-    """The header's names for an error message: one line, and short whatever the file.
-
-    A quoted name may hold newlines (the message must stay one line) or be megabytes
-    long (the message is stored on the job and printed).
-    """
-    names = [" ".join(name.split()) for name in header]
-    shown = ", ".join(name if len(name) <= 40 else name[:37] + "..." for name in names if name)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
 def _is_blank(record: list[str]) -> bool:
