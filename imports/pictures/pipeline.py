@@ -174,6 +174,7 @@ class ImagePipeline:
         self.workers = workers
         self.store = store
         self.window = _FetchWindow()
+        self.writing = 0.0  # wall seconds in `record`: batches written (benchmarks)
         # Contents rendered by this pipeline: a later item with the same bytes shares them.
         self._rendered: set[str] = set()
 
@@ -200,6 +201,13 @@ class ImagePipeline:
         around it), again with the items whose stored picture was deleted meanwhile fetched
         and rendered anew (the others kept as they were), up to three times."""
         write = write or record_outcomes
+        started = time.monotonic()
+        try:
+            return self._record(outcomes, write)
+        finally:
+            self.writing += time.monotonic() - started
+
+    def _record(self, outcomes: list[ItemOutcome], write) -> Recorded:
         for attempt in range(3):
             try:
                 return write(outcomes)
