@@ -131,6 +131,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
             note=f"from {fetch_source}; {served['requests']} image requests; a bare httpx "
             f"client gets {seconds(server_window)} from the same server",
         ),
+        besides_rendering(timings, imported.cpu_seconds),
         check(
             "import complete, renditions served",
             f"{counts.get('images_ok')}/{cfg.images} images, page {len(with_image)}/{len(page)}",
@@ -140,6 +141,25 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         info(f"import peak RSS ({cfg.images} img)", f"{imported.peak_rss_mb:.0f} MB"),
     ]
     return results, rows
+
+
+def besides_rendering(timings: dict, import_cpu_s: float) -> Row:
+    """The importing process's own CPU in the image phase (report.timings["images_cpu"]):
+    downloads, hashing, the batches' transactions and files, the pipes to the render
+    processes; against the whole import's CPU, render processes included."""
+    label = "  importing process besides rendering"
+    if "images_cpu" not in timings:
+        return info(label, "-", note="no report.timings['images_cpu']")
+    cpu = timings["images_cpu"]
+    return info(
+        label,
+        f"{seconds(cpu)} CPU",
+        f"{seconds(import_cpu_s)} CPU in all",
+        cpu / import_cpu_s if import_cpu_s else None,
+        note=f"image phase {seconds(timings['images'])} wall, batches written "
+        f"{seconds(timings.get('writes', 0))} wall (fetches go on meanwhile); the rest of "
+        "the CPU: render processes, the row phase, start-up",
+    )
 
 
 def server_floor(server: ImageServer, images: list, workers: int) -> float:

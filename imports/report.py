@@ -49,7 +49,8 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     encoding: str = ""  # the source's, as detected or declared
     mapping: dict = field(default_factory=dict)  # field -> column or template, attributes
-    # Seconds spent: applying rows, the whole image phase, and the fetch window in it.
+    # Seconds spent: applying rows, the whole image phase, the fetch window and the batch
+    # writes in it, and this process's CPU in it (the render processes' not counted).
     timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:

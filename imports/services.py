@@ -170,9 +170,10 @@ def run_images(
     written on the cars in batches and counted in `report`, whose timings it sets (the
     rows' counted from `started`). `on_images(recorded, items_done)` follows each batch."""
     rows_done = time.monotonic()
+    cpu_before = time.process_time()
     total = len(items)
     done = 0
-    fetch = 0.0
+    fetch = writes = 0.0
 
     def recorded(batch: Recorded, items_done: int) -> None:
         nonlocal done
@@ -193,10 +194,15 @@ def run_images(
                 outcome = run_items(pipeline, items, on_recorded=recorded)
         add_images(report, outcome)
         fetch = pipeline.window.seconds
+        writes = pipeline.writing
     report.timings = {
         "rows": round(rows_done - started, 3),
         "images": round(time.monotonic() - rows_done, 3),
         "fetch": round(fetch, 3),
+        "writes": round(writes, 3),
+        # This process's CPU in the image phase: downloads, hashing, writes, transactions;
+        # not the render processes' (a render pool of threads would count here too).
+        "images_cpu": round(time.process_time() - cpu_before, 3),
     }
 
 

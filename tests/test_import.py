@@ -268,7 +268,7 @@ def test_report_file_has_the_documented_shape(catalog, tmp_path):
         }
     ]
     assert "missing.jpg" in report["image_failures"][0]["message"]
-    assert set(report["timings"]) == {"rows", "images", "fetch"}
+    assert set(report["timings"]) == {"rows", "images", "fetch", "writes", "images_cpu"}
     assert all(seconds >= 0 for seconds in report["timings"].values())
 
 

@@ -15,17 +15,10 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    BrokenExecutor,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +38,7 @@ from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
 from ..fetching import Fetcher, FetchError, FetchPolicy, fetch_reference
 from ..report import ImageProblem
+from .feed import FetchFeed, FetchWindow
 from .images import checked_image, inspect_image
 
 logger = logging.getLogger(__name__)
@@ -173,7 +167,8 @@ class ImagePipeline:
         self.base_dir = base_dir
         self.workers = workers
         self.store = store
-        self.window = _FetchWindow()
+        self.window = FetchWindow()
+        self.writing = 0.0  # wall seconds in `record`: batches written (benchmarks)
         # Contents rendered by this pipeline: a later item with the same bytes shares them.
         self._rendered: set[str] = set()
 
@@ -200,6 +195,13 @@ class ImagePipeline:
         around it), again with the items whose stored picture was deleted meanwhile fetched
         and rendered anew (the others kept as they were), up to three times."""
         write = write or record_outcomes
+        started = time.monotonic()
+        try:
+            return self._record(outcomes, write)
+        finally:
+            self.writing += time.monotonic() - started
+
+    def _record(self, outcomes: list[ItemOutcome], write) -> Recorded:
         for attempt in range(3):
             try:
                 return write(outcomes)
@@ -215,47 +217,57 @@ class ImagePipeline:
         """Every item's outcome, as it completes.
 
         At most `workers` fetches and `RENDER_BACKLOG_BYTES` of fetched-but-unrendered
-        images are in flight, so memory stays bounded however long the CSV. A content is
-        rendered once per pipeline: items with the same bytes wait for that render.
+        images are in flight, so memory stays bounded however long the CSV. A fetch
+        thread that finishes starts the next fetch itself (`FetchFeed`): the fetchers stay
+        busy while the caller of this generator writes a batch. A content is rendered once
+        per pipeline: items with the same bytes wait for that render.
         """
-        pending = iter(items)
-        fetching: dict[Future, ImageItem] = {}
+        feed = FetchFeed(
+            self._fetch_pool, self._fetch_hashed, items, self.workers, RENDER_BACKLOG_BYTES
+        )
         rendering: dict[Future, tuple[str, int]] = {}  # -> content hash, bytes it holds
         waiting: dict[str, list[ImageItem]] = {}  # content hash -> items awaiting its render
-        while True:
-            while len(fetching) < self.workers and _held(rendering) < RENDER_BACKLOG_BYTES:
-                item = next(pending, None)
-                if item is None:
-                    break
-                fetching[self._fetch_pool.submit(self._fetch, item.ref)] = item
-            if not fetching and not rendering:
-                return
-            done, _ = wait([*fetching, *rendering], return_when=FIRST_COMPLETED)
-            for future in done:
-                if future in rendering:
-                    sha256, _ = rendering.pop(future)
-                    yield from self._rendered_outcomes(future, sha256, waiting.pop(sha256))
-                    continue
-                item = fetching.pop(future)
-                data, failure = future.result()
-                if failure is not None:
-                    yield ItemOutcome(item, failure=failure)
-                    continue
-                sha256 = hashlib.sha256(data).hexdigest()
-                if not self.store:
-                    yield self._checked(item, sha256, data)
-                elif sha256 in waiting:
-                    waiting[sha256].append(item)
-                elif sha256 in self._rendered or sha256 in stored_sha256s([sha256]):
-                    yield ItemOutcome(item, sha256)
-                else:
-                    try:
-                        render = self.render_pool.submit(check_and_render, sha256, data)
-                    except BrokenExecutor as exc:
-                        yield ItemOutcome(item, sha256, failure=_render_crashed(item, exc))
-                        continue
-                    rendering[render] = (sha256, len(data))
-                    waiting[sha256] = [item]
+        try:
+            feed.refill()
+            while feed.outstanding():
+                fetched = []
+                for future in feed.completed():
+                    if future in rendering:
+                        sha256, size = rendering.pop(future)
+                        feed.release(size)
+                        yield from self._rendered_outcomes(future, sha256, waiting.pop(sha256))
+                    else:
+                        fetched.append(future.result())
+                # One query for the contents fetched meanwhile, not one per image.
+                new = {sha256 for _, data, sha256, _ in fetched if data is not None}
+                new -= waiting.keys() | self._rendered
+                stored = stored_sha256s(new) if self.store and new else set()
+                for item, data, sha256, failure in fetched:
+                    if failure is not None:
+                        yield ItemOutcome(item, failure=failure)
+                    elif not self.store:
+                        feed.release(len(data))
+                        yield self._checked(item, sha256, data)
+                    elif sha256 in waiting:
+                        feed.release(len(data))
+                        waiting[sha256].append(item)
+                    elif sha256 in self._rendered or sha256 in stored:
+                        feed.release(len(data))
+                        yield ItemOutcome(item, sha256)
+                    else:
+                        try:
+                            render = feed.track(
+                                self.render_pool.submit, check_and_render, sha256, data
+                            )
+                        except BrokenExecutor as exc:
+                            feed.release(len(data))
+                            yield ItemOutcome(item, sha256, failure=_render_crashed(item, exc))
+                            continue
+                        rendering[render] = (sha256, len(data))
+                        waiting[sha256] = [item]
+                feed.refill()
+        finally:
+            feed.close()
 
     def _rendered_outcomes(
         self, future: Future, sha256: str, items: list[ImageItem]
@@ -280,6 +292,13 @@ class ImagePipeline:
         except FetchError as exc:
             return ItemOutcome(item, sha256, failure=ImageFailure.of(exc))
         return ItemOutcome(item, sha256)
+
+    def _fetch_hashed(
+        self, item: ImageItem
+    ) -> tuple[ImageItem, bytes | None, str, ImageFailure | None]:
+        """`_fetch` and the content hash (a fetch thread: hashlib lets go of the GIL)."""
+        data, failure = self._fetch(item.ref)
+        return item, data, hashlib.sha256(data).hexdigest() if data is not None else "", failure
 
     def _fetch(self, ref: str) -> tuple[bytes | None, ImageFailure | None]:
         """Fetch one reference (a fetch thread): (data, None) or (None, why it failed).
@@ -306,10 +325,6 @@ def check_and_render(sha256: str, data: bytes) -> NewPicture:
     with checked_image(data, max_pixels=settings.CARS_IMAGE_MAX_PIXELS) as (info, img):
         renditions = render_all(picture_name(sha256, info.extension), img)
     return NewPicture(sha256, info.extension, info.width, info.height, data, renditions)
-
-
-def _held(rendering: dict[Future, tuple[str, int]]) -> int:
-    return sum(size for _, size in rendering.values())
 
 
 NOT_STORED = ImageFailure(ImageReason.STORAGE_ERROR, "the image could not be stored")
@@ -340,24 +355,6 @@ def render_pool():
         pool.submit(os.getpid).result()
         return pool
     return ThreadPoolExecutor(max_workers=cores, thread_name_prefix="render")
-
-
-class _FetchWindow:
-    """Wall time from the first image request to the last image byte (benchmarks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.first: float | None = None
-        self.last: float | None = None
-
-    def record(self, started: float, ended: float) -> None:
-        with self._lock:
-            self.first = started if self.first is None else min(self.first, started)
-            self.last = ended if self.last is None else max(self.last, ended)
-
-    @property
-    def seconds(self) -> float:
-        return 0.0 if self.first is None else self.last - self.first
 
 
 def record_outcomes(
@@ -436,10 +433,11 @@ def run_items(
             on_recorded(recorded, len(buffer))
         buffer.clear()
 
-    for outcome in pipeline.run(items):
-        buffer.append(outcome)
-        if len(buffer) >= batch:
-            flush()
+    with closing(pipeline.run(items)) as outcomes:
+        for outcome in outcomes:
+            buffer.append(outcome)
+            if len(buffer) >= batch:
+                flush()
     if buffer:
         flush()
     return total
