@@ -38,7 +38,7 @@ from cars.services import ImageOutcome, PictureSlot, cars_record_images
 
 from ..fetching import Fetcher, FetchError, FetchPolicy, fetch_reference
 from ..report import ImageProblem
-from .feed import FetchFeed, FetchWindow
+from .fetch_feed import FetchFeed, FetchWindow
 from .images import checked_image, inspect_image
 
 logger = logging.getLogger(__name__)
