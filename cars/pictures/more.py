@@ -30,6 +30,7 @@ _INSERT = (
     "error, error_message) VALUES (%s, %s, %s, NULL, '', %s, NULL, '')"
 )
 _MOVE = f"UPDATE {TABLE} SET position = %s WHERE id = %s"
+_PENDING_VALUE = ImageStatus.PENDING.value  # an enum member's value, read once
 _PENDING = f"UPDATE {TABLE} SET status = %s WHERE id = %s AND picture_id IS NULL"
 
 
@@ -85,6 +86,13 @@ class MorePictures:
     ) -> None:
         """Plan one car: a reference it had keeps its row (moved if its place changed),
         a new one gets a row, a row whose reference is gone is deleted."""
+        if not places:  # a new car, or one that had none: every reference is a new row
+            if refs:
+                fetch = list(enumerate(refs, start=1))
+                self._inserts += [(car_id, p, ref, _PENDING_VALUE) for p, ref in fetch]
+                self.to_fetch[car_id] = fetch
+                self.changed.add(car_id)
+            return
         by_ref: dict[str, _Place] = {}
         for place in places:
             by_ref.setdefault(place.source_url, place)
@@ -94,7 +102,7 @@ class MorePictures:
         for position, ref in enumerate(refs, start=1):
             place = by_ref.pop(ref, None)
             if place is None:
-                self._inserts.append((car_id, position, ref, ImageStatus.PENDING.value))
+                self._inserts.append((car_id, position, ref, _PENDING_VALUE))
                 fetch.append((position, ref))
                 changed = True
                 continue
@@ -105,7 +113,7 @@ class MorePictures:
             if refresh or place.status != ImageStatus.READY or place.fetched_from != ref:
                 fetch.append((position, ref))
                 if place.status != ImageStatus.PENDING and not place.picture_id:
-                    self._pending.append((ImageStatus.PENDING.value, place.id))
+                    self._pending.append((_PENDING_VALUE, place.id))
         for place in places:
             if place.id not in kept:
                 self._deletes.append(place.id)
