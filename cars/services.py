@@ -85,6 +85,7 @@ _UPDATE = (
     f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in SOURCE_COLUMNS)}, updated_at = %s "
     "WHERE id = %s"
 )
+_IDS = f"SELECT external_key, id FROM {TABLE} WHERE external_key IN ({{params}})"
 _PENDING = f"UPDATE {TABLE} SET image_status = %s WHERE id = %s AND picture_id IS NULL"
 _CLEAR = (
     f"UPDATE {TABLE} SET picture_id = NULL, legacy_image = '', legacy_renditions = %s, "
@@ -202,7 +203,7 @@ class _Writer:
                     updates.append((*_values(row), now, car["id"]))
                 cleared.append((_EMPTY_JSON, _NONE_VALUE, car["id"]))
             elif state == _PENDING_STATE:
-                pending.append((ImageStatus.PENDING.value, car["id"]))
+                pending.append((_PENDING_VALUE, car["id"]))
         with connection.cursor() as cursor:
             for sql, params in ((_INSERT, inserts), (_UPDATE, updates), (_PENDING, pending),
                                 (_CLEAR, cleared)):  # fmt: skip
@@ -228,11 +229,12 @@ class _Writer:
         with_images = [r for r in created if r.source_image_url or r.more_images]
         if not with_images:
             return {}, MorePictures()
-        ids = dict(
-            Car.objects.filter(external_key__in=[r.key for r in with_images]).values_list(
-                "external_key", "id"
-            )
-        )
+        # Raw SQL: the ORM's lookup prepared each of the batch's keys on its own, as
+        # long as the query took.
+        keys = [r.key for r in with_images]
+        with connection.cursor() as cursor:
+            cursor.execute(_IDS.format(params=", ".join(["%s"] * len(keys))), keys)
+            ids = dict(cursor.fetchall())
         more = plan_more_pictures(
             {ids[r.key]: r.more_images for r in with_images if r.more_images}, stored=False
         )

@@ -60,8 +60,7 @@ def picture_refs(cell: str) -> list[str]:
     if "://" in cell:
         if cell.count("://") == 1:
             return [cell.strip(" ,|;")]
-        parts = _BEFORE_URL.split(cell)
-        return [p.strip(" ,|;") for p in parts if p.strip(" ,|;")]
+        return [ref for part in _BEFORE_URL.split(cell) if (ref := part.strip(" ,|;"))]
     if "|" in cell or "," in cell:
         parts = [p for p in _LIST_SEPARATORS.split(cell) if p]
         if len(parts) > 1 and all(_HAS_EXTENSION.search(p) for p in parts):

@@ -15,6 +15,7 @@ tests can all use it directly.
 """
 
 import csv
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
@@ -302,7 +303,8 @@ class CsvReader:
         costs as much as reading the record)."""
         images: tuple[str, ...] = ()
         if item.pictures or item.more:
-            ordered = [ref for _, _, ref in sorted(item.pictures)]
+            pictures = item.pictures if len(item.pictures) < 2 else sorted(item.pictures)
+            ordered = [ref for _, _, ref in pictures]
             images = self._capped([*ordered, *item.more])
         return CsvRow(
             item.line,
@@ -385,11 +387,11 @@ class _Item:
 def _position(record: list[str], column: int | None) -> float:
     """Where the feed places a row's picture (a number), or after those it places."""
     if column is None:
-        return float("inf")
+        return math.inf
     try:
         return float(record[column])
     except ValueError:
-        return float("inf")
+        return math.inf
 
 
 def _key(external_id: str) -> str:

@@ -21,6 +21,7 @@ from cars.pictures.store import stored_sha256s
 
 from .csv_reader import CsvReader, CsvSourceError
 from .fetching import FetchPolicy
+from .fewer_collections import fewer_collections
 from .pictures.pipeline import (
     ImageItem,
     ImagePipeline,
@@ -133,15 +134,16 @@ def apply_source(
 ) -> list[ImageItem]:
     """Apply the source's rows in the caller's transaction; return the image work, one
     item per distinct reference, naming its cars."""
-    refs = apply_rows(
-        reader,
-        report,
-        refresh_images=refresh_images,
-        prune=reader.key_seen if prune else None,
-        progress=progress,
-    )
-    report.warnings += reader.warnings
-    return group_items(refs)
+    with fewer_collections():
+        refs = apply_rows(
+            reader,
+            report,
+            refresh_images=refresh_images,
+            prune=reader.key_seen if prune else None,
+            progress=progress,
+        )
+        report.warnings += reader.warnings
+        return group_items(refs)
 
 
 _NO_IMAGE_COLUMN = (
