@@ -104,9 +104,10 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
     if not complete:  # the timings of an incomplete import mean nothing
         raise RuntimeError(f"feed import incomplete: {counts} (rows {rows}, {PER_ROW} each)")
     rows_s, images_s = timings.get("rows"), timings.get("images")
+    csv_mb = csv_path.stat().st_size / 1e6
     results = {
         "rows": rows,
-        "csv_mb": csv_path.stat().st_size / 1e6,
+        "csv_mb": csv_mb,
         "distinct_pictures": DISTINCT,
         "urls": DISTINCT * URLS_PER_PICTURE,
         "pictures_per_row": PER_ROW,
@@ -123,9 +124,7 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         "row_ratio": rows_s / plain_rows_s if rows_s else None,
         # Seconds per megabyte read, the feed's over the plain import's (the target).
         "row_ratio_per_mb": (
-            (rows_s / (csv_path.stat().st_size / 1e6)) / (plain_rows_s / plain["csv_mb"])
-            if rows_s
-            else None
+            (rows_s / csv_mb) / (plain_rows_s / plain["csv_mb"]) if rows_s else None
         ),
         "shared_images_s": shared_images_s,
         "picture_ratio": images_s / shared_images_s if images_s and shared_images_s else None,

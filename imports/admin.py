@@ -27,7 +27,6 @@ from .lifecycle import create_job
 from .models import ImageChunk, ImportJob, ImportProblem
 from .permissions import PRUNE, may_start_import
 from .pictures import retry
-from .pictures.retry import with_failed_images
 from .selectors import job_summary, problems_summary
 from .uploads import store_upload
 
@@ -326,7 +325,7 @@ class ImportJobAdmin(admin.ModelAdmin):
 
 @admin.action(description="Retry failed images", permissions=["change"])
 def retry_failed_images(modeladmin: CarAdmin, request, queryset) -> None:
-    ids = list(with_failed_images(queryset).values_list("pk", flat=True))
+    ids = list(retry.with_failed_images(queryset).values_list("pk", flat=True))
     if not ids:
         modeladmin.message_user(
             request, "None of the selected cars has a failed image.", messages.WARNING
