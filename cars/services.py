@@ -20,6 +20,7 @@ from .deferred_indexes import deferred_indexes
 from .models import Car, ImageStatus
 from .pictures.more import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures.store import delete_files_on_commit, legacy_files, release_on_commit
+from .rows_by_id import id_batches, update_by_id
 from .search import deferred_search_index, rebuild_vocabulary
 from .search_engine import index_on_commit, indexing_writes
 
@@ -362,7 +363,7 @@ def cars_record_images(
     further = [(slots, columns) for slots, columns in further if slots]
     showing = {pk: outcome.picture_id for ids, outcome in firsts for pk in ids}
     previous, legacy = set(), []
-    for some in _batches(list(showing)):
+    for some in id_batches(list(showing)):
         before = Car.objects.filter(pk__in=some).values_list(
             "pk", "picture_id", "legacy_image", "legacy_renditions"
         )
@@ -374,20 +375,14 @@ def cars_record_images(
         values = outcome.car_columns(now)
         if not touch:
             del values["updated_at"]
-        for some in _batches(ids):
-            Car.objects.filter(pk__in=some).update(**values)
+        update_by_id(Car, values, ids)
     previous |= record_more_outcomes(further)
     if touch and further:  # a further picture's outcome changes its car's detail
-        for some in _batches(sorted({s.car_id for slots, _ in further for s in slots})):
-            Car.objects.filter(pk__in=some).update(updated_at=now)
+        others = {s.car_id for slots, _ in further for s in slots}.difference(showing)
+        update_by_id(Car, {"updated_at": now}, sorted(others))
     bump_catalog_version()
     release_on_commit(previous)
     delete_files_on_commit(legacy)
-
-
-def _batches(ids: list[int], size: int = 1000):
-    """Slices of `ids` small enough for any database's limit on query parameters."""
-    return (ids[start : start + size] for start in range(0, len(ids), size))
 
 
 def car_save(*, car: Car, text_changed: bool) -> None:

@@ -12,13 +12,14 @@ shows nothing.
 """
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.db import connection
 
 from ..models import CarPicture, ImageStatus
+from ..rows_by_id import id_batches, update_by_id
 from .store import release_on_commit
 
 TABLE = CarPicture._meta.db_table
@@ -36,6 +37,7 @@ _INSERT_BATCH = 200
 _MOVE = f"UPDATE {TABLE} SET position = %s WHERE id = %s"
 _PENDING_VALUE = ImageStatus.PENDING.value  # an enum member's value, read once
 _PENDING = f"UPDATE {TABLE} SET status = %s WHERE id = %s AND picture_id IS NULL"
+_SHOWING = f"SELECT car_id, position, picture_id FROM {TABLE} WHERE car_id IN ({{ids}})"
 
 
 class _Place(NamedTuple):
@@ -74,7 +76,7 @@ class MorePictures:
         if no car shows them.
         """
         with connection.cursor() as cursor:
-            for ids in _batches(self._deletes):
+            for ids in id_batches(self._deletes):
                 CarPicture.objects.filter(pk__in=ids).delete()
             if self._moves:
                 cursor.executemany(_MOVE, [(p + _PARKED, pk) for p, pk in self._moves])
@@ -154,26 +156,26 @@ def record_more_outcomes(updates: list[tuple[list[tuple[int, int]], dict]]) -> s
     wanted = {slot for slots, _ in updates for slot in slots}
     showing = {slot: values["picture_id"] for slots, values in updates for slot in slots}
     previous: set[int] = set()
-    for ids in _batches(sorted({car_id for car_id, _ in wanted})):
-        rows = CarPicture.objects.filter(car_id__in=ids).order_by()
-        for car_id, position, picture_id in rows.values_list("car_id", "position", "picture_id"):
-            slot = (car_id, position)
-            if slot in wanted and picture_id and picture_id != showing[slot]:
-                previous.add(picture_id)
+    with connection.cursor() as cursor:
+        for ids in id_batches(sorted({car_id for car_id, _ in wanted})):
+            cursor.execute(_SHOWING.format(ids=", ".join(["%s"] * len(ids))), ids)
+            for car_id, position, picture_id in cursor.fetchall():
+                slot = (car_id, position)
+                if slot in wanted and picture_id and picture_id != showing[slot]:
+                    previous.add(picture_id)
     for slots, values in updates:
         by_position: dict[int, list[int]] = defaultdict(list)
         for car_id, position in slots:
             by_position[position].append(car_id)
         for position, car_ids in by_position.items():
-            for ids in _batches(car_ids):
-                CarPicture.objects.filter(car_id__in=ids, position=position).update(**values)
+            update_by_id(CarPicture, values, car_ids, key="car_id", position=position)
     return previous
 
 
 def pictures_of(car_ids: Iterable[int]) -> set[int]:
     """The pictures these cars show after their first (to release once they are deleted)."""
     found: set[int] = set()
-    for ids in _batches(list(car_ids)):
+    for ids in id_batches(list(car_ids)):
         rows = CarPicture.objects.filter(car_id__in=ids, picture__isnull=False).order_by()
         found.update(rows.values_list("picture_id", flat=True))
     return found
@@ -188,8 +190,3 @@ def _insert(cursor, rows: list[tuple]) -> None:
             full if len(batch) == _INSERT_BATCH else _INSERT + ", ".join([_INSERT_ROW] * len(batch))
         )
         cursor.execute(sql, [value for row in batch for value in row])
-
-
-def _batches(ids: list[int], size: int = 1000) -> Iterator[list[int]]:
-    """Slices of `ids` small enough for any database's limit on query parameters."""
-    return (ids[start : start + size] for start in range(0, len(ids), size))

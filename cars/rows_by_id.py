@@ -1,0 +1,49 @@
+"""Many rows chosen by their ids: in batches (`id_batches`), or the same values set on
+all of them (`update_by_id`), one UPDATE a batch.
+
+The ORM's `filter(pk__in=ids).update(...)` prepares every id through its field, about
+5 µs an id: 2 of the 5 seconds of a 100,000-place picture phase. Ids here are integers
+read from the database, so they go to it as they are; the values go through their fields
+(dates, JSON, foreign keys) once a statement. (One UPDATE a row in an `executemany` was
+slower on SQLite: 1.30-1.45 s against 1.16 s for 80,000 places.)
+"""
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from django.db import connection, models
+
+BATCH = 1000  # ids a statement: under any database's limit on parameters (SQLite: 32,766)
+
+
+def id_batches(ids: Sequence[int], size: int = BATCH) -> Iterator[Sequence[int]]:
+    """Slices of `ids`, `size` at most."""
+    return (ids[start : start + size] for start in range(0, len(ids), size))
+
+
+def update_by_id(
+    model: type[models.Model],
+    values: Mapping[str, object],
+    ids: Sequence[int],
+    *,
+    key: str = "id",
+    **equal: object,
+) -> None:
+    """Set `values` ({field name or attname: value}) on the rows whose `key` column is
+    one of `ids` and whose fields in `equal` have those values."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    sets, params = [], []
+    for name, value in values.items():
+        field = meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(value, connection))
+    conditions, matches = "", []
+    for name, value in equal.items():
+        field = meta.get_field(name)
+        conditions += f" AND {quote(field.column)} = %s"
+        matches.append(field.get_db_prep_value(value, connection))
+    statement = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {quote(key)} IN "
+    with connection.cursor() as cursor:
+        for some in id_batches(ids):
+            marks = ", ".join(["%s"] * len(some))
+            cursor.execute(f"{statement}({marks}){conditions}", [*params, *some, *matches])
