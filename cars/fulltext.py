@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Q, QuerySet, Value
 
-from .search import Near, Search, Word, understand
+from .search import Search, Word, fold, understand, with_beginnings
 
 POSTGRES_CONFIG = "cars_search"  # migration 0003
 
@@ -31,15 +31,17 @@ def apply_search(queryset: QuerySet, search: Search | str) -> QuerySet:
     """Filter `queryset` to cars matching every word of `search`, ranked by relevance.
 
     Each word matches as the engine matches it (stems; the last word as a prefix too, so
-    results follow the user as they type) and, when corrected, also as any of its near
-    words. The queryset gains `search_rank` (higher is better on both engines) and
-    `search_typos`: per corrected word, 0 when the car has the word as typed, else the
-    edits to the nearest near word it has. `best_match_first` orders by both.
+    results follow the user as they type: as the catalogue words it begins, since the
+    indexes hold stems) and, when corrected, also as any of its near words. The queryset
+    gains `search_rank` (higher is better on both engines) and `search_typos`: per
+    corrected word, 0 when the car has the word as typed, else the edits to the nearest
+    near word it has. `best_match_first` orders by both.
     """
     if isinstance(search, str):
         search = understand(search)
     if not search.words:
         return queryset.none()
+    search = with_beginnings(search)
     if connection.vendor == "postgresql":
         return _postgres(queryset, search)
     if connection.vendor == "sqlite":
@@ -49,17 +51,33 @@ def apply_search(queryset: QuerySet, search: Search | str) -> QuerySet:
 
 @dataclass(frozen=True)
 class _Syntax:
-    """How one engine's full-text query language spells a word, or and and."""
+    """How one engine's full-text query language spells a word (matched by its stem), a
+    prefix of a stem, or and and."""
 
-    typed: Callable[[Word], str]
-    near: Callable[[Near], str]
+    term: Callable[[str], str]
+    stem_prefix: Callable[[str], str]
     either: str
     both: str
+
+    def typed(self, word: Word) -> str:
+        """The word as typed; a prefix also as each catalogue word it begins (a prefix of
+        its stem where the vocabulary cannot say: 1-2 letters, or a digit)."""
+        if not word.prefix:
+            return self.term(word.typed)
+        if word.begun is None:
+            return self.stem_prefix(word.typed)
+        others = [w for w in word.begun if w != fold(word.typed)]
+        return self._any([word.typed, *others])
 
     def word(self, word: Word) -> str:
         if not word.near:
             return self.typed(word)
-        return "(" + self.either.join([self.typed(word), *map(self.near, word.near)]) + ")"
+        return self._any([word.typed, *(n.word for n in word.near)])
+
+    def _any(self, words: list[str]) -> str:
+        if len(words) == 1:
+            return self.term(words[0])
+        return "(" + self.either.join(map(self.term, words)) + ")"
 
     def query(self, search: Search) -> str:
         return self.both.join(self.word(w) for w in search.words)
@@ -76,7 +94,7 @@ class _Syntax:
                 parts.append(f"CASE WHEN {has} THEN 0 ELSE {most} END")
                 params.append(self.typed(word))
             else:
-                nearest = [self.near(n) for n in word.near if n.edits == fewest]
+                nearest = [self.term(n.word) for n in word.near if n.edits == fewest]
                 parts.append(f"CASE WHEN {has} THEN 0 WHEN {has} THEN {fewest} ELSE {most} END")
                 params += [self.typed(word), self.either.join(nearest)]
         return " + ".join(parts) or "0", params
@@ -88,8 +106,8 @@ def _fts5_quoted(term: str) -> str:
 
 
 _FTS5 = _Syntax(
-    typed=lambda w: _fts5_quoted(w.typed) + ("*" if w.prefix else ""),
-    near=lambda n: _fts5_quoted(n.word),
+    term=_fts5_quoted,
+    stem_prefix=lambda word: _fts5_quoted(word) + "*",
     either=" OR ",
     both=" AND ",
 )
@@ -111,8 +129,8 @@ def _sqlite(queryset: QuerySet, search: Search) -> QuerySet:
 
 # Words are letters and digits only, so joining them is a safe to_tsquery expression.
 _TSQUERY = _Syntax(
-    typed=lambda w: w.typed + (":*" if w.prefix else ""),
-    near=lambda n: n.word,
+    term=lambda word: word,
+    stem_prefix=lambda word: word + ":*",
     either=" | ",
     both=" & ",
 )

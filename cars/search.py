@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db.models import Q
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
@@ -88,6 +89,12 @@ class Word:
     # PostgreSQL's for `famly` is `fam`, which begins `famous`).
     prefix: bool
     near: tuple[Near, ...] = ()  # set when the catalogue has no such word: nearest first
+    # For a prefix: the catalogue words (folded) that begin with it, once the vocabulary
+    # was asked (None: not asked). The database indexes hold stems, so a prefix of the
+    # stems is not a prefix of the words: `electri` begins no stem (electric's is
+    # `electr`), and SQLite's stem of `fas` is `fa`, which begins `family`'s. The
+    # database matches these words instead, as the engine's prefixes of the words do.
+    begun: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,19 +128,49 @@ def understand(query: str) -> Search:
     suspects = [i for i, f in enumerate(folded) if correctable(f)]
     if not suspects:
         return Search(query, tuple(words))
-    known = set(
-        SearchWord.objects.filter(word__in={folded[i] for i in suspects}).values_list(
-            "word", flat=True
-        )
-    )
+    # One look-up: the suspect words the catalogue has, and the words the last begins.
+    last = suspects[-1] if words[suspects[-1]].prefix else None
+    wanted = Q(word__in={folded[i] for i in suspects})
+    if last is not None:
+        wanted |= _beginning_with(folded[last])
+    found = set(SearchWord.objects.filter(wanted).values_list("word", flat=True))
     for i in suspects:
-        if folded[i] in known:
-            continue
-        if words[i].prefix and SearchWord.objects.filter(word__startswith=folded[i]).exists():
+        if i == last:
+            begun = tuple(sorted(w for w in found if w.startswith(folded[i])))
+            words[i] = replace(words[i], begun=begun)
+            if begun:  # the word itself, or the beginning of one
+                continue
+        elif folded[i] in found:
             continue
         if near := near_words(folded[i]):
-            words[i] = replace(words[i], prefix=False, near=near)
+            words[i] = replace(words[i], prefix=False, near=near, begun=None)
     return Search(query, tuple(words))
+
+
+def with_beginnings(search: Search) -> Search:
+    """`search` with the catalogue words its last word begins, when it is a prefix the
+    vocabulary can answer for and was not asked about (a search the engine understood,
+    answered by the database while the engine is down)."""
+    words = list(search.words)
+    if not words or not words[-1].prefix or words[-1].begun is not None:
+        return search
+    folded = fold(words[-1].typed)
+    if not correctable(folded):
+        return search
+    rows = SearchWord.objects.filter(_beginning_with(folded)).values_list("word", flat=True)
+    words[-1] = replace(words[-1], begun=tuple(sorted(rows)))
+    return Search(search.text, tuple(words))
+
+
+def _beginning_with(folded: str) -> Q:
+    """The vocabulary's words that begin with `folded`. On SQLite, also as a range of the
+    primary key, which its index answers (LIKE cannot use a case-sensitive index); the
+    range is exact there (UTF-8 compares in code point order), not under every
+    PostgreSQL collation, whose LIKE has Django's pattern index."""
+    beginning = Q(word__startswith=folded)
+    if connection.vendor == "sqlite":
+        beginning &= Q(word__gte=folded, word__lt=folded + "\U0010ffff")
+    return beginning
 
 
 def near_words(word: str) -> tuple[Near, ...]:
