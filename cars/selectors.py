@@ -30,6 +30,7 @@ GALLERY_FIELDS = (*LIST_FIELDS, "image_status", "image_error")
 # What the cars list may be ordered by (`?ordering=`, or `-field` for descending).
 ORDERING_FIELDS = ("id", "title", "updated_at")
 COUNT_CACHE_SECONDS = 3600
+SEARCH_CACHE_SECONDS = 3600
 
 
 def car_rows(
@@ -60,10 +61,27 @@ def car_rows(
     return queryset.values(*fields).order_by(*ordering.order_by())
 
 
+def understood(text: str, *, version: int) -> Search:
+    """`understand(text)`, cached per catalogue version and engine: paging through a
+    search, or coming back to it, asks the vocabulary (or the engine's suggesters: 7-9 ms
+    on 1M cars) once. A change to the catalogue bumps the version, so a word it adds or
+    removes is seen at once."""
+    key = f"cars:understood:{version}:{backend().name}:{_digest(text)}"
+    search = cache.get(key)
+    if search is None:
+        search = understand(text)
+        cache.set(key, search, SEARCH_CACHE_SECONDS)
+    return search
+
+
+def _digest(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
 def count_cars(*, search: str | Search, version: int) -> int:
     """Total for X-Total-Count, cached per catalogue version (every change bumps it)."""
     text = search.text if isinstance(search, Search) else search
-    key = f"cars:count:{version}:{hashlib.md5(text.encode()).hexdigest()}"
+    key = f"cars:count:{version}:{_digest(text)}"
     total = cache.get(key)
     if total is None:
         if not search:

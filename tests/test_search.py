@@ -260,6 +260,29 @@ def test_paging_total_and_links_work_on_corrected_searches(client, cars):
     assert corrected(second) == "bonnet"
 
 
+def test_a_search_is_understood_once_a_catalogue_version(client, cars, source, monkeypatch):
+    import cars.selectors
+
+    asked = []
+    understand = cars.selectors.understand
+    monkeypatch.setattr(
+        cars.selectors, "understand", lambda text: asked.append(text) or understand(text)
+    )
+    first = search(client, "bonnnett", limit=1)
+    second = search(client, "bonnnett", limit=1, offset=1)  # the next page
+    assert corrected(first) == corrected(second) == "bonnet"
+    assert asked == ["bonnnett"]
+
+    # An import bumps the catalogue version: the word it adds is known at once.
+    write_csv(source, [[*row, ""] for row in ROWS] + [["new", "Bonnnett Special", "Odd.", ""]])
+    report = run_import(source=str(source), workers=1)
+    assert report.counts.created == 1, report.summary()
+    after = search(client, "bonnnett", limit=1)
+    assert corrected(after) is None
+    assert titles(after) == ["Bonnnett Special"]
+    assert asked == ["bonnnett", "bonnnett"]
+
+
 def test_cached_answers_and_conditional_gets_keep_the_correction(client, cars):
     first = search(client, "aurra")
     again = search(client, "aurra")  # replayed by the response cache

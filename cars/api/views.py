@@ -18,8 +18,7 @@ from rest_framework.views import APIView
 from cars.catalog import catalog_version
 from cars.pictures.platforms import DEFAULT_PLATFORM, get_platforms
 from cars.pictures.urls import RenditionUrls
-from cars.search_engine import understand
-from cars.selectors import car_detail, car_rows, count_cars
+from cars.selectors import car_detail, car_rows, count_cars, understood
 from core.pagination import MAX_INT, link_header, paginate
 from core.serializers import ErrorSerializer
 
@@ -115,8 +114,8 @@ class CarListView(ReadOnlyCarView):
     def get(self, request, platform: str = DEFAULT_PLATFORM):
         platform = _platform(platform)
         query = parsed_query(request, self.parse_query)
-        search = understand(query.search) if query.search else ""
         version = getattr(request, "catalog_version", None) or catalog_version()
+        search = understood(query.search, version=version) if query.search else ""
         total = count_cars(search=search, version=version)
         page = paginate(
             car_rows(search=search, ordering=query.ordering),
