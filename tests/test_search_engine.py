@@ -471,6 +471,7 @@ def test_an_import_killed_mid_indexing_is_repaired_by_the_rebuild(tmp_path, sear
     database has every car, the index some. Nothing repairs that on its own (the heartbeat
     sweep recovers the job, not the index; the next import indexes only its own cars);
     `search_index --rebuild` does, and the index then holds exactly the database's cars."""
+    require_opensearch()  # before the `finally` below, which asks the node
     alias = f"{search_run_index}-killed-import"
     engine = OpenSearch(hosts=[OPENSEARCH_URL])
     try:
@@ -507,6 +508,7 @@ def test_one_rebuild_at_a_time_and_a_killed_one_blocks_nothing(tmp_path, search_
     """A second `search_index --rebuild` refuses while one runs (here frozen mid-way: its
     new index filling); once that one is SIGKILLed the lock is gone with it, the alias
     still names the old index, and the next rebuild deletes the half-built one."""
+    require_opensearch()  # before the `finally` below, which asks the node
     alias = f"{search_run_index}-one-rebuild"
     engine = OpenSearch(hosts=[OPENSEARCH_URL])
     try:
