@@ -37,7 +37,10 @@ _INSERT_BATCH = 200
 _MOVE = f"UPDATE {TABLE} SET position = %s WHERE id = %s"
 _PENDING_VALUE = ImageStatus.PENDING.value  # an enum member's value, read once
 _PENDING = f"UPDATE {TABLE} SET status = %s WHERE id = %s AND picture_id IS NULL"
-_SHOWING = f"SELECT car_id, position, picture_id FROM {TABLE} WHERE car_id IN ({{ids}})"
+_SHOWING = (
+    f"SELECT car_id, position, picture_id FROM {TABLE} "
+    "WHERE picture_id IS NOT NULL AND car_id IN ({ids})"
+)
 
 
 class _Place(NamedTuple):
