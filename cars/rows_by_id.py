@@ -47,3 +47,23 @@ def update_by_id(
         for some in id_batches(ids):
             marks = ", ".join(["%s"] * len(some))
             cursor.execute(f"{statement}({marks}){conditions}", [*params, *some, *matches])
+
+
+def db_values(model: type[models.Model], values: Mapping[str, object]) -> tuple:
+    """`values` ({field name or attname: value}) as the database takes them."""
+    meta = model._meta
+    return tuple(meta.get_field(name).get_db_prep_save(v, connection) for name, v in values.items())
+
+
+def update_rows(
+    model: type[models.Model], columns: Sequence[str], key: Sequence[str], rows: list[tuple]
+) -> None:
+    """One UPDATE a row, in one `executemany`: each row holds the values of `columns` (from
+    `db_values`), then those of `key`, the fields that name it. Rows in key order reach
+    the table's pages in order."""
+    meta = model._meta
+    quote = connection.ops.quote_name
+    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in columns)
+    where = " AND ".join(f"{quote(meta.get_field(name).column)} = %s" for name in key)
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {where}", rows)

@@ -1,4 +1,4 @@
-"""The row phase with the cyclic garbage collector run less often.
+"""The row phase and the image phase with the cyclic garbage collector run less often.
 
 A feed's row phase keeps hundreds of thousands of small objects alive until it ends (its
 rows, the rows of their further pictures, the references to fetch), and every full
@@ -6,7 +6,9 @@ collection walks them all: with the default thresholds a 20k-row feed of 5 pictu
 had six, a quarter of its row phase (0.6 s of about 2.4 s). Those objects hold no cycles
 and the phase makes little cyclic garbage, so collecting less often costs no memory worth
 counting. The thresholds are the process's: the first block in sets them, the last one out
-sets them back, whatever threads overlap.
+sets them back, whatever threads overlap. The image phase keeps the items' cars alive
+(a 100k-row feed: 500,000 places) and makes one small slot a place as it records them:
+with the default thresholds, 2.1 of its 17.5 s went to the collections those set off.
 """
 
 import gc

@@ -189,7 +189,9 @@ def run_images(
         if progress:
             progress("images", 0, total)
         workers = workers or settings.CARS_IMPORT_WORKERS
-        with ImagePipeline(base_dir=base_dir, workers=workers, store=not dry_run) as pipeline:
+        pipeline = ImagePipeline(base_dir=base_dir, workers=workers, store=not dry_run)
+        # The items' cars stay alive through the phase, as the rows did through theirs.
+        with fewer_collections(), pipeline:
             if dry_run:
                 outcome = _check_images(pipeline, items, recorded)
             else:

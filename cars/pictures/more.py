@@ -14,12 +14,13 @@ shows nothing.
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import NamedTuple
 
 from django.db import connection
 
 from ..models import CarPicture, ImageStatus
-from ..rows_by_id import id_batches, update_by_id
+from ..rows_by_id import db_values, id_batches, update_rows
 from .store import release_on_commit
 
 TABLE = CarPicture._meta.db_table
@@ -37,6 +38,7 @@ _INSERT_BATCH = 200
 _MOVE = f"UPDATE {TABLE} SET position = %s WHERE id = %s"
 _PENDING_VALUE = ImageStatus.PENDING.value  # an enum member's value, read once
 _PENDING = f"UPDATE {TABLE} SET status = %s WHERE id = %s AND picture_id IS NULL"
+_OUTCOME = ("picture_id", "fetched_from", "status", "error", "error_message")
 _SHOWING = (
     f"SELECT car_id, position, picture_id FROM {TABLE} "
     "WHERE picture_id IS NOT NULL AND car_id IN ({ids})"
@@ -166,12 +168,12 @@ def record_more_outcomes(updates: list[tuple[list[tuple[int, int]], dict]]) -> s
                 slot = (car_id, position)
                 if slot in wanted and picture_id and picture_id != showing[slot]:
                     previous.add(picture_id)
+    rows = []
     for slots, values in updates:
-        by_position: dict[int, list[int]] = defaultdict(list)
-        for car_id, position in slots:
-            by_position[position].append(car_id)
-        for position, car_ids in by_position.items():
-            update_by_id(CarPicture, values, car_ids, key="car_id", position=position)
+        prepared = db_values(CarPicture, {name: values[name] for name in _OUTCOME})
+        rows += [(*prepared, car_id, position) for car_id, position in slots]
+    rows.sort(key=itemgetter(-2, -1))  # (car, position): the table's order
+    update_rows(CarPicture, _OUTCOME, ("car_id", "position"), rows)
     return previous
 
 
