@@ -21,33 +21,23 @@ def id_batches(ids: Sequence[int], size: int = BATCH) -> Iterator[Sequence[int]]
     return (ids[start : start + size] for start in range(0, len(ids), size))
 
 
+def marks(count: int) -> str:
+    """`count` SQL parameter marks, for `IN (…)`."""
+    return ", ".join(["%s"] * count)
+
+
 def update_by_id(
-    model: type[models.Model],
-    values: Mapping[str, object],
-    ids: Sequence[int],
-    *,
-    key: str = "id",
-    **equal: object,
+    model: type[models.Model], values: Mapping[str, object], ids: Sequence[int]
 ) -> None:
-    """Set `values` ({field name or attname: value}) on the rows whose `key` column is
-    one of `ids` and whose fields in `equal` have those values."""
+    """Set `values` ({field name or attname: value}) on the rows whose id is in `ids`."""
     meta = model._meta
     quote = connection.ops.quote_name
-    sets, params = [], []
-    for name, value in values.items():
-        field = meta.get_field(name)
-        sets.append(f"{quote(field.column)} = %s")
-        params.append(field.get_db_prep_save(value, connection))
-    conditions, matches = "", []
-    for name, value in equal.items():
-        field = meta.get_field(name)
-        conditions += f" AND {quote(field.column)} = %s"
-        matches.append(field.get_db_prep_value(value, connection))
-    statement = f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} WHERE {quote(key)} IN "
+    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in values)
+    params = db_values(model, values)
+    statement = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} IN "
     with connection.cursor() as cursor:
         for some in id_batches(ids):
-            marks = ", ".join(["%s"] * len(some))
-            cursor.execute(f"{statement}({marks}){conditions}", [*params, *some, *matches])
+            cursor.execute(f"{statement}({marks(len(some))})", [*params, *some])
 
 
 def db_values(model: type[models.Model], values: Mapping[str, object]) -> tuple:

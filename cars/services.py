@@ -20,7 +20,7 @@ from .deferred_indexes import deferred_indexes
 from .models import Car, ImageStatus
 from .pictures.more import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures.store import delete_files_on_commit, legacy_files, release_on_commit
-from .rows_by_id import id_batches, update_by_id
+from .rows_by_id import id_batches, marks, update_by_id
 from .search import deferred_search_index, rebuild_vocabulary
 from .search_engine import index_on_commit, indexing_writes
 
@@ -234,7 +234,7 @@ class _Writer:
         # long as the query took.
         keys = [r.key for r in with_images]
         with connection.cursor() as cursor:
-            cursor.execute(_IDS.format(params=", ".join(["%s"] * len(keys))), keys)
+            cursor.execute(_IDS.format(params=marks(len(keys))), keys)
             ids = dict(cursor.fetchall())
         more = plan_more_pictures(
             {ids[r.key]: r.more_images for r in with_images if r.more_images}, stored=False

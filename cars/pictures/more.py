@@ -20,7 +20,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from ..models import CarPicture, ImageStatus
-from ..rows_by_id import db_values, id_batches, update_rows
+from ..rows_by_id import db_values, id_batches, marks, update_rows
 from .store import release_on_commit
 
 TABLE = CarPicture._meta.db_table
@@ -158,15 +158,13 @@ def record_more_outcomes(updates: list[tuple[list[tuple[int, int]], dict]]) -> s
     """Write fetch outcomes on further pictures: `(slots, columns)`, slots being
     (car id, position) pairs that all get the same columns. Returns the pictures those
     places showed before and no longer do, for the caller to release after commit."""
-    wanted = {slot for slots, _ in updates for slot in slots}
     showing = {slot: values["picture_id"] for slots, values in updates for slot in slots}
     previous: set[int] = set()
     with connection.cursor() as cursor:
-        for ids in id_batches(sorted({car_id for car_id, _ in wanted})):
-            cursor.execute(_SHOWING.format(ids=", ".join(["%s"] * len(ids))), ids)
-            for car_id, position, picture_id in cursor.fetchall():
-                slot = (car_id, position)
-                if slot in wanted and picture_id and picture_id != showing[slot]:
+        for ids in id_batches(sorted({car_id for car_id, _ in showing})):
+            cursor.execute(_SHOWING.format(ids=marks(len(ids))), ids)
+            for car_id, position, picture_id in cursor.fetchall():  # each shows a picture
+                if showing.get((car_id, position), picture_id) != picture_id:
                     previous.add(picture_id)
     rows = []
     for slots, values in updates:
