@@ -231,6 +231,27 @@ def test_a_changed_list_moves_kept_pictures_fetches_new_ones_and_deletes_what_is
     assert_storage_holds_what_cars_show(media)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_refreshed_further_picture_with_new_bytes_releases_the_old_one(
+    http_server, tmp_path, client, media
+):
+    old, new = picture_bytes(7), picture_bytes(8)
+    first = serve(http_server, "1.jpg", picture_bytes(1))
+    second = serve(http_server, "2.jpg", old)
+    source = write_feed(tmp_path / "cars.csv", comma_list([first, second]))
+    run_import(source=str(source), workers=4)
+    assert pictures_of("golf")[1][1] == sha(old)
+
+    serve(http_server, "2.jpg", new)  # the same URL, other bytes
+    report = run_import(source=str(source), workers=4, refresh_images=True)
+
+    assert report.summary().endswith("images: 2 ok, 0 failed"), report.summary()
+    assert pictures_of("golf")[1] == (second, sha(new), ImageStatus.READY)
+    assert not Picture.objects.filter(sha256=sha(old)).exists(), "no place shows it"
+    assert media.names() == files_of(picture_bytes(1), new)
+    assert_storage_holds_what_cars_show(media)
+
+
 def delete_by(way: str, keys: list[str], source: Path, rows: dict[str, str], admin_client):
     """Delete the cars of `keys`: pruned from the source, or with the admin's bulk action."""
     if way == "prune":
