@@ -8,7 +8,7 @@ rules."""
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 
 from django.db import connection, transaction
@@ -20,7 +20,7 @@ from .deferred_indexes import deferred_indexes
 from .models import Car, ImageStatus
 from .pictures.more import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures.store import delete_files_on_commit, legacy_files, release_on_commit
-from .rows_by_id import id_batches, marks, update_by_id
+from .rows_by_id import db_values, id_batches, marks, update_by_id, update_rows
 from .search import deferred_search_index, rebuild_vocabulary
 from .search_engine import index_on_commit, indexing_writes
 
@@ -348,9 +348,10 @@ class ImageOutcome:
 def cars_record_images(
     updates: list[tuple[list[PictureSlot], ImageOutcome]], *, touch: bool = True
 ) -> None:
-    """Apply image outcomes (one UPDATE per reference and position: its slots get the same
-    values), then release the pictures (and legacy files) that the slots showed before.
-    Without `touch` the cars' `updated_at` stays as it was (moving files changes no answer).
+    """Apply image outcomes (each slot of an outcome gets its values; one UPDATE a place,
+    in the table's order, so each page of a large table is written once), then release
+    the pictures (and legacy files) that the slots showed before. Without `touch` the
+    cars' `updated_at` stays as it was (moving files changes no answer).
     """
     if not updates:
         return
@@ -362,20 +363,17 @@ def cars_record_images(
     ]
     further = [(slots, columns) for slots, columns in further if slots]
     showing = {pk: outcome.picture_id for ids, outcome in firsts for pk in ids}
-    previous, legacy = set(), []
-    for some in id_batches(list(showing)):
-        before = Car.objects.filter(pk__in=some).values_list(
-            "pk", "picture_id", "legacy_image", "legacy_renditions"
-        )
-        for pk, picture_id, legacy_image, legacy_renditions in before:
-            if picture_id and picture_id != showing[pk]:
-                previous.add(picture_id)
-            legacy += legacy_files(legacy_image, legacy_renditions)
+    previous, legacy = _shown_before(showing)
+    rows, columns = [], ()
     for ids, outcome in firsts:
         values = outcome.car_columns(now)
         if not touch:
             del values["updated_at"]
-        update_by_id(Car, values, ids)
+        columns, prepared = tuple(values), db_values(Car, values)
+        rows += [(*prepared, pk) for pk in ids]
+    if rows:
+        rows.sort(key=itemgetter(-1))  # the table's order: each page is written once
+        update_rows(Car, columns, ("id",), rows)
     previous |= record_more_outcomes(further)
     if touch and further:  # a further picture's outcome changes its car's detail
         others = {s.car_id for slots, _ in further for s in slots}.difference(showing)
@@ -383,6 +381,30 @@ def cars_record_images(
     bump_catalog_version()
     release_on_commit(previous)
     delete_files_on_commit(legacy)
+
+
+_SHOWN_BEFORE = (
+    f"SELECT id, picture_id, legacy_image, legacy_renditions FROM {Car._meta.db_table} "
+    "WHERE (picture_id IS NOT NULL OR legacy_image <> '') AND id IN ({ids})"
+)
+
+
+def _shown_before(showing: dict[int, int | None]) -> tuple[set[int], list[str]]:
+    """The pictures these cars showed that `showing` (car id → picture id) replaces, and
+    their own files in the layout before pictures by content. Only the cars that show
+    something are read back: none, on a first import."""
+    previous, legacy = set(), []
+    decode = Car._meta.get_field("legacy_renditions").from_db_value
+    with connection.cursor() as cursor:
+        for ids in id_batches(sorted(showing)):
+            cursor.execute(_SHOWN_BEFORE.format(ids=marks(len(ids))), ids)
+            for pk, picture_id, legacy_image, legacy_renditions in cursor.fetchall():
+                if picture_id and picture_id != showing[pk]:
+                    previous.add(picture_id)
+                if legacy_image:
+                    files = decode(legacy_renditions, None, connection)
+                    legacy += legacy_files(legacy_image, files)
+    return previous, legacy
 
 
 def car_save(*, car: Car, text_changed: bool) -> None:

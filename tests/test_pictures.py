@@ -949,3 +949,52 @@ def test_migrate_pictures_run_again_changes_nothing(upgrade):
     assert upgrade.names_again == upgrade.names_after
     assert upgrade.cars_again == upgrade.cars_after
     assert upgrade.pictures_again == upgrade.pictures_after
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_car_on_the_old_layout_given_a_new_picture_loses_its_own_files(
+    http_server, tmp_path, settings
+):
+    """A car not yet moved by `migrate_pictures` keeps its own files (original and
+    renditions). An import that gives it a new picture deletes them once that commits;
+    an old-layout car the import leaves alone keeps its files and shows them."""
+    media = LocalMedia(Path(settings.MEDIA_ROOT))
+    files = {}
+    for key in ("1", "2"):
+        names = [f"cars/{key}/original.jpg", f"cars/{key}/web.jpg", f"cars/{key}/mobile.jpg"]
+        for name in names:
+            (Path(settings.MEDIA_ROOT) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(settings.MEDIA_ROOT) / name).write_bytes(picture_bytes(int(key)))
+        files[key] = set(names)
+        old_url = f"http://old.example/{key}.jpg"
+        Car.objects.create(
+            external_key=key,
+            title=f"Car {key}",
+            source_image_url=old_url,
+            image_fetched_from=old_url,
+            image_status=ImageStatus.READY,
+            legacy_image=names[0],
+            legacy_renditions={
+                "web": {"name": names[1], "width": 800, "height": 600},
+                "mobile": {"name": names[2], "width": 400, "height": 300},
+            },
+        )
+    assert media.names() == files["1"] | files["2"]
+    new = picture_bytes(7)
+    csv = write_csv(
+        tmp_path / "cars.csv",
+        [
+            ["1", "Car 1", "", serve(http_server, "/one/new.jpg", new)],
+            ["2", "Car 2", "", "http://old.example/2.jpg"],
+        ],
+    )
+
+    report = run_import(source=str(csv), workers=2)
+
+    assert (report.counts.images_ok, report.pictures.new) == (1, 1), report.as_dict()
+    one, two = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
+    assert one.picture.sha256 == sha(new)
+    assert (one.legacy_image.name, one.legacy_renditions) == ("", {})
+    assert not files["1"] & media.names(), "its own files go with the picture it showed"
+    assert two.legacy_image.name == "cars/2/original.jpg" and not two.picture_id
+    assert files["2"] | picture_names(sha(new)) == media.names()
