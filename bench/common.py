@@ -50,10 +50,13 @@ class Site:
 
 
 def project_env(db: Path, media: Path, **extra: str) -> dict[str, str]:
-    """The environment of every project process: development settings, inline tasks."""
+    """The environment of every project process: development settings with DEBUG off, as
+    production runs (with DEBUG on, Django logs every statement and has SQLite quote each
+    one's parameters: a fifth of a 100k-row feed's row phase), inline tasks."""
     env = dict(os.environ)
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.development",
+        DEBUG="false",
         DATABASE_URL=f"sqlite:///{db}",
         MEDIA_ROOT=str(media),
         LOG_LEVEL="WARNING",
