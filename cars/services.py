@@ -100,11 +100,14 @@ _CLEARED, _PENDING_STATE = "cleared", "pending"
 
 
 class ToFetch(NamedTuple):
-    """A picture reference a car waits for, and the row that named it."""
+    """A picture reference a car waits for, and where the source named it: its line and
+    key, not the whole row, which would keep every row's text and attributes alive
+    until the import's pictures are fetched."""
 
     ref: str
     car_id: int
-    row: CarRow
+    line: int
+    key: str
     position: int = 0  # 0: the car's own picture; 1, 2, ...: its further ones
 
 
@@ -220,9 +223,9 @@ class _Writer:
             if car_id is None:
                 continue
             if car_id in fetch_first or (car is None and row.source_image_url):
-                self.done.to_fetch.append(ToFetch(row.source_image_url, car_id, row))
+                self.done.to_fetch.append(ToFetch(row.source_image_url, car_id, row.line, row.key))
             further = (more if car else new_more).to_fetch.get(car_id, ())
-            self.done.to_fetch += [ToFetch(ref, car_id, row, p) for p, ref in further]
+            self.done.to_fetch += [ToFetch(ref, car_id, row.line, row.key, p) for p, ref in further]
 
     def _created(self, created: list[CarRow]) -> tuple[dict[str, int], MorePictures]:
         """The ids of the cars just created that have pictures, and their further

@@ -50,4 +50,4 @@ def apply_rows(
     counts.updated += done.updated
     counts.unchanged += done.unchanged
     counts.deleted += done.deleted
-    return [(f.ref, CarRef(f.car_id, f.row.line, f.row.key, f.position)) for f in done.to_fetch]
+    return [(f.ref, CarRef(f.car_id, f.line, f.key, f.position)) for f in done.to_fetch]
