@@ -163,30 +163,21 @@ def run(cfg: Config) -> tuple[dict, list[Row]]:
         "wrk": f"-t2 -c16 -d{cfg.wrk_seconds}s, best of {cfg.wrk_rounds} alternated runs",
     }
     with ExitStack() as servers:
-        minimal, _ = servers.enter_context(
-            gunicorn(
-                "bench.minimal.wsgi",
-                env=minimal_env(site),
-                ready_path=f"/cars/?{PAGE}",
-                log_name="minimal",
+
+        def minimal_server(settings: str, log_name: str) -> int:
+            port, _ = servers.enter_context(
+                gunicorn(
+                    "bench.minimal.wsgi",
+                    env=minimal_env(site, settings),
+                    ready_path=f"/cars/?{PAGE}",
+                    log_name=log_name,
+                )
             )
-        )
-        no_middleware, _ = servers.enter_context(
-            gunicorn(
-                "bench.minimal.wsgi",
-                env=minimal_env(site, "bench.minimal.no_middleware"),
-                ready_path=f"/cars/?{PAGE}",
-                log_name="minimal-no-middleware",
-            )
-        )
-        with_metrics, _ = servers.enter_context(
-            gunicorn(
-                "bench.minimal.wsgi",
-                env=minimal_env(site, "bench.minimal.with_metrics"),
-                ready_path=f"/cars/?{PAGE}",
-                log_name="minimal-with-metrics",
-            )
-        )
+            return port
+
+        minimal = minimal_server("bench.minimal.settings", "minimal")
+        no_middleware = minimal_server("bench.minimal.no_middleware", "minimal-no-middleware")
+        with_metrics = minimal_server("bench.minimal.with_metrics", "minimal-with-metrics")
         ours, _ = servers.enter_context(
             gunicorn("config.wsgi", env=server_env(site), ready_path="/healthz", log_name="api")
         )
