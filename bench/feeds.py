@@ -226,6 +226,7 @@ def place_floor(site: Site, *, skip: int, per_transaction: int | None, attempts:
     db = sqlite3.connect(copy, isolation_level=None)
     with closing(sqlite3.connect(site.db)) as source:
         source.backup(db)  # consistent, whatever the site's journal holds
+    db.execute("PRAGMA synchronous=NORMAL")  # the project's (config/settings/base.py), in WAL
     try:
         cars = db.execute(
             "SELECT id, picture_id, image_fetched_from, image_status FROM cars_car ORDER BY id"
@@ -235,12 +236,13 @@ def place_floor(site: Site, *, skip: int, per_transaction: int | None, attempts:
             "ORDER BY car_id, position"
         ).fetchall()
         cars, more = _after(cars, more, skip)
+        transactions = list(_transactions(cars, more, per_transaction))
         best = None
         for _ in range(attempts):
             db.execute("UPDATE cars_car SET picture_id = NULL, image_status = 'pending'")
             db.execute("UPDATE cars_carpicture SET picture_id = NULL, status = 'pending'")
             start = time.perf_counter()
-            for batch_cars, batch_more, touched in _transactions(cars, more, per_transaction):
+            for batch_cars, batch_more, touched in transactions:
                 db.execute("BEGIN")
                 db.executemany(
                     "UPDATE cars_car SET picture_id = ?, image_fetched_from = ?, "
