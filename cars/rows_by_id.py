@@ -1,12 +1,13 @@
-"""Many rows chosen by their ids: in batches (`id_batches`), the same values set on all
-of them (`update_by_id`, one UPDATE a batch), or each its own (`update_rows`).
+"""Many rows chosen by their ids (or keys): read in batches of an `IN (…)` list
+(`select_in`), and written each with its own values (`update_rows`), one UPDATE a row in
+the table's order.
 
-The ORM's `filter(pk__in=ids).update(...)` prepares every id through its field, about
-5 µs an id: 2 of the 5 seconds of a 100,000-place picture phase. Ids here are integers
-read from the database, so they go to it as they are; the values go through their fields
-(dates, JSON, foreign keys) once (`db_values`). Many rows of a large table go faster one
-UPDATE a row in the table's order (`update_rows`, 0.85 s for 80,000 places) than in
-batches of ids that each walk the table (1.16 s); in any other order, slower (1.30 s).
+The ORM's `filter(pk__in=ids)` prepares every id through its field, about 5 µs an id: 2
+of the 5 seconds of a 100,000-place picture phase. Ids here are integers read from the
+database, so they go to it as they are; the values go through their fields (dates,
+JSON, foreign keys) once (`db_values`). Many rows of a large table go faster one UPDATE
+a row in the table's order (0.85 s for 80,000 places) than in batches of ids that each
+walk the table (1.16 s); in any other order, slower (1.30 s).
 """
 
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,23 +22,14 @@ def id_batches(ids: Sequence[int], size: int = BATCH) -> Iterator[Sequence[int]]
     return (ids[start : start + size] for start in range(0, len(ids), size))
 
 
-def marks(count: int) -> str:
-    """`count` SQL parameter marks, for `IN (…)`."""
-    return ", ".join(["%s"] * count)
-
-
-def update_by_id(
-    model: type[models.Model], values: Mapping[str, object], ids: Sequence[int]
-) -> None:
-    """Set `values` ({field name or attname: value}) on the rows whose id is in `ids`."""
-    meta = model._meta
-    quote = connection.ops.quote_name
-    sets = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in values)
-    params = db_values(model, values)
-    statement = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} IN "
+def select_in(sql: str, values: Sequence) -> list[tuple]:
+    """The rows `sql` answers for `values`, `BATCH` at a time in its `IN ({marks})`."""
+    rows = []
     with connection.cursor() as cursor:
-        for some in id_batches(ids):
-            cursor.execute(f"{statement}({marks(len(some))})", [*params, *some])
+        for some in id_batches(values):
+            cursor.execute(sql.format(marks=", ".join(["%s"] * len(some))), some)
+            rows += cursor.fetchall()
+    return rows
 
 
 def db_values(model: type[models.Model], values: Mapping[str, object]) -> tuple:

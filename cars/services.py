@@ -20,7 +20,7 @@ from .deferred_indexes import deferred_indexes
 from .models import Car, ImageStatus
 from .pictures.more import MorePictures, pictures_of, plan_more_pictures, record_more_outcomes
 from .pictures.store import delete_files_on_commit, legacy_files, release_on_commit
-from .rows_by_id import db_values, id_batches, marks, update_by_id, update_rows
+from .rows_by_id import db_values, select_in, update_rows
 from .search import deferred_search_index, rebuild_vocabulary
 from .search_engine import index_on_commit, indexing_writes
 
@@ -86,7 +86,7 @@ _UPDATE = (
     f"UPDATE {TABLE} SET {', '.join(f'{c} = %s' for c in SOURCE_COLUMNS)}, updated_at = %s "
     "WHERE id = %s"
 )
-_IDS = f"SELECT external_key, id FROM {TABLE} WHERE external_key IN ({{params}})"
+_IDS = f"SELECT external_key, id FROM {TABLE} WHERE external_key IN ({{marks}})"
 _PENDING = f"UPDATE {TABLE} SET image_status = %s WHERE id = %s AND picture_id IS NULL"
 _CLEAR = (
     f"UPDATE {TABLE} SET picture_id = NULL, legacy_image = '', legacy_renditions = %s, "
@@ -235,10 +235,7 @@ class _Writer:
             return {}, MorePictures()
         # Raw SQL: the ORM's lookup prepared each of the batch's keys on its own, as
         # long as the query took.
-        keys = [r.key for r in with_images]
-        with connection.cursor() as cursor:
-            cursor.execute(_IDS.format(params=marks(len(keys))), keys)
-            ids = dict(cursor.fetchall())
+        ids = dict(select_in(_IDS, [r.key for r in with_images]))
         more = plan_more_pictures(
             {ids[r.key]: r.more_images for r in with_images if r.more_images}, stored=False
         )
@@ -380,7 +377,8 @@ def cars_record_images(
     previous |= record_more_outcomes(further)
     if touch and further:  # a further picture's outcome changes its car's detail
         others = {s.car_id for slots, _ in further for s in slots}.difference(showing)
-        update_by_id(Car, {"updated_at": now}, sorted(others))
+        touched = db_values(Car, {"updated_at": now})
+        update_rows(Car, ("updated_at",), ("id",), [(*touched, pk) for pk in sorted(others)])
     bump_catalog_version()
     release_on_commit(previous)
     delete_files_on_commit(legacy)
@@ -388,7 +386,7 @@ def cars_record_images(
 
 _SHOWN_BEFORE = (
     f"SELECT id, picture_id, legacy_image, legacy_renditions FROM {Car._meta.db_table} "
-    "WHERE (picture_id IS NOT NULL OR legacy_image <> '') AND id IN ({ids})"
+    "WHERE (picture_id IS NOT NULL OR legacy_image <> '') AND id IN ({marks})"
 )
 
 
@@ -398,15 +396,11 @@ def _shown_before(showing: dict[int, int | None]) -> tuple[set[int], list[str]]:
     something are read back: none, on a first import."""
     previous, legacy = set(), []
     decode = Car._meta.get_field("legacy_renditions").from_db_value
-    with connection.cursor() as cursor:
-        for ids in id_batches(sorted(showing)):
-            cursor.execute(_SHOWN_BEFORE.format(ids=marks(len(ids))), ids)
-            for pk, picture_id, legacy_image, legacy_renditions in cursor.fetchall():
-                if picture_id and picture_id != showing[pk]:
-                    previous.add(picture_id)
-                if legacy_image:
-                    files = decode(legacy_renditions, None, connection)
-                    legacy += legacy_files(legacy_image, files)
+    for pk, picture_id, image, renditions in select_in(_SHOWN_BEFORE, sorted(showing)):
+        if picture_id and picture_id != showing[pk]:
+            previous.add(picture_id)
+        if image:
+            legacy += legacy_files(image, decode(renditions, None, connection))
     return previous, legacy
 
 

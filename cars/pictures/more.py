@@ -20,7 +20,7 @@ from typing import NamedTuple
 from django.db import connection
 
 from ..models import CarPicture, ImageStatus
-from ..rows_by_id import db_values, id_batches, marks, update_rows
+from ..rows_by_id import db_values, id_batches, select_in, update_rows
 from .store import release_on_commit
 
 TABLE = CarPicture._meta.db_table
@@ -41,7 +41,7 @@ _PENDING = f"UPDATE {TABLE} SET status = %s WHERE id = %s AND picture_id IS NULL
 _OUTCOME = ("picture_id", "fetched_from", "status", "error", "error_message")
 _SHOWING = (
     f"SELECT car_id, position, picture_id FROM {TABLE} "
-    "WHERE picture_id IS NOT NULL AND car_id IN ({ids})"
+    "WHERE picture_id IS NOT NULL AND car_id IN ({marks})"
 )
 
 
@@ -160,12 +160,10 @@ def record_more_outcomes(updates: list[tuple[list[tuple[int, int]], dict]]) -> s
     places showed before and no longer do, for the caller to release after commit."""
     showing = {slot: values["picture_id"] for slots, values in updates for slot in slots}
     previous: set[int] = set()
-    with connection.cursor() as cursor:
-        for ids in id_batches(sorted({car_id for car_id, _ in showing})):
-            cursor.execute(_SHOWING.format(ids=marks(len(ids))), ids)
-            for car_id, position, picture_id in cursor.fetchall():  # each shows a picture
-                if showing.get((car_id, position), picture_id) != picture_id:
-                    previous.add(picture_id)
+    cars = sorted({car_id for car_id, _ in showing})
+    for car_id, position, picture_id in select_in(_SHOWING, cars):  # each shows a picture
+        if showing.get((car_id, position), picture_id) != picture_id:
+            previous.add(picture_id)
     rows = []
     for slots, values in updates:
         prepared = db_values(CarPicture, {name: values[name] for name in _OUTCOME})
