@@ -790,6 +790,53 @@ def test_the_feed_imports_with_every_picture_of_every_car(feed, http_server, tmp
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("feed", WITH_PICTURES, ids=str)
+def test_a_picture_that_fails_is_reported_on_the_line_and_key_of_each_item_naming_it(
+    feed, http_server, tmp_path
+):
+    """The last item's last picture (a further one where the feed has them) answers
+    404: the report names every place that picture has, each on its item's line (its
+    first record's) and key, with the URL and the reason; that place fails and every
+    other picture of the feed is stored."""
+    expected = feed.expect()
+    served = serve(feed, http_server, tmp_path / "feed")
+
+    def path(url: str) -> str:
+        return url[len(served.base) :].split("?", 1)[0]
+
+    places = [
+        (item, served.url(ref, feed.picture_hosts))
+        for item in expected.items
+        for ref in item.pictures
+    ]
+    gone = path(places[-1][1])
+    failing = [(item, url) for item, url in places if path(url) == gone]
+    http_server.add(gone, b"gone", status=404)
+    report = tmp_path / "report.json"
+
+    out, err = import_csv(str(served.source), *feed.options, f"--report={report}")
+
+    counts = summary(out)
+    assert (counts["images_ok"], counts["images_failed"]) == (
+        len(places) - len(failing),
+        len(failing),
+    ), (out, err)
+    reported = json.loads(report.read_text())["image_failures"]
+    assert sorted((f["line"], f["key"], f["url"], f["reason"]) for f in reported) == sorted(
+        (item.line, car_of(item, served, feed).external_key, url, "http_error")
+        for item, url in failing
+    )
+    for item, url in failing:
+        car = car_of(item, served, feed)
+        if item.key is not None:
+            assert car.external_key == item.key
+        statuses = {car.source_image_url: car.image_status}
+        statuses |= {p.source_url: p.status for p in car.more_pictures.all()}
+        assert statuses.pop(url) == ImageStatus.FAILED
+        assert set(statuses.values()) <= {ImageStatus.READY}, statuses
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("feed", WITHOUT_PICTURES, ids=str)
 def test_a_feed_without_a_picture_column_says_so_and_imports(feed, tmp_path):
     expected = feed.expect()
