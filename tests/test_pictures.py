@@ -952,15 +952,17 @@ def test_migrate_pictures_run_again_changes_nothing(upgrade):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_car_on_the_old_layout_given_a_new_picture_loses_its_own_files(
+def test_an_old_layout_car_loses_its_own_files_to_a_new_picture_or_a_failed_one(
     http_server, tmp_path, settings
 ):
     """A car not yet moved by `migrate_pictures` keeps its own files (original and
-    renditions). An import that gives it a new picture deletes them once that commits;
-    an old-layout car the import leaves alone keeps its files and shows them."""
+    renditions). An import that gives it a new picture deletes them once that commits,
+    as does one whose new picture fails (the car shows none, and says why, as a car on
+    the new layout would); an old-layout car the import leaves alone keeps its files and
+    shows them."""
     media = LocalMedia(Path(settings.MEDIA_ROOT))
     files = {}
-    for key in ("1", "2"):
+    for key in ("1", "2", "3"):
         names = [f"cars/{key}/original.jpg", f"cars/{key}/web.jpg", f"cars/{key}/mobile.jpg"]
         for name in names:
             (Path(settings.MEDIA_ROOT) / name).parent.mkdir(parents=True, exist_ok=True)
@@ -979,19 +981,30 @@ def test_a_car_on_the_old_layout_given_a_new_picture_loses_its_own_files(
                 "mobile": {"name": names[2], "width": 400, "height": 300},
             },
         )
-    assert media.names() == files["1"] | files["2"]
+    assert media.names() == files["1"] | files["2"] | files["3"]
     new = picture_bytes(7)
+    http_server.add("/three/gone.jpg", b"gone", status=404)
     csv = write_csv(
         tmp_path / "cars.csv",
         [
             ["1", "Car 1", "", serve(http_server, "/one/new.jpg", new)],
             ["2", "Car 2", "", "http://old.example/2.jpg"],
+            ["3", "Car 3", "", http_server.url("/three/gone.jpg")],
         ],
     )
 
     report = run_import(source=str(csv), workers=2)
 
     assert (report.counts.images_ok, report.pictures.new) == (1, 1), report.as_dict()
+    assert [(f.line, f.key, f.reason) for f in report.image_failures] == [(4, "3", "http_error")]
+    three = Car.objects.get(external_key="3")
+    assert (three.image_status, three.image_error, three.picture_id) == (
+        ImageStatus.FAILED,
+        "http_error",
+        None,
+    )
+    assert (three.legacy_image.name, three.legacy_renditions) == ("", {})
+    assert not files["3"] & media.names(), "a failed picture shows nothing, old files neither"
     one, two = Car.objects.get(external_key="1"), Car.objects.get(external_key="2")
     assert one.picture.sha256 == sha(new)
     assert (one.legacy_image.name, one.legacy_renditions) == ("", {})
